@@ -1,0 +1,139 @@
+//! The command line, with my_init's flags and environment variables.
+
+use std::ffi::OsString;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::Parser;
+
+use crate::config::{Defaults, parse_duration};
+
+pub const DEFAULT_KILL_ALL_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// PID 1 for containers: runs startup scripts, supervises the services of a
+/// runit-style directory, reaps orphans, and stops everything in order.
+#[derive(Debug, Parser)]
+#[command(name = "baseinit", version)]
+pub struct Cli {
+    /// Service directory: one subdirectory per service [default: /etc/service]
+    #[arg(long, value_name = "DIR")]
+    pub service_dir: Option<PathBuf>,
+
+    /// Startup scripts, run in name order before any service
+    #[arg(
+        long,
+        value_name = "DIR",
+        env = "ENV_INIT_DIRECTORY",
+        default_value = "/etc/my_init.d"
+    )]
+    pub startup_dir: PathBuf,
+
+    /// Run after the startup scripts, if executable
+    #[arg(long, value_name = "PATH", default_value = "/etc/rc.local")]
+    pub rc_local: PathBuf,
+
+    /// Do not run the startup scripts nor rc.local
+    #[arg(long)]
+    pub skip_startup_files: bool,
+
+    /// Do not start services: only startup scripts and the main command
+    #[arg(long, requires = "command")]
+    pub skip_runit: bool,
+
+    /// Do not signal every remaining process at the end of a shutdown
+    #[arg(long)]
+    pub no_kill_all_on_exit: bool,
+
+    /// Seconds from a service's stop signal to its SIGKILL (fractions allowed),
+    /// where service.toml does not set stop-timeout
+    #[arg(long, value_name = "SECONDS", env = "KILL_PROCESS_TIMEOUT", default_value = "5", value_parser = |s: &str| seconds(s, "KILL_PROCESS_TIMEOUT"))]
+    pub stop_timeout: Duration,
+
+    /// Seconds a `finish` script may run before SIGKILL, where service.toml
+    /// does not set finish-timeout
+    #[arg(long, value_name = "SECONDS", env = "BASEINIT_FINISH_TIMEOUT", default_value = "2", value_parser = |s: &str| seconds(s, "BASEINIT_FINISH_TIMEOUT"))]
+    pub finish_timeout: Duration,
+
+    /// Seconds from the final kill-all's SIGTERM to its SIGKILL
+    #[arg(long, value_name = "SECONDS", env = "KILL_ALL_PROCESSES_TIMEOUT", default_value = "1", value_parser = |s: &str| seconds(s, "KILL_ALL_PROCESSES_TIMEOUT"))]
+    pub kill_all_timeout: Duration,
+
+    /// Log warnings and errors only
+    #[arg(long, short, conflicts_with = "verbose")]
+    pub quiet: bool,
+
+    /// Log debug details too
+    #[arg(long, short)]
+    pub verbose: bool,
+
+    /// The main command: run alongside the services; when it exits, baseinit
+    /// stops everything and exits with its status
+    #[arg(value_name = "COMMAND", trailing_var_arg = true)]
+    pub command: Vec<OsString>,
+}
+
+impl Cli {
+    pub fn defaults(&self) -> Defaults {
+        Defaults {
+            stop_timeout: self.stop_timeout,
+            finish_timeout: self.finish_timeout,
+        }
+    }
+}
+
+/// Seconds as my_init's variables hold them ("30", "2.5"), or a duration
+/// like "500ms". The error names the variable too: the bad value may come
+/// from the environment rather than the flag.
+fn seconds(text: &str, variable: &str) -> Result<Duration, String> {
+    parse_duration(text).map_err(|e| format!("{e}; set by the flag or by ${variable}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn cli_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn main_command_keeps_its_arguments_exactly() {
+        let cli = Cli::try_parse_from([
+            "baseinit",
+            "--quiet",
+            "--",
+            "sh",
+            "-c",
+            "echo 'a  b'; exit 3",
+            "--quiet",
+        ])
+        .unwrap();
+        assert!(cli.quiet);
+        assert_eq!(cli.command, ["sh", "-c", "echo 'a  b'; exit 3", "--quiet"]);
+        let cli = Cli::try_parse_from(["baseinit", "sleep", "-5"]).unwrap();
+        assert_eq!(cli.command, ["sleep", "-5"]);
+    }
+
+    #[test]
+    fn fractional_timeouts_and_defaults() {
+        let cli = Cli::try_parse_from(["baseinit", "--stop-timeout", "0.25", "--kill-all-timeout", "1"]).unwrap();
+        assert_eq!(cli.stop_timeout, Duration::from_millis(250));
+        assert_eq!(cli.kill_all_timeout, Duration::from_secs(1));
+        assert!(Cli::try_parse_from(["baseinit", "--stop-timeout", "soon"]).is_err());
+    }
+
+    #[test]
+    fn unknown_flags_are_usage_errors_not_commands() {
+        let err = Cli::try_parse_from(["baseinit", "--bogus"]).unwrap_err();
+        assert_eq!(err.kind(), clap::error::ErrorKind::UnknownArgument);
+        assert_eq!(err.exit_code(), crate::exit::USAGE);
+    }
+
+    #[test]
+    fn skip_runit_needs_a_main_command() {
+        assert!(Cli::try_parse_from(["baseinit", "--skip-runit"]).is_err());
+        assert!(Cli::try_parse_from(["baseinit", "--skip-runit", "--", "true"]).is_ok());
+    }
+}

@@ -1,0 +1,158 @@
+//! `service.toml` as written: serde structs with spans, before validation.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::time::Duration;
+
+use nix::sys::signal::Signal;
+use serde::Deserialize;
+use serde::de::{self, Deserializer, Visitor};
+use toml::Spanned;
+
+use crate::service::RestartPolicy;
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct RawService {
+    pub command: Option<Spanned<Vec<String>>>,
+    pub restart: Option<RestartPolicy>,
+    pub backoff: Option<RawBackoff>,
+    pub stop_signal: Option<SignalValue>,
+    pub stop_timeout: Option<DurationValue>,
+    pub finish_timeout: Option<DurationValue>,
+    pub working_directory: Option<Spanned<String>>,
+    pub environment: Option<BTreeMap<String, String>>,
+    pub user: Option<Spanned<String>>,
+    pub group: Option<Spanned<String>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct RawBackoff {
+    pub initial: Option<DurationValue>,
+    pub max: Option<Spanned<DurationValue>>,
+    pub reset_after: Option<DurationValue>,
+}
+
+/// A duration: a string like `"5s"`, `"250ms"`, `"1m 30s"`, or a number of
+/// seconds (`5`, `0.5`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct DurationValue(pub Duration);
+
+impl<'de> Deserialize<'de> for DurationValue {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct V;
+        impl Visitor<'_> for V {
+            type Value = DurationValue;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a duration like \"5s\" or \"250ms\", or a number of seconds")
+            }
+            fn visit_str<E: de::Error>(self, s: &str) -> Result<DurationValue, E> {
+                parse_duration(s).map(DurationValue).map_err(E::custom)
+            }
+            fn visit_i64<E: de::Error>(self, n: i64) -> Result<DurationValue, E> {
+                self.visit_f64(n as f64)
+            }
+            fn visit_u64<E: de::Error>(self, n: u64) -> Result<DurationValue, E> {
+                self.visit_f64(n as f64)
+            }
+            fn visit_f64<E: de::Error>(self, n: f64) -> Result<DurationValue, E> {
+                seconds(n).map(DurationValue).map_err(E::custom)
+            }
+        }
+        deserializer.deserialize_any(V)
+    }
+}
+
+/// Parses `"5s"`, `"250ms"`, `"1m 30s"`, or plain (fractional) seconds `"2.5"`.
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    let s = s.trim();
+    if let Ok(n) = s.parse::<f64>() {
+        return seconds(n);
+    }
+    humantime::parse_duration(s).map_err(|e| format!("invalid duration {s:?}: {e} (write e.g. \"5s\" or \"250ms\")"))
+}
+
+fn seconds(n: f64) -> Result<Duration, String> {
+    Duration::try_from_secs_f64(n)
+        .map_err(|_| format!("invalid duration {n}: must be a finite number of seconds, 0 or more"))
+}
+
+/// A signal: `"SIGQUIT"`, `"QUIT"` (any case) or a number.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SignalValue(pub Signal);
+
+impl<'de> Deserialize<'de> for SignalValue {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct V;
+        impl Visitor<'_> for V {
+            type Value = SignalValue;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a signal name like \"SIGTERM\" or \"QUIT\", or a signal number")
+            }
+            fn visit_str<E: de::Error>(self, s: &str) -> Result<SignalValue, E> {
+                parse_signal(s).map(SignalValue).map_err(E::custom)
+            }
+            fn visit_i64<E: de::Error>(self, n: i64) -> Result<SignalValue, E> {
+                i32::try_from(n)
+                    .ok()
+                    .and_then(|n| Signal::try_from(n).ok())
+                    .map(SignalValue)
+                    .ok_or_else(|| E::custom(format!("unknown signal number {n}")))
+            }
+        }
+        deserializer.deserialize_any(V)
+    }
+}
+
+pub fn parse_signal(s: &str) -> Result<Signal, String> {
+    let upper = s.trim().to_ascii_uppercase();
+    if let Ok(n) = upper.parse::<i32>() {
+        return Signal::try_from(n).map_err(|_| format!("unknown signal number {n}"));
+    }
+    let name = if upper.starts_with("SIG") {
+        upper
+    } else {
+        format!("SIG{upper}")
+    };
+    name.parse()
+        .map_err(|_| format!("unknown signal {s:?} (write e.g. \"SIGTERM\" or \"QUIT\")"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations() {
+        let ok = [
+            ("5s", 5000),
+            ("250ms", 250),
+            ("1m 30s", 90_000),
+            ("2.5", 2500),
+            ("0", 0),
+        ];
+        for (text, ms) in ok {
+            assert_eq!(parse_duration(text), Ok(Duration::from_millis(ms)), "{text}");
+        }
+        for bad in ["", "five", "-1", "5 parsecs", "NaN", "inf"] {
+            assert!(parse_duration(bad).is_err(), "{bad:?} should be rejected");
+        }
+    }
+
+    #[test]
+    fn signals() {
+        for (text, signal) in [
+            ("SIGQUIT", Signal::SIGQUIT),
+            ("QUIT", Signal::SIGQUIT),
+            ("quit", Signal::SIGQUIT),
+            ("sigterm", Signal::SIGTERM),
+            ("9", Signal::SIGKILL),
+        ] {
+            assert_eq!(parse_signal(text), Ok(signal), "{text}");
+        }
+        for bad in ["SIGFOO", "", "999", "TERM2"] {
+            assert!(parse_signal(bad).is_err(), "{bad:?} should be rejected");
+        }
+    }
+}

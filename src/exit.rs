@@ -1,0 +1,136 @@
+//! How children end, and the one table that maps every way baseinit ends to its exit code.
+
+use std::fmt;
+
+use nix::sys::signal::Signal;
+
+/// Exit code: baseinit could not boot (bad service tree, failed startup
+/// script, failed setup).
+pub const BOOT_FAILED: i32 = 1;
+/// Exit code: the command line or an environment variable it reads is invalid
+/// (clap exits with this code itself).
+pub const USAGE: i32 = 2;
+/// Exit code: the main command exists but could not be executed.
+pub const CANNOT_EXECUTE: i32 = 126;
+/// Exit code: the main command was not found.
+pub const NOT_FOUND: i32 = 127;
+
+/// How a child process ended, decoded from its wait status.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ExitStatus {
+    /// It called `exit(code)`.
+    Exited(i32),
+    /// A signal killed it (the raw number, so real-time signals fit too).
+    Signaled(i32),
+}
+
+impl ExitStatus {
+    pub fn success(self) -> bool {
+        self == ExitStatus::Exited(0)
+    }
+
+    /// The shell's convention: the exit code, or 128 + the signal number.
+    pub fn code(self) -> i32 {
+        match self {
+            ExitStatus::Exited(code) => code,
+            ExitStatus::Signaled(signal) => 128 + signal,
+        }
+    }
+
+    /// runit's two arguments to `finish`: the exit code or -1, and the signal
+    /// number or 0.
+    pub fn finish_args(self) -> (i32, i32) {
+        match self {
+            ExitStatus::Exited(code) => (code, 0),
+            ExitStatus::Signaled(signal) => (-1, signal),
+        }
+    }
+}
+
+impl fmt::Display for ExitStatus {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match *self {
+            ExitStatus::Exited(code) => write!(f, "exit code {code}"),
+            ExitStatus::Signaled(signal) => match Signal::try_from(signal) {
+                Ok(name) => write!(f, "signal {signal} ({name})"),
+                Err(_) => write!(f, "signal {signal}"),
+            },
+        }
+    }
+}
+
+/// Why a program could not be started.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SpawnFailure {
+    NotFound,
+    NotExecutable,
+}
+
+/// How a whole run of baseinit ended. [`Outcome::exit_code`] is the exit-code
+/// table of the README, in code.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Outcome {
+    /// Stopped by SIGTERM/SIGINT with no main command running.
+    Stopped,
+    /// The main command ended, on its own or during a shutdown.
+    MainCommand(ExitStatus),
+    /// The main command could not be started.
+    MainCommandFailed(SpawnFailure),
+    /// Boot failed: a broken service tree, a failed startup script.
+    BootFailed,
+}
+
+impl Outcome {
+    pub fn exit_code(self) -> i32 {
+        match self {
+            Outcome::Stopped => 0,
+            Outcome::MainCommand(status) => status.code(),
+            Outcome::MainCommandFailed(SpawnFailure::NotFound) => NOT_FOUND,
+            Outcome::MainCommandFailed(SpawnFailure::NotExecutable) => CANNOT_EXECUTE,
+            Outcome::BootFailed => BOOT_FAILED,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn decodes_exit_codes_and_signals_like_a_shell() {
+        let table = [
+            (ExitStatus::Exited(0), 0, (0, 0), true),
+            (ExitStatus::Exited(3), 3, (3, 0), false),
+            (ExitStatus::Signaled(9), 137, (-1, 9), false),
+            (ExitStatus::Signaled(15), 143, (-1, 15), false),
+            (ExitStatus::Signaled(34), 162, (-1, 34), false),
+        ];
+        for (status, code, finish, success) in table {
+            assert_eq!(status.code(), code, "{status:?}");
+            assert_eq!(status.finish_args(), finish, "{status:?}");
+            assert_eq!(status.success(), success, "{status:?}");
+        }
+    }
+
+    #[test]
+    fn displays_signal_names() {
+        assert_eq!(ExitStatus::Signaled(9).to_string(), "signal 9 (SIGKILL)");
+        assert_eq!(ExitStatus::Exited(3).to_string(), "exit code 3");
+    }
+
+    #[test]
+    fn outcome_table() {
+        let table = [
+            (Outcome::Stopped, 0),
+            (Outcome::MainCommand(ExitStatus::Exited(0)), 0),
+            (Outcome::MainCommand(ExitStatus::Exited(3)), 3),
+            (Outcome::MainCommand(ExitStatus::Signaled(9)), 137),
+            (Outcome::MainCommandFailed(SpawnFailure::NotFound), 127),
+            (Outcome::MainCommandFailed(SpawnFailure::NotExecutable), 126),
+            (Outcome::BootFailed, 1),
+        ];
+        for (outcome, code) in table {
+            assert_eq!(outcome.exit_code(), code, "{outcome:?}");
+        }
+    }
+}

@@ -1,0 +1,25 @@
+//! baseinit: a PID 1 supervisor for container images.
+//!
+//! The map of the crate, in the order data flows:
+//! - [`cli`]: flags and their environment-variable twins (my_init's names).
+//! - [`config`]: service directories and `service.toml` → validated [`config::ServiceSpec`]s.
+//! - [`startup`]: which startup scripts run, in what order.
+//! - [`service`]: the per-service lifecycle, a pure state machine.
+//! - [`supervisor`]: the event loop that turns the machines' actions into syscalls.
+//! - [`spawn`]: starting children clean; [`reaper`]: the one owner of `waitpid`;
+//!   [`process_group`]: signalling groups and telling when they are empty.
+//! - [`shutdown`]: the stop plan and the final kill-all.
+//! - [`exit`]: child statuses and baseinit's exit-code table.
+//! - [`logging`]: baseinit's own log on stderr.
+
+pub mod cli;
+pub mod config;
+pub mod exit;
+pub mod logging;
+pub mod process_group;
+pub mod reaper;
+pub mod service;
+pub mod shutdown;
+pub mod spawn;
+pub mod startup;
+pub mod supervisor;

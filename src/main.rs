@@ -1,0 +1,56 @@
+//! The `baseinit` binary: parse the command line, set up logging and the
+//! runtime, run the supervisor, exit with the code its outcome maps to.
+
+use clap::Parser;
+use nix::unistd::getpid;
+
+use baseinit::cli::Cli;
+use baseinit::exit::BOOT_FAILED;
+use baseinit::shutdown::KillAll;
+use baseinit::spawn::{mark_inherited_fds_cloexec, unblock_own_signals};
+use baseinit::supervisor::{Options, Supervisor};
+
+const DEFAULT_SERVICE_DIR: &str = "/etc/service";
+
+fn main() {
+    let cli = Cli::parse();
+    baseinit::logging::init(cli.quiet, cli.verbose);
+    std::process::exit(run(cli));
+}
+
+fn run(cli: Cli) -> i32 {
+    let is_pid1 = getpid().as_raw() == 1;
+    if !is_pid1 {
+        // Orphans of our descendants come to us instead of the real init, so
+        // we reap them and can stop them at shutdown.
+        if let Err(e) = nix::sys::prctl::set_child_subreaper(true) {
+            tracing::warn!("cannot become a child subreaper: {e}; orphans will go to the real init");
+        }
+    }
+    mark_inherited_fds_cloexec();
+    unblock_own_signals();
+
+    let opts = Options {
+        service_dir_required: cli.service_dir.is_some(),
+        service_dir: cli.service_dir.clone().unwrap_or_else(|| DEFAULT_SERVICE_DIR.into()),
+        skip_services: cli.skip_runit,
+        startup: (!cli.skip_startup_files).then(|| (cli.startup_dir.clone(), cli.rc_local.clone())),
+        command: cli.command.clone(),
+        defaults: cli.defaults(),
+        kill_all: KillAll::choose(is_pid1, !cli.no_kill_all_on_exit),
+        kill_all_grace: cli.kill_all_timeout,
+    };
+    tracing::debug!(
+        "baseinit {} starting as {}",
+        env!("CARGO_PKG_VERSION"),
+        if is_pid1 { "PID 1" } else { "a child subreaper" }
+    );
+    let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            tracing::error!("cannot start the event loop: {e}");
+            return BOOT_FAILED;
+        }
+    };
+    runtime.block_on(Supervisor::new(opts).run()).exit_code()
+}

@@ -1,0 +1,926 @@
+//! The per-service lifecycle as a pure state machine: `state + event + now -> actions`.
+//!
+//! Nothing here spawns, signals or sleeps: the supervisor turns [`Action`]s into
+//! syscalls and feeds what happened back as [`Event`]s, and wakes the machine
+//! with [`Event::Tick`] at [`Lifecycle::deadline`].
+//!
+//! ```text
+//!            Up                 Spawned
+//!   Down ─────────► Starting ─────────► Running ──── RunExited ───┐
+//!    ▲                 ▲                   │ Down                  ▼
+//!    │                 │ Tick              ▼              (group not empty)
+//!    │              Backoff            Stopping ─ RunExited ─► Draining
+//!    │                 ▲                                         │ GroupEmpty
+//!    │                 │ restart (policy, backoff)               ▼
+//!    └──── Settled ────┴──────────────── decide ◄──── Finishing (if `finish`)
+//! ```
+
+use std::time::{Duration, Instant};
+
+use nix::sys::signal::Signal;
+use nix::unistd::Pid;
+
+use crate::exit::ExitStatus;
+
+/// How long to wait for a process group to vanish after SIGKILL before giving
+/// up on it (a process stuck in uninterruptible sleep cannot be helped).
+pub const KILL_WAIT: Duration = Duration::from_millis(250);
+
+/// When a service that exited is started again.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum RestartPolicy {
+    /// Whatever the exit status (runit's behaviour).
+    Always,
+    /// Unless it exited with code 0.
+    OnFailure,
+    /// Never: one run, then down.
+    Never,
+}
+
+/// Exponential backoff between quick repeated deaths.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Backoff {
+    /// Delay after the first quick death.
+    pub initial: Duration,
+    /// The delay doubles per quick death up to this.
+    pub max: Duration,
+    /// A run at least this long is not a quick death: the next restart is
+    /// immediate and the doubling starts over.
+    pub reset_after: Duration,
+}
+
+impl Backoff {
+    pub const DEFAULT: Backoff = Backoff {
+        initial: Duration::from_millis(100),
+        max: Duration::from_secs(10),
+        reset_after: Duration::from_secs(10),
+    };
+
+    /// The delay before restart number `quick_deaths` in a row (1-based).
+    pub fn delay(&self, quick_deaths: u32) -> Duration {
+        let doublings = quick_deaths.saturating_sub(1).min(31);
+        self.initial.saturating_mul(1u32 << doublings).min(self.max)
+    }
+}
+
+/// What the machine needs to know about its service, fixed at load time.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Policy {
+    pub restart: RestartPolicy,
+    pub backoff: Backoff,
+    pub stop_signal: Signal,
+    /// From the stop signal to SIGKILL of the process group.
+    pub stop_timeout: Duration,
+    /// From the start of `finish` to its SIGKILL.
+    pub finish_timeout: Duration,
+    pub has_finish: bool,
+    /// Whether whatever is left of the process group when `run` exits is
+    /// stopped before the next step. Startup scripts may leave daemons behind
+    /// on purpose, so they do not drain.
+    pub drain_group: bool,
+}
+
+/// Inputs to the machine.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Event {
+    /// The service is wanted up.
+    Up,
+    /// The service is wanted down (a shutdown, later `sv down`).
+    Down,
+    /// The program asked for by the last Start action now runs as `pid`.
+    Spawned(Pid),
+    /// The program asked for by the last Start action could not be started.
+    SpawnFailed,
+    /// The `run` process was reaped; `group_empty` tells whether anything of
+    /// its process group is still alive.
+    RunExited { status: ExitStatus, group_empty: bool },
+    /// The process group left behind by `run` has no member left.
+    GroupEmpty,
+    /// The `finish` process was reaped.
+    FinishExited,
+    /// Time passed: deadlines at or before `now` fire.
+    Tick,
+}
+
+/// Why a signal is sent, for the log.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Why {
+    /// The service is being stopped.
+    Stop,
+    /// `run` exited and left processes in its group.
+    Leftovers,
+    /// The stop timeout passed.
+    StopTimeout,
+    /// `finish` ran past its timeout.
+    FinishTimeout,
+}
+
+/// Outputs of the machine, carried out by the supervisor in order.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Action {
+    /// Spawn `run`; answer with Spawned or SpawnFailed.
+    StartRun,
+    /// Spawn `finish` with runit's arguments for `exit`; answer with Spawned
+    /// or SpawnFailed.
+    StartFinish { exit: Option<ExitStatus> },
+    /// Signal a process group (`pgid` is also the pid of its leader).
+    SignalGroup { pgid: Pid, signal: Signal, why: Why },
+    /// The group did not vanish even after SIGKILL; the machine moves on.
+    AbandonGroup { pgid: Pid },
+    /// The service will start again after `after`.
+    Restart { after: Duration },
+    /// The service reached Down and stays there until wanted up again.
+    Settled,
+}
+
+/// How a run ended: its status (None when it never started) and how long it ran.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Termination {
+    pub status: Option<ExitStatus>,
+    pub ran_for: Duration,
+}
+
+/// Where a process group stands while being drained.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Escalation {
+    /// The stop signal was sent; SIGKILL at `kill_at`.
+    Signaled { kill_at: Instant },
+    /// SIGKILL was sent; give up waiting at `give_up_at`.
+    Killed { give_up_at: Instant },
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum State {
+    Down,
+    /// StartRun was emitted; Spawned or SpawnFailed comes next.
+    Starting,
+    Running {
+        pid: Pid,
+        since: Instant,
+    },
+    /// The stop signal went to the group; `run` has not exited yet.
+    /// `kill_at` is None once SIGKILL was sent.
+    Stopping {
+        pid: Pid,
+        since: Instant,
+        kill_at: Option<Instant>,
+    },
+    /// `run` exited; the rest of its group is being stopped.
+    Draining {
+        pgid: Pid,
+        exit: Termination,
+        escalation: Escalation,
+    },
+    /// `finish` runs (`pid` is None until it is spawned).
+    Finishing {
+        pid: Option<Pid>,
+        exit: Termination,
+        kill_at: Option<Instant>,
+    },
+    /// Waiting to restart.
+    Backoff {
+        until: Instant,
+    },
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Want {
+    Up,
+    Down,
+}
+
+/// One service's lifecycle: its state plus the counters that outlive a run.
+#[derive(Clone, Debug)]
+pub struct Lifecycle {
+    policy: Policy,
+    want: Want,
+    state: State,
+    quick_deaths: u32,
+    restarts: u32,
+    last_exit: Option<Termination>,
+}
+
+impl Lifecycle {
+    pub fn new(policy: Policy) -> Self {
+        Lifecycle {
+            policy,
+            want: Want::Down,
+            state: State::Down,
+            quick_deaths: 0,
+            restarts: 0,
+            last_exit: None,
+        }
+    }
+
+    pub fn state(&self) -> State {
+        self.state
+    }
+
+    pub fn policy(&self) -> &Policy {
+        &self.policy
+    }
+
+    pub fn is_down(&self) -> bool {
+        self.state == State::Down
+    }
+
+    /// True once the service was asked to stop (a shutdown, `sv down`).
+    pub fn wants_down(&self) -> bool {
+        self.want == Want::Down
+    }
+
+    /// How the last run ended.
+    pub fn last_exit(&self) -> Option<Termination> {
+        self.last_exit
+    }
+
+    pub fn restarts(&self) -> u32 {
+        self.restarts
+    }
+
+    /// The pid of `run` while it is alive.
+    pub fn run_pid(&self) -> Option<Pid> {
+        match self.state {
+            State::Running { pid, .. } | State::Stopping { pid, .. } => Some(pid),
+            _ => None,
+        }
+    }
+
+    /// The process group whose emptiness the machine waits for.
+    pub fn draining_group(&self) -> Option<Pid> {
+        match self.state {
+            State::Draining { pgid, .. } => Some(pgid),
+            _ => None,
+        }
+    }
+
+    /// When the machine next wants a Tick.
+    pub fn deadline(&self) -> Option<Instant> {
+        match self.state {
+            State::Stopping { kill_at, .. } | State::Finishing { kill_at, .. } => kill_at,
+            State::Draining { escalation, .. } => Some(match escalation {
+                Escalation::Signaled { kill_at } => kill_at,
+                Escalation::Killed { give_up_at } => give_up_at,
+            }),
+            State::Backoff { until } => Some(until),
+            State::Down | State::Starting | State::Running { .. } => None,
+        }
+    }
+
+    pub fn on(&mut self, event: Event, now: Instant) -> Vec<Action> {
+        let mut actions = Vec::new();
+        self.state = self.next(self.state, event, now, &mut actions);
+        actions
+    }
+
+    fn next(&mut self, state: State, event: Event, now: Instant, out: &mut Vec<Action>) -> State {
+        use State::*;
+        match (state, event) {
+            (_, Event::Up) => {
+                self.want = Want::Up;
+                if state == Down { self.start(out) } else { state }
+            }
+            (Running { pid, since }, Event::Down) => {
+                self.want = Want::Down;
+                self.signal_stop(pid, Why::Stop, out);
+                Stopping {
+                    pid,
+                    since,
+                    kill_at: Some(now + self.policy.stop_timeout),
+                }
+            }
+            (Backoff { .. }, Event::Down) => {
+                self.want = Want::Down;
+                out.push(Action::Settled);
+                Down
+            }
+            // Starting, Stopping, Draining, Finishing: finish what is under
+            // way; `decide` sees the wish at the end.
+            (_, Event::Down) => {
+                self.want = Want::Down;
+                state
+            }
+
+            (Starting, Event::Spawned(pid)) => {
+                if self.want == Want::Down {
+                    // Asked to stop before the spawn was confirmed.
+                    self.signal_stop(pid, Why::Stop, out);
+                    Stopping {
+                        pid,
+                        since: now,
+                        kill_at: Some(now + self.policy.stop_timeout),
+                    }
+                } else {
+                    Running { pid, since: now }
+                }
+            }
+            (Starting, Event::SpawnFailed) => self.decide(
+                Termination {
+                    status: None,
+                    ran_for: Duration::ZERO,
+                },
+                now,
+                out,
+            ),
+
+            (Running { pid, since }, Event::RunExited { status, group_empty })
+            | (Stopping { pid, since, .. }, Event::RunExited { status, group_empty }) => {
+                let exit = Termination {
+                    status: Some(status),
+                    ran_for: now.saturating_duration_since(since),
+                };
+                if group_empty || !self.policy.drain_group {
+                    return self.after_run(exit, now, out);
+                }
+                let escalation = match state {
+                    // The group already got the stop signal (or SIGKILL).
+                    Stopping {
+                        kill_at: Some(kill_at), ..
+                    } => Escalation::Signaled { kill_at },
+                    Stopping { kill_at: None, .. } => Escalation::Killed {
+                        give_up_at: now + KILL_WAIT,
+                    },
+                    _ => {
+                        self.signal_stop(pid, Why::Leftovers, out);
+                        Escalation::Signaled {
+                            kill_at: now + self.policy.stop_timeout,
+                        }
+                    }
+                };
+                Draining {
+                    pgid: pid,
+                    exit,
+                    escalation,
+                }
+            }
+            (
+                Stopping {
+                    pid,
+                    since,
+                    kill_at: Some(at),
+                },
+                Event::Tick,
+            ) if now >= at => {
+                self.kill(pid, Why::StopTimeout, out);
+                Stopping {
+                    pid,
+                    since,
+                    kill_at: None,
+                }
+            }
+
+            (Draining { exit, .. }, Event::GroupEmpty) => self.after_run(exit, now, out),
+            (Draining { pgid, exit, escalation }, Event::Tick) => match escalation {
+                Escalation::Signaled { kill_at } if now >= kill_at => {
+                    self.kill(pgid, Why::StopTimeout, out);
+                    Draining {
+                        pgid,
+                        exit,
+                        escalation: Escalation::Killed {
+                            give_up_at: now + KILL_WAIT,
+                        },
+                    }
+                }
+                Escalation::Killed { give_up_at } if now >= give_up_at => {
+                    out.push(Action::AbandonGroup { pgid });
+                    self.after_run(exit, now, out)
+                }
+                _ => state,
+            },
+
+            (
+                Finishing {
+                    pid: None,
+                    exit,
+                    kill_at,
+                },
+                Event::Spawned(pid),
+            ) => Finishing {
+                pid: Some(pid),
+                exit,
+                kill_at,
+            },
+            (Finishing { pid: None, exit, .. }, Event::SpawnFailed) | (Finishing { exit, .. }, Event::FinishExited) => {
+                self.decide(exit, now, out)
+            }
+            (
+                Finishing {
+                    pid: Some(pid),
+                    exit,
+                    kill_at: Some(at),
+                },
+                Event::Tick,
+            ) if now >= at => {
+                self.kill(pid, Why::FinishTimeout, out);
+                Finishing {
+                    pid: Some(pid),
+                    exit,
+                    kill_at: None,
+                }
+            }
+
+            (Backoff { until }, Event::Tick) if now >= until => {
+                self.restarts += 1;
+                self.start(out)
+            }
+
+            // Anything else is stale or early (a Tick before its deadline, a
+            // GroupEmpty for a group no longer watched): no change.
+            _ => state,
+        }
+    }
+
+    fn start(&mut self, out: &mut Vec<Action>) -> State {
+        out.push(Action::StartRun);
+        State::Starting
+    }
+
+    fn signal_stop(&self, pgid: Pid, why: Why, out: &mut Vec<Action>) {
+        out.push(Action::SignalGroup {
+            pgid,
+            signal: self.policy.stop_signal,
+            why,
+        });
+        // runit sends CONT after the stop signal so a stopped process sees it.
+        if self.policy.stop_signal != Signal::SIGKILL {
+            out.push(Action::SignalGroup {
+                pgid,
+                signal: Signal::SIGCONT,
+                why,
+            });
+        }
+    }
+
+    fn kill(&self, pgid: Pid, why: Why, out: &mut Vec<Action>) {
+        out.push(Action::SignalGroup {
+            pgid,
+            signal: Signal::SIGKILL,
+            why,
+        });
+    }
+
+    /// `run` and its group are gone: run `finish`, or decide right away.
+    fn after_run(&mut self, exit: Termination, now: Instant, out: &mut Vec<Action>) -> State {
+        if self.policy.has_finish && exit.status.is_some() {
+            out.push(Action::StartFinish { exit: exit.status });
+            State::Finishing {
+                pid: None,
+                exit,
+                kill_at: Some(now + self.policy.finish_timeout),
+            }
+        } else {
+            self.decide(exit, now, out)
+        }
+    }
+
+    /// The run is over: stay down or come back, per the wish and the policy.
+    fn decide(&mut self, exit: Termination, now: Instant, out: &mut Vec<Action>) -> State {
+        self.last_exit = Some(exit);
+        let wanted = self.want == Want::Up
+            && match self.policy.restart {
+                RestartPolicy::Always => true,
+                RestartPolicy::OnFailure => exit.status.is_none_or(|s| !s.success()),
+                RestartPolicy::Never => false,
+            };
+        if !wanted {
+            out.push(Action::Settled);
+            return State::Down;
+        }
+        let delay = if exit.ran_for >= self.policy.backoff.reset_after {
+            self.quick_deaths = 0;
+            Duration::ZERO
+        } else {
+            self.quick_deaths = self.quick_deaths.saturating_add(1);
+            self.policy.backoff.delay(self.quick_deaths)
+        };
+        out.push(Action::Restart { after: delay });
+        if delay.is_zero() {
+            self.restarts += 1;
+            self.start(out)
+        } else {
+            State::Backoff { until: now + delay }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MS: Duration = Duration::from_millis(1);
+
+    fn policy() -> Policy {
+        Policy {
+            restart: RestartPolicy::Always,
+            backoff: Backoff {
+                initial: 100 * MS,
+                max: 1000 * MS,
+                reset_after: 10_000 * MS,
+            },
+            stop_signal: Signal::SIGTERM,
+            stop_timeout: 5000 * MS,
+            finish_timeout: 2000 * MS,
+            has_finish: false,
+            drain_group: true,
+        }
+    }
+
+    fn pid(n: i32) -> Pid {
+        Pid::from_raw(n)
+    }
+
+    fn exited(code: i32, group_empty: bool) -> Event {
+        Event::RunExited {
+            status: ExitStatus::Exited(code),
+            group_empty,
+        }
+    }
+
+    fn sig(pgid: i32, signal: Signal, why: Why) -> Action {
+        Action::SignalGroup {
+            pgid: pid(pgid),
+            signal,
+            why,
+        }
+    }
+
+    /// Runs `steps` of (milliseconds since t0, event, expected actions,
+    /// expected state as a function of t0) against a fresh machine.
+    #[allow(clippy::type_complexity)]
+    fn run_table(policy: Policy, steps: &[(u32, Event, Vec<Action>, &dyn Fn(Instant) -> State)]) -> Lifecycle {
+        let t0 = Instant::now();
+        let mut machine = Lifecycle::new(policy);
+        for (i, (at, event, actions, state)) in steps.iter().enumerate() {
+            let now = t0 + *at * MS;
+            let got = machine.on(*event, now);
+            assert_eq!(&got, actions, "step {i}: actions after {event:?}");
+            assert_eq!(machine.state(), state(t0), "step {i}: state after {event:?}");
+        }
+        machine
+    }
+
+    #[test]
+    fn starts_runs_and_restarts_at_once_after_a_long_run() {
+        let m = run_table(
+            policy(),
+            &[
+                (0, Event::Up, vec![Action::StartRun], &|_| State::Starting),
+                (0, Event::Spawned(pid(10)), vec![], &|t0| State::Running {
+                    pid: pid(10),
+                    since: t0,
+                }),
+                (
+                    20_000,
+                    exited(0, true),
+                    vec![Action::Restart { after: Duration::ZERO }, Action::StartRun],
+                    &|_| State::Starting,
+                ),
+            ],
+        );
+        assert_eq!(m.restarts(), 1);
+        assert_eq!(m.last_exit().and_then(|e| e.status), Some(ExitStatus::Exited(0)));
+    }
+
+    #[test]
+    fn quick_deaths_back_off_exponentially_up_to_max() {
+        let mut m = Lifecycle::new(policy());
+        let t0 = Instant::now();
+        let mut now = t0;
+        m.on(Event::Up, now);
+        let mut delays = Vec::new();
+        for n in 0..6 {
+            m.on(Event::Spawned(pid(100 + n)), now);
+            now += 10 * MS;
+            let actions = m.on(exited(1, true), now);
+            let Some(Action::Restart { after }) = actions.first().copied() else {
+                panic!("no restart in {actions:?}");
+            };
+            delays.push(after);
+            assert_eq!(m.state(), State::Backoff { until: now + after });
+            assert_eq!(m.on(Event::Tick, now + after - MS), vec![], "no start before the delay");
+            now += after;
+            assert_eq!(m.on(Event::Tick, now), vec![Action::StartRun]);
+        }
+        assert_eq!(delays, [100 * MS, 200 * MS, 400 * MS, 800 * MS, 1000 * MS, 1000 * MS]);
+        assert_eq!(m.restarts(), 6);
+    }
+
+    #[test]
+    fn a_long_run_resets_the_backoff() {
+        let mut m = Lifecycle::new(policy());
+        let t0 = Instant::now();
+        m.on(Event::Up, t0);
+        m.on(Event::Spawned(pid(1)), t0);
+        m.on(exited(1, true), t0 + MS); // quick death 1: 100 ms
+        m.on(Event::Tick, t0 + 101 * MS);
+        m.on(Event::Spawned(pid(2)), t0 + 101 * MS);
+        let a = m.on(exited(1, true), t0 + 102 * MS); // quick death 2: 200 ms
+        assert_eq!(a[0], Action::Restart { after: 200 * MS });
+        m.on(Event::Tick, t0 + 302 * MS);
+        m.on(Event::Spawned(pid(3)), t0 + 302 * MS);
+        let a = m.on(exited(1, true), t0 + 20_000 * MS); // ran 19.7 s
+        assert_eq!(a, vec![Action::Restart { after: Duration::ZERO }, Action::StartRun]);
+        m.on(Event::Spawned(pid(4)), t0 + 20_000 * MS);
+        let a = m.on(exited(1, true), t0 + 20_001 * MS); // quick again: back to initial
+        assert_eq!(a[0], Action::Restart { after: 100 * MS });
+    }
+
+    #[test]
+    fn restart_policies() {
+        let table = [
+            (RestartPolicy::Always, 0, true),
+            (RestartPolicy::Always, 1, true),
+            (RestartPolicy::OnFailure, 0, false),
+            (RestartPolicy::OnFailure, 1, true),
+            (RestartPolicy::Never, 0, false),
+            (RestartPolicy::Never, 1, false),
+        ];
+        for (restart, code, restarts) in table {
+            let mut m = Lifecycle::new(Policy { restart, ..policy() });
+            let t0 = Instant::now();
+            m.on(Event::Up, t0);
+            m.on(Event::Spawned(pid(1)), t0);
+            let actions = m.on(exited(code, true), t0 + 20_000 * MS);
+            if restarts {
+                assert_eq!(actions.last(), Some(&Action::StartRun), "{restart:?} {code}");
+            } else {
+                assert_eq!(actions, vec![Action::Settled], "{restart:?} {code}");
+                assert!(m.is_down());
+            }
+        }
+    }
+
+    #[test]
+    fn leftovers_of_the_group_are_stopped_then_finish_runs_with_runit_args() {
+        let p = Policy {
+            has_finish: true,
+            ..policy()
+        };
+        let exit = |_: Instant| Termination {
+            status: Some(ExitStatus::Signaled(9)),
+            ran_for: Duration::from_millis(50),
+        };
+        run_table(
+            p,
+            &[
+                (0, Event::Up, vec![Action::StartRun], &|_| State::Starting),
+                (0, Event::Spawned(pid(7)), vec![], &|t0| State::Running {
+                    pid: pid(7),
+                    since: t0,
+                }),
+                (
+                    50,
+                    Event::RunExited {
+                        status: ExitStatus::Signaled(9),
+                        group_empty: false,
+                    },
+                    vec![
+                        sig(7, Signal::SIGTERM, Why::Leftovers),
+                        sig(7, Signal::SIGCONT, Why::Leftovers),
+                    ],
+                    &|t0| State::Draining {
+                        pgid: pid(7),
+                        exit: exit(t0),
+                        escalation: Escalation::Signaled {
+                            kill_at: t0 + 5050 * MS,
+                        },
+                    },
+                ),
+                (
+                    60,
+                    Event::GroupEmpty,
+                    vec![Action::StartFinish {
+                        exit: Some(ExitStatus::Signaled(9)),
+                    }],
+                    &|t0| State::Finishing {
+                        pid: None,
+                        exit: exit(t0),
+                        kill_at: Some(t0 + 2060 * MS),
+                    },
+                ),
+                (60, Event::Spawned(pid(8)), vec![], &|t0| State::Finishing {
+                    pid: Some(pid(8)),
+                    exit: exit(t0),
+                    kill_at: Some(t0 + 2060 * MS),
+                }),
+                (
+                    70,
+                    Event::FinishExited,
+                    vec![Action::Restart { after: 100 * MS }],
+                    &|t0| State::Backoff { until: t0 + 170 * MS },
+                ),
+            ],
+        );
+    }
+
+    #[test]
+    fn stubborn_leftovers_are_killed_then_abandoned() {
+        let m = run_table(
+            policy(),
+            &[
+                (0, Event::Up, vec![Action::StartRun], &|_| State::Starting),
+                (0, Event::Spawned(pid(7)), vec![], &|t0| State::Running {
+                    pid: pid(7),
+                    since: t0,
+                }),
+                (
+                    0,
+                    exited(0, false),
+                    vec![
+                        sig(7, Signal::SIGTERM, Why::Leftovers),
+                        sig(7, Signal::SIGCONT, Why::Leftovers),
+                    ],
+                    &|t0| State::Draining {
+                        pgid: pid(7),
+                        exit: Termination {
+                            status: Some(ExitStatus::Exited(0)),
+                            ran_for: Duration::ZERO,
+                        },
+                        escalation: Escalation::Signaled {
+                            kill_at: t0 + 5000 * MS,
+                        },
+                    },
+                ),
+                (
+                    5000,
+                    Event::Tick,
+                    vec![sig(7, Signal::SIGKILL, Why::StopTimeout)],
+                    &|t0| State::Draining {
+                        pgid: pid(7),
+                        exit: Termination {
+                            status: Some(ExitStatus::Exited(0)),
+                            ran_for: Duration::ZERO,
+                        },
+                        escalation: Escalation::Killed {
+                            give_up_at: t0 + 5000 * MS + KILL_WAIT,
+                        },
+                    },
+                ),
+                (
+                    5250,
+                    Event::Tick,
+                    vec![
+                        Action::AbandonGroup { pgid: pid(7) },
+                        Action::Restart { after: 100 * MS },
+                    ],
+                    &|t0| State::Backoff { until: t0 + 5350 * MS },
+                ),
+            ],
+        );
+        assert_eq!(m.restarts(), 0);
+    }
+
+    #[test]
+    fn stop_signals_the_group_escalates_at_the_timeout_and_settles() {
+        let p = Policy {
+            stop_signal: Signal::SIGQUIT,
+            ..policy()
+        };
+        let m = run_table(
+            p,
+            &[
+                (0, Event::Up, vec![Action::StartRun], &|_| State::Starting),
+                (0, Event::Spawned(pid(3)), vec![], &|t0| State::Running {
+                    pid: pid(3),
+                    since: t0,
+                }),
+                (
+                    1000,
+                    Event::Down,
+                    vec![sig(3, Signal::SIGQUIT, Why::Stop), sig(3, Signal::SIGCONT, Why::Stop)],
+                    &|t0| State::Stopping {
+                        pid: pid(3),
+                        since: t0,
+                        kill_at: Some(t0 + 6000 * MS),
+                    },
+                ),
+                (5999, Event::Tick, vec![], &|t0| State::Stopping {
+                    pid: pid(3),
+                    since: t0,
+                    kill_at: Some(t0 + 6000 * MS),
+                }),
+                (
+                    6000,
+                    Event::Tick,
+                    vec![sig(3, Signal::SIGKILL, Why::StopTimeout)],
+                    &|t0| State::Stopping {
+                        pid: pid(3),
+                        since: t0,
+                        kill_at: None,
+                    },
+                ),
+                (
+                    6001,
+                    Event::RunExited {
+                        status: ExitStatus::Signaled(9),
+                        group_empty: true,
+                    },
+                    vec![Action::Settled],
+                    &|_| State::Down,
+                ),
+            ],
+        );
+        assert_eq!(m.deadline(), None);
+    }
+
+    #[test]
+    fn stop_during_backoff_settles_at_once_and_a_stop_while_finishing_waits_for_finish() {
+        let mut m = Lifecycle::new(Policy {
+            has_finish: true,
+            ..policy()
+        });
+        let t0 = Instant::now();
+        m.on(Event::Up, t0);
+        m.on(Event::Spawned(pid(1)), t0);
+        m.on(exited(1, true), t0);
+        m.on(Event::Spawned(pid(2)), t0); // finish
+        assert_eq!(m.on(Event::Down, t0), vec![]);
+        assert!(matches!(m.state(), State::Finishing { .. }));
+        assert_eq!(m.on(Event::FinishExited, t0), vec![Action::Settled]);
+        assert!(m.is_down());
+
+        let mut m = Lifecycle::new(policy());
+        m.on(Event::Up, t0);
+        m.on(Event::Spawned(pid(1)), t0);
+        m.on(exited(1, true), t0);
+        assert!(matches!(m.state(), State::Backoff { .. }));
+        assert_eq!(m.on(Event::Down, t0), vec![Action::Settled]);
+        assert!(m.is_down());
+    }
+
+    #[test]
+    fn spawn_failures_back_off_and_never_run_finish() {
+        let mut m = Lifecycle::new(Policy {
+            has_finish: true,
+            ..policy()
+        });
+        let t0 = Instant::now();
+        assert_eq!(m.on(Event::Up, t0), vec![Action::StartRun]);
+        assert_eq!(m.on(Event::SpawnFailed, t0), vec![Action::Restart { after: 100 * MS }]);
+        assert_eq!(m.last_exit().map(|e| e.status), Some(None));
+    }
+
+    #[test]
+    fn finish_past_its_timeout_is_killed() {
+        let mut m = Lifecycle::new(Policy {
+            has_finish: true,
+            ..policy()
+        });
+        let t0 = Instant::now();
+        m.on(Event::Up, t0);
+        m.on(Event::Spawned(pid(1)), t0);
+        m.on(exited(1, true), t0);
+        m.on(Event::Spawned(pid(2)), t0);
+        assert_eq!(m.deadline(), Some(t0 + 2000 * MS));
+        assert_eq!(
+            m.on(Event::Tick, t0 + 2000 * MS),
+            vec![sig(2, Signal::SIGKILL, Why::FinishTimeout)]
+        );
+        assert_eq!(m.deadline(), None);
+    }
+
+    #[test]
+    fn startup_scripts_do_not_drain_their_group() {
+        let mut m = Lifecycle::new(Policy {
+            restart: RestartPolicy::Never,
+            drain_group: false,
+            ..policy()
+        });
+        let t0 = Instant::now();
+        m.on(Event::Up, t0);
+        m.on(Event::Spawned(pid(1)), t0);
+        assert_eq!(m.on(exited(0, false), t0), vec![Action::Settled]);
+    }
+
+    #[test]
+    fn stale_events_change_nothing() {
+        let mut m = Lifecycle::new(policy());
+        let t0 = Instant::now();
+        for event in [
+            Event::Tick,
+            Event::GroupEmpty,
+            Event::FinishExited,
+            exited(0, true),
+            Event::Down,
+        ] {
+            assert_eq!(m.on(event, t0), vec![], "{event:?} while down");
+            assert!(m.is_down());
+        }
+        m.on(Event::Up, t0);
+        m.on(Event::Spawned(pid(1)), t0);
+        for event in [Event::Tick, Event::GroupEmpty, Event::FinishExited, Event::Up] {
+            assert_eq!(m.on(event, t0), vec![], "{event:?} while running");
+            assert_eq!(m.run_pid(), Some(pid(1)));
+        }
+    }
+
+    #[test]
+    fn backoff_delay_saturates() {
+        let b = Backoff::DEFAULT;
+        assert_eq!(b.delay(1), Duration::from_millis(100));
+        assert_eq!(b.delay(2), Duration::from_millis(200));
+        assert_eq!(b.delay(8), Duration::from_secs(10));
+        assert_eq!(b.delay(u32::MAX), Duration::from_secs(10));
+    }
+}

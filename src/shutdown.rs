@@ -1,0 +1,195 @@
+//! The stop plan as data (how long each step may take, whether a kill-all
+//! follows), and the kill-all itself.
+
+use std::fs;
+use std::time::{Duration, Instant};
+
+use nix::sys::signal::{Signal, kill};
+use nix::unistd::Pid;
+
+use crate::service::{KILL_WAIT, Policy};
+
+/// Who the final kill-all reaches once the services are stopped.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum KillAll {
+    /// PID 1 of a PID namespace: `kill(-1)`, every process in it.
+    Namespace,
+    /// Not PID 1 (a child subreaper): only our own remaining children, as
+    /// they appear. Never `kill(-1)`, which would reach outside.
+    Descendants,
+    /// `--no-kill-all-on-exit`.
+    Off,
+}
+
+impl KillAll {
+    pub fn choose(is_pid1: bool, enabled: bool) -> Self {
+        match (enabled, is_pid1) {
+            (false, _) => KillAll::Off,
+            (true, true) => KillAll::Namespace,
+            (true, false) => KillAll::Descendants,
+        }
+    }
+}
+
+/// How a shutdown that starts now unfolds. Services all get their stop
+/// signal at once; each is killed at its own stop timeout and its `finish`
+/// at its finish timeout. `services_by` bounds the whole service phase even
+/// if a process cannot be killed (uninterruptible sleep).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct StopPlan {
+    pub started: Instant,
+    pub services_by: Instant,
+    pub kill_all: KillAll,
+    /// From the kill-all's SIGTERM to its SIGKILL.
+    pub kill_all_grace: Duration,
+}
+
+impl StopPlan {
+    pub fn new<'a>(
+        now: Instant,
+        running: impl IntoIterator<Item = &'a Policy>,
+        kill_all: KillAll,
+        kill_all_grace: Duration,
+    ) -> Self {
+        let slowest = running
+            .into_iter()
+            .map(Self::worst_case_for)
+            .max()
+            .unwrap_or(Duration::ZERO);
+        StopPlan {
+            started: now,
+            services_by: now + slowest,
+            kill_all,
+            kill_all_grace,
+        }
+    }
+
+    /// The longest one service can take to stop: stop signal, SIGKILL at the
+    /// timeout, the wait for its group to vanish, then `finish` and its kill.
+    pub fn worst_case_for(policy: &Policy) -> Duration {
+        let finish = if policy.has_finish {
+            policy.finish_timeout + KILL_WAIT
+        } else {
+            Duration::ZERO
+        };
+        policy.stop_timeout + KILL_WAIT + finish
+    }
+
+    /// The longest the whole shutdown can take.
+    pub fn worst_case(&self) -> Duration {
+        let kill_all = match self.kill_all {
+            KillAll::Off => Duration::ZERO,
+            _ => self.kill_all_grace + KILL_WAIT,
+        };
+        self.services_by - self.started + kill_all
+    }
+}
+
+/// Sends `signal` to what the kill-all reaches; returns how many processes
+/// (or, for a namespace, whether any) got it.
+pub fn signal_remaining(kill_all: KillAll, signal: Signal) -> usize {
+    match kill_all {
+        KillAll::Off => 0,
+        KillAll::Namespace => usize::from(kill(Pid::from_raw(-1), signal).is_ok()),
+        KillAll::Descendants => children().into_iter().filter(|pid| kill(*pid, signal).is_ok()).count(),
+    }
+}
+
+/// Our own children, alive or zombie, from /proc.
+fn children() -> Vec<Pid> {
+    let me = std::process::id();
+    // Fast path: /proc/self/task/*/children (CONFIG_PROC_CHILDREN).
+    if let Ok(tasks) = fs::read_dir("/proc/self/task") {
+        let mut pids = Vec::new();
+        let mut readable = true;
+        for task in tasks.flatten() {
+            match fs::read_to_string(task.path().join("children")) {
+                Ok(text) => pids.extend(
+                    text.split_whitespace()
+                        .filter_map(|p| p.parse().ok())
+                        .map(Pid::from_raw),
+                ),
+                Err(_) => readable = false,
+            }
+        }
+        if readable {
+            return pids;
+        }
+    }
+    // Slow path: every process's parent from /proc/PID/stat.
+    let Ok(procs) = fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    procs
+        .flatten()
+        .filter_map(|entry| {
+            let pid: i32 = entry.file_name().to_str()?.parse().ok()?;
+            let stat = fs::read_to_string(entry.path().join("stat")).ok()?;
+            // The fields after the last ')' are: state, ppid, ...
+            let ppid: u32 = stat.rsplit_once(')')?.1.split_whitespace().nth(1)?.parse().ok()?;
+            (ppid == me).then(|| Pid::from_raw(pid))
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Defaults;
+    use crate::service::{Backoff, RestartPolicy};
+
+    fn policy(stop: u64, finish: Option<u64>) -> Policy {
+        Policy {
+            restart: RestartPolicy::Always,
+            backoff: Backoff::DEFAULT,
+            stop_signal: Signal::SIGTERM,
+            stop_timeout: Duration::from_secs(stop),
+            finish_timeout: Duration::from_secs(finish.unwrap_or(0)),
+            has_finish: finish.is_some(),
+            drain_group: true,
+        }
+    }
+
+    #[test]
+    fn the_service_phase_lasts_as_long_as_the_slowest_service_can() {
+        let now = Instant::now();
+        let policies = [policy(1, None), policy(3, Some(2)), policy(4, None)];
+        let plan = StopPlan::new(now, &policies, KillAll::Namespace, Duration::from_secs(2));
+        // 3 s stop + kill wait + 2 s finish + kill wait beats 4 s + kill wait.
+        assert_eq!(plan.services_by - now, Duration::from_secs(5) + 2 * KILL_WAIT);
+        assert_eq!(plan.worst_case(), Duration::from_secs(7) + 3 * KILL_WAIT);
+    }
+
+    #[test]
+    fn nothing_running_means_straight_to_kill_all() {
+        let now = Instant::now();
+        let plan = StopPlan::new(now, &[], KillAll::Off, Duration::from_secs(2));
+        assert_eq!(plan.services_by, now);
+        assert_eq!(plan.worst_case(), Duration::ZERO);
+    }
+
+    #[test]
+    fn default_worst_case_fits_inside_dockers_ten_seconds() {
+        let d = Defaults::default();
+        let p = Policy {
+            stop_timeout: d.stop_timeout,
+            finish_timeout: d.finish_timeout,
+            ..policy(0, Some(0))
+        };
+        let plan = StopPlan::new(
+            Instant::now(),
+            [&p],
+            KillAll::Namespace,
+            crate::cli::DEFAULT_KILL_ALL_TIMEOUT,
+        );
+        assert!(plan.worst_case() < Duration::from_secs(10), "{:?}", plan.worst_case());
+    }
+
+    #[test]
+    fn kill_all_reaches_the_namespace_only_as_pid_1() {
+        assert_eq!(KillAll::choose(true, true), KillAll::Namespace);
+        assert_eq!(KillAll::choose(false, true), KillAll::Descendants);
+        assert_eq!(KillAll::choose(true, false), KillAll::Off);
+        assert_eq!(KillAll::choose(false, false), KillAll::Off);
+    }
+}

@@ -1,0 +1,222 @@
+//! Starting programs clean: own process group, empty signal mask, default
+//! dispositions, only fds 0-2, chosen stdin, credentials. It never waits.
+
+use std::ffi::OsString;
+use std::io;
+use std::os::unix::process::CommandExt;
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+
+use nix::libc;
+use nix::unistd::{Gid, Pid, Uid};
+
+use crate::exit::SpawnFailure;
+
+/// What a child's stdin is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum StdinMode {
+    /// `/dev/null`: services and startup scripts.
+    Null,
+    /// baseinit's own stdin: the main command, so `docker run -it` works.
+    Inherit,
+}
+
+/// Who a child runs as.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Credentials {
+    pub uid: Uid,
+    pub gid: Gid,
+    /// Supplementary groups (the user's groups from the group database).
+    pub groups: Vec<Gid>,
+    /// HOME, USER and LOGNAME for the child, when the user has a passwd entry.
+    pub identity: Option<(String, PathBuf)>,
+}
+
+/// Everything needed to start one program, fixed at load time.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Launch {
+    pub argv: Vec<OsString>,
+    /// Working directory; None keeps baseinit's.
+    pub cwd: Option<PathBuf>,
+    /// Added to (or replacing) the inherited environment.
+    pub env: Vec<(OsString, OsString)>,
+    pub stdin: StdinMode,
+    pub credentials: Option<Credentials>,
+    /// Make the child's process group the terminal's foreground group when
+    /// stdin is a terminal (the main command of `docker run -it`).
+    pub foreground: bool,
+}
+
+impl Launch {
+    pub fn program(argv: Vec<OsString>) -> Self {
+        Launch {
+            argv,
+            cwd: None,
+            env: Vec::new(),
+            stdin: StdinMode::Null,
+            credentials: None,
+            foreground: false,
+        }
+    }
+}
+
+/// A program that could not be started, and why.
+#[derive(Debug, thiserror::Error)]
+#[error("cannot start {program}: {source}")]
+pub struct SpawnError {
+    pub program: String,
+    #[source]
+    pub source: io::Error,
+}
+
+impl SpawnError {
+    pub fn failure(&self) -> SpawnFailure {
+        match self.source.kind() {
+            io::ErrorKind::NotFound => SpawnFailure::NotFound,
+            _ => SpawnFailure::NotExecutable,
+        }
+    }
+}
+
+/// Starts `launch` with `extra_args` appended, in a new process group whose id
+/// is the returned pid. The caller must register the pid before it next reaps.
+pub fn spawn(launch: &Launch, extra_args: &[OsString]) -> Result<Pid, SpawnError> {
+    let error = |source| SpawnError {
+        program: launch
+            .argv
+            .first()
+            .map(|p| p.to_string_lossy().into_owned())
+            .unwrap_or_default(),
+        source,
+    };
+    let Some((program, args)) = launch.argv.split_first() else {
+        return Err(error(io::Error::new(io::ErrorKind::InvalidInput, "empty command")));
+    };
+    let mut command = Command::new(program);
+    command.args(args).args(extra_args);
+    if let Some(cwd) = &launch.cwd {
+        command.current_dir(cwd);
+    }
+    if let Some(creds) = &launch.credentials
+        && let Some((user, home)) = &creds.identity
+    {
+        command.env("HOME", home).env("USER", user).env("LOGNAME", user);
+    }
+    command.envs(launch.env.iter().map(|(k, v)| (k, v)));
+    command.stdin(match launch.stdin {
+        StdinMode::Null => Stdio::null(),
+        StdinMode::Inherit => Stdio::inherit(),
+    });
+    let creds = launch.credentials.as_ref().map(|c| {
+        (
+            c.uid.as_raw(),
+            c.gid.as_raw(),
+            c.groups.iter().map(|g| g.as_raw()).collect::<Vec<_>>(),
+        )
+    });
+    let foreground = launch.foreground;
+    // SAFETY: the closure runs in the forked child before exec and calls only
+    // async-signal-safe functions (signal, setpgid, syscall, setgroups,
+    // setgid, setuid, isatty, tcsetpgrp); it does not allocate: the
+    // groups vector was built in the parent.
+    unsafe {
+        command.pre_exec(move || {
+            // Every fd baseinit opens is close-on-exec already; this also covers
+            // fds inherited from whoever started baseinit. Best effort: old
+            // kernels lack close_range, and startup marked inherited fds too.
+            libc::syscall(libc::SYS_close_range, 3u32, u32::MAX, libc::CLOSE_RANGE_CLOEXEC);
+            if libc::setpgid(0, 0) != 0 {
+                return Err(io::Error::last_os_error());
+            }
+            if let Some((uid, gid, groups)) = &creds
+                && (libc::setgroups(groups.len(), groups.as_ptr()) != 0
+                    || libc::setgid(*gid) != 0
+                    || libc::setuid(*uid) != 0)
+            {
+                return Err(io::Error::last_os_error());
+            }
+            if foreground && libc::isatty(0) == 1 {
+                // A background group may not change the terminal's foreground
+                // group without ignoring SIGTTOU for the call.
+                libc::signal(libc::SIGTTOU, libc::SIG_IGN);
+                libc::tcsetpgrp(0, libc::getpid());
+            }
+            // Last, so nothing above can re-ignore a signal.
+            clean_signals();
+            Ok(())
+        });
+    }
+    // std reports exec failures through a close-on-exec pipe and reaps that
+    // child itself; this is safe because only the supervisor task spawns and
+    // reaps, so no waitpid(-1) can run concurrently.
+    let child = command.spawn().map_err(error)?;
+    // Dropping a Child neither waits nor kills.
+    Ok(Pid::from_raw(child.id() as i32))
+}
+
+/// Default disposition for every signal and an empty mask. Safe to call in a
+/// forked child: only raw syscalls.
+fn clean_signals() {
+    // The kernel's struct sigaction all zero is SIG_DFL, no flags, empty mask,
+    // whatever the architecture's layout (with or without sa_restorer).
+    let default_action = [0u64; 4];
+    // SAFETY: plain syscalls on valid pointers. The raw syscall, not libc's
+    // signal(): glibc refuses its reserved signals 32 and 33, and an ignored
+    // one would otherwise pass on to every child.
+    unsafe {
+        for signal in 1..=libc::SIGRTMAX() {
+            if signal != libc::SIGKILL && signal != libc::SIGSTOP {
+                libc::syscall(
+                    libc::SYS_rt_sigaction,
+                    signal,
+                    default_action.as_ptr(),
+                    std::ptr::null_mut::<u64>(),
+                    8usize,
+                );
+            }
+        }
+        let empty = 0u64;
+        libc::syscall(
+            libc::SYS_rt_sigprocmask,
+            libc::SIG_SETMASK,
+            &empty as *const u64,
+            std::ptr::null_mut::<u64>(),
+            8usize,
+        );
+    }
+}
+
+/// Unblocks every signal in baseinit itself: a mask inherited from whoever
+/// started it (a blocked SIGTERM or SIGCHLD) would make PID 1 deaf.
+pub fn unblock_own_signals() {
+    if let Err(e) = nix::sys::signal::sigprocmask(
+        nix::sys::signal::SigmaskHow::SIG_SETMASK,
+        Some(&nix::sys::signal::SigSet::empty()),
+        None,
+    ) {
+        tracing::warn!("cannot clear the inherited signal mask: {e}");
+    }
+}
+
+/// Marks every fd above 2 that baseinit inherited close-on-exec, so no child
+/// inherits it.
+pub fn mark_inherited_fds_cloexec() {
+    // SAFETY: a plain syscall; on failure (kernel < 5.11) fall back to /proc.
+    let done = unsafe { libc::syscall(libc::SYS_close_range, 3u32, u32::MAX, libc::CLOSE_RANGE_CLOEXEC) } == 0;
+    if done {
+        return;
+    }
+    let Ok(entries) = std::fs::read_dir("/proc/self/fd") else {
+        return;
+    };
+    let fds: Vec<i32> = entries
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
+        .filter(|fd| *fd > 2)
+        .collect();
+    for fd in fds {
+        // SAFETY: F_SETFD on an fd number; a closed one fails with EBADF.
+        unsafe {
+            libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC);
+        }
+    }
+}

@@ -1,0 +1,334 @@
+//! Test harness: runs the real `baseinit` binary as PID 1 of a fresh PID
+//! namespace (or as a plain child subreaper), with a watchdog on every wait.
+//!
+//! Tests are not PID 1: waiting for the `unshare` process they start is fine
+//! here, so the supervisor's waitpid rule does not apply.
+#![allow(clippy::disallowed_methods, dead_code)]
+
+use std::fs;
+use std::io::Write;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_baseinit");
+
+/// How long any single test may wait for baseinit before the watchdog kills
+/// it (and with it the whole namespace).
+pub const WATCHDOG: Duration = Duration::from_secs(60);
+
+/// True when PID namespaces work here. When they do not, says so loudly; with
+/// BASEINIT_REQUIRE_NAMESPACES=1 (CI) that is a failure instead of a skip.
+pub fn namespaces_available(test: &str) -> bool {
+    static AVAILABLE: OnceLock<Result<(), String>> = OnceLock::new();
+    let result = AVAILABLE.get_or_init(|| {
+        let out = Command::new("unshare")
+            .args(["--user", "--map-root-user", "--pid", "--fork", "--mount-proc", "true"])
+            .stdin(Stdio::null())
+            .output();
+        match out {
+            Ok(out) if out.status.success() => Ok(()),
+            Ok(out) => Err(format!(
+                "unshare failed: {}",
+                String::from_utf8_lossy(&out.stderr).trim()
+            )),
+            Err(e) => Err(format!("cannot run unshare: {e}")),
+        }
+    });
+    match result {
+        Ok(()) => true,
+        Err(why) => {
+            if std::env::var("BASEINIT_REQUIRE_NAMESPACES").as_deref() == Ok("1") {
+                panic!("{test}: PID namespaces are required (BASEINIT_REQUIRE_NAMESPACES=1) but unavailable: {why}");
+            }
+            eprintln!(
+                "\n*** SKIPPED {test}: PID namespaces unavailable ({why}); set BASEINIT_REQUIRE_NAMESPACES=1 to fail instead ***\n"
+            );
+            false
+        }
+    }
+}
+
+/// A temporary tree: a service dir, a startup dir, and room for probes.
+pub struct Tree {
+    pub dir: tempfile::TempDir,
+}
+
+impl Tree {
+    pub fn new() -> Self {
+        let dir = tempfile::Builder::new()
+            .prefix("baseinit-test-")
+            .tempdir()
+            .expect("tempdir");
+        fs::create_dir(dir.path().join("service")).expect("mkdir service");
+        fs::create_dir(dir.path().join("startup")).expect("mkdir startup");
+        Tree { dir }
+    }
+
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    pub fn service_dir(&self) -> PathBuf {
+        self.path().join("service")
+    }
+
+    pub fn startup_dir(&self) -> PathBuf {
+        self.path().join("startup")
+    }
+
+    /// A file in the tree for services to write to (`$OUT` in scripts).
+    pub fn out(&self, name: &str) -> PathBuf {
+        self.path().join(name)
+    }
+
+    /// Writes `service/NAME/FILE` with `mode`.
+    pub fn service_file(&self, service: &str, file: &str, body: &str, mode: u32) -> PathBuf {
+        let path = self.service_dir().join(service).join(file);
+        write_file(&path, body, mode);
+        path
+    }
+
+    /// A service whose `run` is a shell script body; `$OUT` is the tree's path.
+    pub fn service(&self, name: &str, body: &str) {
+        self.service_file(name, "run", &self.script(body), 0o755);
+    }
+
+    pub fn startup_script(&self, name: &str, body: &str) {
+        write_file(&self.startup_dir().join(name), &self.script(body), 0o755);
+    }
+
+    pub fn script(&self, body: &str) -> String {
+        format!("#!/bin/sh\nOUT='{}'\n{body}\n", self.path().display())
+    }
+
+    /// The usual flags pointing baseinit at this tree, then `extra`.
+    pub fn args(&self, extra: &[&str]) -> Vec<String> {
+        let mut args = vec![
+            "--service-dir".to_owned(),
+            self.service_dir().display().to_string(),
+            "--startup-dir".to_owned(),
+            self.startup_dir().display().to_string(),
+            "--rc-local".to_owned(),
+            self.path().join("rc.local").display().to_string(),
+        ];
+        args.extend(extra.iter().map(|s| s.to_string()));
+        args
+    }
+
+    pub fn read(&self, name: &str) -> String {
+        fs::read_to_string(self.out(name)).unwrap_or_default()
+    }
+}
+
+pub fn write_file(path: &Path, body: &str, mode: u32) {
+    fs::create_dir_all(path.parent().expect("parent")).expect("mkdir");
+    let mut f = fs::File::create(path).expect("create");
+    f.write_all(body.as_bytes()).expect("write");
+    fs::set_permissions(path, fs::Permissions::from_mode(mode)).expect("chmod");
+}
+
+/// How to run baseinit.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Mode {
+    /// PID 1 of a new PID namespace (user namespace, root mapped).
+    Pid1,
+    /// A plain child of the test: baseinit is a child subreaper.
+    Subreaper,
+}
+
+/// A running baseinit.
+pub struct Baseinit {
+    child: Child,
+    mode: Mode,
+    started: Instant,
+    stdout: PathBuf,
+    stderr: PathBuf,
+    _logs: tempfile::TempDir,
+}
+
+/// How a run ended.
+#[derive(Debug)]
+pub struct Finished {
+    /// Exit code, or 128+signal.
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+    /// From the start of the process (or the last mark) to its exit.
+    pub elapsed: Duration,
+}
+
+impl Baseinit {
+    pub fn start(mode: Mode, args: &[String]) -> Self {
+        Self::start_with(mode, args, |_| {})
+    }
+
+    /// `setup` adjusts the command (environment, pre_exec) before spawning.
+    pub fn start_with(mode: Mode, args: &[String], setup: impl FnOnce(&mut Command)) -> Self {
+        let logs = tempfile::tempdir().expect("tempdir");
+        let stdout = logs.path().join("stdout");
+        let stderr = logs.path().join("stderr");
+        let mut command = match mode {
+            Mode::Pid1 => {
+                let mut c = Command::new("unshare");
+                c.args([
+                    "--user",
+                    "--map-root-user",
+                    "--pid",
+                    "--fork",
+                    "--mount-proc",
+                    "--kill-child",
+                    BIN,
+                ]);
+                c
+            }
+            Mode::Subreaper => Command::new(BIN),
+        };
+        command
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(fs::File::create(&stdout).expect("stdout file"))
+            .stderr(fs::File::create(&stderr).expect("stderr file"));
+        setup(&mut command);
+        let child = command.spawn().expect("spawn baseinit");
+        Baseinit {
+            child,
+            mode,
+            started: Instant::now(),
+            stdout,
+            stderr,
+            _logs: logs,
+        }
+    }
+
+    /// The host pid of baseinit itself (in Pid1 mode, the child of unshare).
+    pub fn pid(&self) -> i32 {
+        let me = self.child.id() as i32;
+        if self.mode == Mode::Subreaper {
+            return me;
+        }
+        let children = format!("/proc/{me}/task/{me}/children");
+        wait_for("unshare to fork baseinit", Duration::from_secs(10), || {
+            fs::read_to_string(&children)
+                .ok()?
+                .split_whitespace()
+                .next()?
+                .parse()
+                .ok()
+        })
+    }
+
+    pub fn signal(&self, signal: i32) {
+        // SAFETY: kill(2) on a pid we started and have not reaped.
+        let rc = unsafe { nix::libc::kill(self.pid(), signal) };
+        assert_eq!(rc, 0, "kill({}, {signal})", self.pid());
+    }
+
+    /// Restarts the clock used for `Finished::elapsed` (e.g. right before a stop).
+    pub fn mark(&mut self) {
+        self.started = Instant::now();
+    }
+
+    pub fn stderr_so_far(&self) -> String {
+        fs::read_to_string(&self.stderr).unwrap_or_default()
+    }
+
+    /// Waits for baseinit to exit; past `timeout` the watchdog kills it (and
+    /// its namespace) and the test fails.
+    pub fn wait(mut self, timeout: Duration) -> Finished {
+        let deadline = Instant::now() + timeout.min(WATCHDOG);
+        loop {
+            match self.child.try_wait().expect("try_wait") {
+                Some(status) => {
+                    let elapsed = self.started.elapsed();
+                    use std::os::unix::process::ExitStatusExt;
+                    let code = status.code().unwrap_or_else(|| 128 + status.signal().unwrap_or(0));
+                    return Finished {
+                        code,
+                        stdout: fs::read_to_string(&self.stdout).unwrap_or_default(),
+                        stderr: fs::read_to_string(&self.stderr).unwrap_or_default(),
+                        elapsed,
+                    };
+                }
+                None if Instant::now() >= deadline => {
+                    let stderr = self.stderr_so_far();
+                    self.kill();
+                    panic!("watchdog: baseinit still running after {timeout:?}; stderr:\n{stderr}");
+                }
+                None => std::thread::sleep(Duration::from_millis(5)),
+            }
+        }
+    }
+
+    /// Kills baseinit by pid. In Pid1 mode, killing `unshare --kill-child`
+    /// kills the namespace's PID 1 and so everything in it. A subreaper's
+    /// descendants would outlive a SIGKILL, so it gets a SIGTERM and a few
+    /// seconds to stop them first.
+    fn kill(&mut self) {
+        if self.mode == Mode::Subreaper {
+            // SAFETY: kill(2) on our own unreaped child.
+            unsafe { nix::libc::kill(self.child.id() as i32, nix::libc::SIGTERM) };
+            let deadline = Instant::now() + Duration::from_secs(5);
+            while Instant::now() < deadline {
+                if let Ok(Some(_)) = self.child.try_wait() {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(10));
+            }
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Baseinit {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            self.kill();
+        }
+    }
+}
+
+/// Polls `probe` every 10 ms until it gives a value; panics (with `what`)
+/// after `timeout`.
+pub fn wait_for<T>(what: &str, timeout: Duration, mut probe: impl FnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(value) = probe() {
+            return value;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "timed out after {timeout:?} waiting for {what}"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// Waits until `file` in the tree holds at least `lines` lines.
+pub fn wait_lines(tree: &Tree, file: &str, lines: usize, timeout: Duration) -> String {
+    wait_for(&format!("{lines} lines in {file}"), timeout, || {
+        let text = tree.read(file);
+        (text.lines().count() >= lines).then_some(text)
+    })
+}
+
+/// Host pids of processes whose parent is `ppid`, with their state letter.
+pub fn children_of(ppid: i32) -> Vec<(i32, char)> {
+    let Ok(entries) = fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    entries
+        .flatten()
+        .filter_map(|e| {
+            let pid: i32 = e.file_name().to_str()?.parse().ok()?;
+            let stat = fs::read_to_string(e.path().join("stat")).ok()?;
+            let mut fields = stat.rsplit_once(')')?.1.split_whitespace();
+            let state = fields.next()?.chars().next()?;
+            let parent: i32 = fields.next()?.parse().ok()?;
+            (parent == ppid).then_some((pid, state))
+        })
+        .collect()
+}

@@ -1,0 +1,500 @@
+//! The core behaviour, against the real binary as PID 1 of a PID namespace
+//! (and once as a child subreaper): reaping, restarts, `down`, startup
+//! scripts, graceful and forced stops, exit codes, clean children, bad trees.
+#![allow(clippy::disallowed_methods)]
+
+mod common;
+
+use std::fs;
+use std::os::unix::process::CommandExt;
+use std::time::Duration;
+
+use common::{Baseinit, Mode, Tree, children_of, namespaces_available, wait_for, wait_lines};
+use nix::libc;
+
+const SIGTERM: i32 = libc::SIGTERM;
+const LONG: Duration = Duration::from_secs(30);
+
+macro_rules! require_namespaces {
+    ($name:expr) => {
+        if !namespaces_available($name) {
+            return;
+        }
+    };
+}
+
+/// The "N orphans reaped" figure from baseinit's final log line.
+fn orphans_reaped(stderr: &str) -> u64 {
+    stderr
+        .lines()
+        .find_map(|l| {
+            let (before, _) = l.split_once(" orphans reaped")?;
+            before.rsplit(' ').next()?.parse().ok()
+        })
+        .unwrap_or_else(|| panic!("no 'orphans reaped' line in:\n{stderr}"))
+}
+
+#[test]
+fn two_thousand_double_forked_orphans_leave_no_zombie() {
+    require_namespaces!("two_thousand_double_forked_orphans_leave_no_zombie");
+    let tree = Tree::new();
+    // Each `(true &)` is a subshell that starts `true` and exits at once: the
+    // `true` is orphaned to PID 1. Then, from inside the namespace, count
+    // zombies in /proc until none is left (or 10 s pass).
+    let probe = tree.script(
+        r#"i=0
+while [ $i -lt 2000 ]; do (true &); i=$((i+1)); done
+start=$(date +%s%N)
+t=0
+while :; do
+  n=$(awk '$3 == "Z"' /proc/[0-9]*/stat 2>/dev/null | wc -l)
+  [ "$n" -eq 0 ] && break
+  t=$((t+1)); [ $t -ge 1000 ] && break
+  sleep 0.01
+done
+echo "$n $(( ($(date +%s%N) - start) / 1000000 ))" > "$OUT/zombies""#,
+    );
+    common::write_file(&tree.out("probe"), &probe, 0o755);
+    let probe_path = tree.out("probe").display().to_string();
+    let run = Baseinit::start(Mode::Pid1, &tree.args(&["--", &probe_path])).wait(LONG);
+    assert_eq!(run.code, 0, "stderr:\n{}", run.stderr);
+    let zombies = tree.read("zombies");
+    let mut fields = zombies.split_whitespace();
+    let left: u32 = fields.next().and_then(|n| n.parse().ok()).expect("zombie count");
+    let ms = fields.next().unwrap_or("?");
+    eprintln!("2000 orphans: {left} zombies left; none left {ms} ms after the last fork");
+    assert_eq!(left, 0, "zombies remained in /proc");
+    let reaped = orphans_reaped(&run.stderr);
+    assert!(
+        reaped >= 2000,
+        "baseinit reaped {reaped} orphans, expected at least 2000"
+    );
+}
+
+#[test]
+fn crashing_service_restarts_with_backoff_and_finish_gets_runit_arguments() {
+    require_namespaces!("crashing_service_restarts_with_backoff_and_finish_gets_runit_arguments");
+    let tree = Tree::new();
+    tree.service("crash", r#"echo "start $(date +%s%N)" >> "$OUT/crash.log"; exit 3"#);
+    tree.service_file(
+        "crash",
+        "finish",
+        &tree.script(r#"echo "finish $1 $2" >> "$OUT/crash.log""#),
+        0o755,
+    );
+    tree.service_file(
+        "crash",
+        "service.toml",
+        "[backoff]\ninitial = \"300ms\"\nmax = \"1200ms\"\nreset-after = \"60s\"\n",
+        0o644,
+    );
+    tree.service("selfkill", r#"echo start >> "$OUT/kill.log"; kill -KILL $$"#);
+    tree.service_file(
+        "selfkill",
+        "finish",
+        &tree.script(r#"echo "finish $1 $2" >> "$OUT/kill.log""#),
+        0o755,
+    );
+    let mut init = Baseinit::start(Mode::Pid1, &tree.args(&[]));
+    // 4 starts, each followed by its finish: 8 lines.
+    let log = wait_lines(&tree, "crash.log", 8, LONG);
+    let killed = wait_lines(&tree, "kill.log", 2, LONG);
+    init.mark();
+    init.signal(SIGTERM);
+    let run = init.wait(LONG);
+    assert_eq!(run.code, 0, "stderr:\n{}", run.stderr);
+
+    let lines: Vec<&str> = log.lines().take(8).collect();
+    for pair in lines.chunks(2) {
+        assert!(pair[0].starts_with("start "), "{log}");
+        assert_eq!(
+            pair[1], "finish 3 0",
+            "finish must get exit code 3 and signal 0:\n{log}"
+        );
+    }
+    let starts: Vec<u64> = lines
+        .iter()
+        .filter_map(|l| l.strip_prefix("start ")?.parse().ok())
+        .collect();
+    let gaps_ms: Vec<u64> = starts.windows(2).map(|w| (w[1] - w[0]) / 1_000_000).collect();
+    eprintln!("restart gaps (ms): {gaps_ms:?} (backoff 300, 600, 1200)");
+    // Lower bounds only: a busy machine can make a gap longer, never shorter.
+    for (gap, min) in gaps_ms.iter().zip([300, 600, 1200]) {
+        assert!(
+            *gap >= min,
+            "gap {gap} ms is shorter than the backoff {min} ms: {gaps_ms:?}"
+        );
+    }
+    assert_eq!(
+        killed.lines().nth(1),
+        Some("finish -1 9"),
+        "a SIGKILLed run gives finish -1 9:\n{killed}"
+    );
+}
+
+#[test]
+fn a_down_file_keeps_a_service_down() {
+    require_namespaces!("a_down_file_keeps_a_service_down");
+    let tree = Tree::new();
+    tree.service("up", r#"echo up > "$OUT/up.marker"; exec sleep 60"#);
+    tree.service("idle", r#"echo ran > "$OUT/idle.marker"; exec sleep 60"#);
+    common::write_file(&tree.service_dir().join("idle/down"), "", 0o644);
+    let init = Baseinit::start(Mode::Pid1, &tree.args(&[]));
+    wait_lines(&tree, "up.marker", 1, LONG);
+    // Services start together: give a wrongly started `idle` ample time to show.
+    std::thread::sleep(Duration::from_millis(500));
+    init.signal(SIGTERM);
+    let run = init.wait(LONG);
+    assert_eq!(run.code, 0, "stderr:\n{}", run.stderr);
+    assert!(
+        !tree.out("idle.marker").exists(),
+        "a service with a down file was started"
+    );
+    assert!(
+        run.stderr.contains("service idle: has a `down` file"),
+        "stderr:\n{}",
+        run.stderr
+    );
+}
+
+#[test]
+fn startup_scripts_run_in_order_before_any_service() {
+    require_namespaces!("startup_scripts_run_in_order_before_any_service");
+    let tree = Tree::new();
+    tree.startup_script("20_second", r#"sleep 0.2; echo 20_second >> "$OUT/order""#);
+    tree.startup_script("10_first", r#"sleep 0.2; echo 10_first >> "$OUT/order""#);
+    common::write_file(&tree.startup_dir().join("README"), "not a script", 0o644);
+    common::write_file(
+        &tree.path().join("rc.local"),
+        &tree.script(r#"echo rc.local >> "$OUT/order""#),
+        0o755,
+    );
+    tree.service("svc", r#"echo svc >> "$OUT/order"; exec sleep 60"#);
+    let init = Baseinit::start(Mode::Pid1, &tree.args(&[]));
+    let order = wait_lines(&tree, "order", 4, LONG);
+    init.signal(SIGTERM);
+    let run = init.wait(LONG);
+    assert_eq!(run.code, 0, "stderr:\n{}", run.stderr);
+    assert_eq!(order, "10_first\n20_second\nrc.local\nsvc\n");
+    assert!(
+        run.stderr.contains("README: not executable, skipped"),
+        "stderr:\n{}",
+        run.stderr
+    );
+}
+
+#[test]
+fn a_failing_startup_script_aborts_boot_with_exit_1_and_no_service_starts() {
+    require_namespaces!("a_failing_startup_script_aborts_boot_with_exit_1_and_no_service_starts");
+    let tree = Tree::new();
+    tree.startup_script("10_ok", r#"echo 10_ok >> "$OUT/order""#);
+    tree.startup_script("20_fail", r#"echo 20_fail >> "$OUT/order"; exit 7"#);
+    tree.startup_script("30_never", r#"echo 30_never >> "$OUT/order""#);
+    tree.service("svc", r#"echo svc >> "$OUT/order"; exec sleep 60"#);
+    let run = Baseinit::start(Mode::Pid1, &tree.args(&["--", "sleep", "60"])).wait(LONG);
+    assert_eq!(run.code, 1, "stderr:\n{}", run.stderr);
+    assert_eq!(tree.read("order"), "10_ok\n20_fail\n");
+    assert!(
+        run.stderr.contains("20_fail failed with exit code 7: boot aborted"),
+        "stderr:\n{}",
+        run.stderr
+    );
+    assert!(
+        !run.stderr.contains("main command"),
+        "the main command must not start:\n{}",
+        run.stderr
+    );
+}
+
+#[test]
+fn sigterm_stops_every_service_gracefully_and_promptly() {
+    require_namespaces!("sigterm_stops_every_service_gracefully_and_promptly");
+    let tree = Tree::new();
+    let names = ["alpha", "beta", "gamma"];
+    for name in names {
+        tree.service(
+            name,
+            &format!(
+                r#"trap 'echo TERM > "$OUT/{name}.term"; exit 0' TERM
+echo up > "$OUT/{name}.up"
+while :; do sleep 1 & wait $!; done"#
+            ),
+        );
+    }
+    let mut init = Baseinit::start(Mode::Pid1, &tree.args(&[]));
+    for name in names {
+        wait_lines(&tree, &format!("{name}.up"), 1, LONG);
+    }
+    init.mark();
+    init.signal(SIGTERM);
+    let run = init.wait(LONG);
+    eprintln!("graceful stop of 3 services: {:?} from SIGTERM to exit", run.elapsed);
+    assert_eq!(run.code, 0, "stderr:\n{}", run.stderr);
+    for name in names {
+        assert_eq!(
+            tree.read(&format!("{name}.term")),
+            "TERM\n",
+            "{name} did not get SIGTERM"
+        );
+    }
+    assert!(
+        !run.stderr.contains("SIGKILL"),
+        "nothing needed SIGKILL:\n{}",
+        run.stderr
+    );
+}
+
+#[test]
+fn a_service_ignoring_sigterm_is_killed_at_its_timeout_and_the_stop_ends_then() {
+    require_namespaces!("a_service_ignoring_sigterm_is_killed_at_its_timeout_and_the_stop_ends_then");
+    let tree = Tree::new();
+    tree.service(
+        "stubborn",
+        r#"trap '' TERM; echo up > "$OUT/up"; while :; do sleep 0.2; done"#,
+    );
+    tree.service_file("stubborn", "service.toml", "stop-timeout = \"1s\"\n", 0o644);
+    tree.service("polite", r#"echo up > "$OUT/polite"; exec sleep 60"#);
+    let mut init = Baseinit::start(Mode::Pid1, &tree.args(&[]));
+    wait_lines(&tree, "up", 1, LONG);
+    wait_lines(&tree, "polite", 1, LONG);
+    init.mark();
+    init.signal(SIGTERM);
+    let run = init.wait(LONG);
+    eprintln!(
+        "stop with a service ignoring SIGTERM (stop-timeout 1 s): {:?}",
+        run.elapsed
+    );
+    assert_eq!(run.code, 0, "stderr:\n{}", run.stderr);
+    assert!(
+        run.elapsed >= Duration::from_secs(1),
+        "killed before its timeout: {:?}",
+        run.elapsed
+    );
+    assert!(
+        run.stderr
+            .contains("service stubborn: still running 1000 ms after the stop signal: SIGKILL"),
+        "stderr:\n{}",
+        run.stderr
+    );
+    assert!(
+        !run.stderr.contains("service polite: still running"),
+        "stderr:\n{}",
+        run.stderr
+    );
+}
+
+#[test]
+fn main_command_exit_codes_propagate() {
+    require_namespaces!("main_command_exit_codes_propagate");
+    let table: [(&[&str], i32); 5] = [
+        (&["sh", "-c", "exit 0"], 0),
+        (&["sh", "-c", "exit 3"], 3),
+        (&["sh", "-c", "kill -KILL $$"], 137),
+        (&["sh", "-c", "kill -TERM $$"], 143),
+        (&["/nonexistent/command"], 127),
+    ];
+    for (command, code) in table {
+        let tree = Tree::new();
+        tree.service("bystander", "exec sleep 60");
+        let mut args = vec!["--"];
+        args.extend_from_slice(command);
+        let run = Baseinit::start(Mode::Pid1, &tree.args(&args)).wait(LONG);
+        assert_eq!(run.code, code, "{command:?}; stderr:\n{}", run.stderr);
+    }
+}
+
+#[test]
+fn main_command_arguments_are_passed_exactly() {
+    require_namespaces!("main_command_arguments_are_passed_exactly");
+    let tree = Tree::new();
+    let out = tree.out("args").display().to_string();
+    let args = ["a  b", "", "--quiet", "$HOME", "*"];
+    let mut cli = vec![
+        "--skip-runit",
+        "--",
+        "sh",
+        "-c",
+        r#"for a in "$@"; do printf '[%s]\n' "$a"; done > "$0""#,
+        &out,
+    ];
+    cli.extend_from_slice(&args);
+    let run = Baseinit::start(Mode::Pid1, &tree.args(&cli)).wait(LONG);
+    assert_eq!(run.code, 0, "stderr:\n{}", run.stderr);
+    assert_eq!(tree.read("args"), "[a  b]\n[]\n[--quiet]\n[$HOME]\n[*]\n");
+}
+
+#[test]
+fn children_start_clean_whatever_baseinit_inherited() {
+    require_namespaces!("children_start_clean_whatever_baseinit_inherited");
+    let tree = Tree::new();
+    // `sleep` opens nothing of its own, so what /proc shows of it is exactly
+    // what baseinit gave it (a shell would add fds of its own).
+    tree.service_file("probe", "service.toml", "command = [\"sleep\", \"60\"]\n", 0o644);
+    let init = Baseinit::start_with(Mode::Pid1, &tree.args(&["--", "sleep", "61"]), |command| {
+        // SAFETY: in the forked child before exec: only async-signal-safe calls.
+        unsafe {
+            command.pre_exec(|| {
+                // Ignored and blocked signals and a stray fd that baseinit
+                // inherits (through unshare) and must not pass on.
+                libc::signal(libc::SIGALRM, libc::SIG_IGN);
+                libc::signal(libc::SIGTSTP, libc::SIG_IGN);
+                libc::signal(libc::SIGPIPE, libc::SIG_IGN);
+                let mut set: libc::sigset_t = std::mem::zeroed();
+                libc::sigemptyset(&mut set);
+                libc::sigaddset(&mut set, libc::SIGUSR1);
+                libc::sigaddset(&mut set, libc::SIGTERM);
+                libc::sigaddset(&mut set, libc::SIGCHLD);
+                libc::sigprocmask(libc::SIG_SETMASK, &set, std::ptr::null_mut());
+                libc::dup2(2, 7); // dup2 clears close-on-exec on fd 7
+                Ok(())
+            });
+        }
+    });
+    let me = init.pid();
+    let cmdline = |pid: i32| fs::read_to_string(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+    let (service, main) = wait_for("the service and the main command to run", LONG, || {
+        let children = children_of(me);
+        let find = |want: &str| children.iter().map(|(p, _)| *p).find(|p| cmdline(*p) == want);
+        Some((find("sleep\u{0}60\u{0}")?, find("sleep\u{0}61\u{0}")?))
+    });
+    for (who, pid) in [("service", service), ("main command", main)] {
+        let status = fs::read_to_string(format!("/proc/{pid}/status")).expect("status");
+        let sig: Vec<&str> = status
+            .lines()
+            .filter(|l| l.starts_with("SigBlk:") || l.starts_with("SigIgn:"))
+            .collect();
+        assert_eq!(
+            sig,
+            ["SigBlk:\t0000000000000000", "SigIgn:\t0000000000000000"],
+            "{who}: signal mask and ignored set must be empty"
+        );
+        let mut fds: Vec<i32> = fs::read_dir(format!("/proc/{pid}/fd"))
+            .expect("fd dir")
+            .filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
+            .collect();
+        fds.sort();
+        assert_eq!(fds, [0, 1, 2], "{who}: only fds 0-2");
+        let stat = fs::read_to_string(format!("/proc/{pid}/stat")).expect("stat");
+        let pgrp: i32 = stat
+            .rsplit_once(')')
+            .unwrap()
+            .1
+            .split_whitespace()
+            .nth(2)
+            .unwrap()
+            .parse()
+            .unwrap();
+        assert_eq!(pgrp, pid, "{who}: must lead its own process group");
+    }
+    let stdin = fs::read_link(format!("/proc/{service}/fd/0")).expect("stdin link");
+    assert_eq!(
+        stdin,
+        std::path::Path::new("/dev/null"),
+        "a service's stdin is /dev/null"
+    );
+    init.signal(SIGTERM);
+    let run = init.wait(LONG);
+    // The main command, `sleep`, dies of the SIGTERM passed on to it: 128+15.
+    assert_eq!(run.code, 143, "stderr:\n{}", run.stderr);
+}
+
+#[test]
+fn sigterm_reaches_baseinit_even_when_it_was_started_with_sigterm_blocked() {
+    require_namespaces!("sigterm_reaches_baseinit_even_when_it_was_started_with_sigterm_blocked");
+    let tree = Tree::new();
+    tree.service("svc", r#"echo up > "$OUT/up"; exec sleep 60"#);
+    let init = Baseinit::start_with(Mode::Pid1, &tree.args(&[]), |command| {
+        // SAFETY: in the forked child before exec: only async-signal-safe calls.
+        unsafe {
+            command.pre_exec(|| {
+                let mut set: libc::sigset_t = std::mem::zeroed();
+                libc::sigemptyset(&mut set);
+                libc::sigaddset(&mut set, libc::SIGTERM);
+                libc::sigaddset(&mut set, libc::SIGCHLD);
+                libc::sigprocmask(libc::SIG_SETMASK, &set, std::ptr::null_mut());
+                Ok(())
+            });
+        }
+    });
+    wait_lines(&tree, "up", 1, LONG);
+    init.signal(SIGTERM);
+    let run = init.wait(LONG);
+    assert_eq!(run.code, 0, "stderr:\n{}", run.stderr);
+}
+
+#[test]
+fn as_a_subreaper_it_reaps_orphans_and_stops_only_its_descendants() {
+    // Not PID 1: no namespace needed.
+    let tree = Tree::new();
+    tree.service(
+        "leaker",
+        r#"i=0; while [ $i -lt 500 ]; do (true &); i=$((i+1)); done
+(setsid sleep 60 &)
+echo done > "$OUT/leaked"
+exec sleep 60"#,
+    );
+    let init = Baseinit::start(Mode::Subreaper, &tree.args(&[]));
+    wait_lines(&tree, "leaked", 1, LONG);
+    let me = init.pid();
+    // The escaped `sleep` (own session) was re-parented to baseinit, not to
+    // the real init; no zombie stays among baseinit's children.
+    let escaped = wait_for("the escaped sleep to be re-parented to baseinit", LONG, || {
+        let children = children_of(me);
+        let zombies = children.iter().filter(|(_, s)| *s == 'Z').count();
+        let sleeps: Vec<i32> = children
+            .iter()
+            .filter(|(pid, _)| {
+                fs::read_to_string(format!("/proc/{pid}/cmdline")).is_ok_and(|c| c.starts_with("sleep\0"))
+            })
+            .map(|(pid, _)| *pid)
+            .collect();
+        (zombies == 0 && sleeps.len() == 2).then_some(sleeps)
+    });
+    init.signal(SIGTERM);
+    let run = init.wait(LONG);
+    assert_eq!(run.code, 0, "stderr:\n{}", run.stderr);
+    for pid in escaped {
+        assert!(
+            fs::read_to_string(format!("/proc/{pid}/cmdline")).map_or(true, |c| !c.starts_with("sleep\0")),
+            "descendant {pid} survived the shutdown"
+        );
+    }
+    let reaped = orphans_reaped(&run.stderr);
+    assert!(reaped >= 500, "reaped {reaped} orphans, expected at least 500");
+}
+
+#[test]
+fn a_broken_service_tree_is_reported_whole_and_nothing_starts() {
+    require_namespaces!("a_broken_service_tree_is_reported_whole_and_nothing_starts");
+    let tree = Tree::new();
+    tree.service("a_good", r#"echo ran > "$OUT/good"; exec sleep 60"#);
+    tree.service("b_syntax", "exec sleep 60");
+    tree.service_file("b_syntax", "service.toml", "restart = \"always\"\ncommand = [\n", 0o644);
+    tree.service("c_unknown", "exec sleep 60");
+    tree.service_file("c_unknown", "service.toml", "restart = \"always\"\nbogus = 1\n", 0o644);
+    tree.service("d_type", "exec sleep 60");
+    tree.service_file("d_type", "service.toml", "stop-timeout = true\n", 0o644);
+    tree.service_file("e_norun", "finish", "", 0o755);
+    tree.service_file("f_noexec", "run", "#!/bin/sh\n", 0o644);
+    tree.service("g_signal", "exec sleep 60");
+    tree.service_file("g_signal", "service.toml", "\nstop-signal = \"SIGNOPE\"\n", 0o644);
+    let run = Baseinit::start(Mode::Pid1, &tree.args(&[])).wait(LONG);
+    assert_eq!(run.code, 1, "stderr:\n{}", run.stderr);
+    let dir = tree.service_dir().display().to_string();
+    for expected in [
+        format!("{dir}/b_syntax/service.toml:2:12: unclosed array"),
+        format!("{dir}/c_unknown/service.toml:2:1: unknown field `bogus`"),
+        format!("{dir}/d_type/service.toml:1:16:"),
+        format!("{dir}/e_norun/run: missing"),
+        format!("{dir}/f_noexec/run: not executable"),
+        format!("{dir}/g_signal/service.toml:2:15: unknown signal"),
+        "6 problem(s) in the service definitions".to_owned(),
+    ] {
+        assert!(
+            run.stderr.contains(&expected),
+            "missing {expected:?} in stderr:\n{}",
+            run.stderr
+        );
+    }
+    assert!(!tree.out("good").exists(), "a service started despite a broken tree");
+}
