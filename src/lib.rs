@@ -10,11 +10,13 @@
 //!   [`process_group`]: signalling groups and telling when they are empty.
 //! - [`shutdown`]: the stop plan and the final kill-all.
 //! - [`exit`]: child statuses and baseinit's exit-code table.
+//! - [`inherited`]: cleaning up the signal mask, dispositions and fds baseinit inherited.
 //! - [`logging`]: baseinit's own log on stderr.
 
 pub mod cli;
 pub mod config;
 pub mod exit;
+pub mod inherited;
 pub mod logging;
 pub mod process_group;
 pub mod reaper;

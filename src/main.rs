@@ -7,7 +7,6 @@ use nix::unistd::getpid;
 use baseinit::cli::Cli;
 use baseinit::exit::BOOT_FAILED;
 use baseinit::shutdown::KillAll;
-use baseinit::spawn::{mark_inherited_fds_cloexec, unblock_own_signals};
 use baseinit::supervisor::{Options, Supervisor};
 
 const DEFAULT_SERVICE_DIR: &str = "/etc/service";
@@ -27,8 +26,7 @@ fn run(cli: Cli) -> i32 {
             tracing::warn!("cannot become a child subreaper: {e}; orphans will go to the real init");
         }
     }
-    mark_inherited_fds_cloexec();
-    unblock_own_signals();
+    baseinit::inherited::clean_up();
 
     let opts = Options {
         service_dir_required: cli.service_dir.is_some(),

@@ -126,7 +126,9 @@ pub enum Action {
     StartFinish { exit: Option<ExitStatus> },
     /// Signal a process group (`pgid` is also the pid of its leader).
     SignalGroup { pgid: Pid, signal: Signal, why: Why },
-    /// The group did not vanish even after SIGKILL; the machine moves on.
+    /// The process (group) led by `pgid` did not vanish even after SIGKILL
+    /// (uninterruptible sleep); the machine moves on without it, and the
+    /// supervisor must forget that pid.
     AbandonGroup { pgid: Pid },
     /// The service will start again after `after`.
     Restart { after: Duration },
@@ -141,13 +143,23 @@ pub struct Termination {
     pub ran_for: Duration,
 }
 
-/// Where a process group stands while being drained.
+/// Where the stop of a process (group) stands: first a polite signal (or, for
+/// `finish`, none), then SIGKILL, then giving up on it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Escalation {
-    /// The stop signal was sent; SIGKILL at `kill_at`.
+    /// SIGKILL at `kill_at`.
     Signaled { kill_at: Instant },
     /// SIGKILL was sent; give up waiting at `give_up_at`.
     Killed { give_up_at: Instant },
+}
+
+impl Escalation {
+    fn deadline(self) -> Instant {
+        match self {
+            Escalation::Signaled { kill_at } => kill_at,
+            Escalation::Killed { give_up_at } => give_up_at,
+        }
+    }
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -160,11 +172,10 @@ pub enum State {
         since: Instant,
     },
     /// The stop signal went to the group; `run` has not exited yet.
-    /// `kill_at` is None once SIGKILL was sent.
     Stopping {
         pid: Pid,
         since: Instant,
-        kill_at: Option<Instant>,
+        escalation: Escalation,
     },
     /// `run` exited; the rest of its group is being stopped.
     Draining {
@@ -176,7 +187,7 @@ pub enum State {
     Finishing {
         pid: Option<Pid>,
         exit: Termination,
-        kill_at: Option<Instant>,
+        escalation: Escalation,
     },
     /// Waiting to restart.
     Backoff {
@@ -258,11 +269,9 @@ impl Lifecycle {
     /// When the machine next wants a Tick.
     pub fn deadline(&self) -> Option<Instant> {
         match self.state {
-            State::Stopping { kill_at, .. } | State::Finishing { kill_at, .. } => kill_at,
-            State::Draining { escalation, .. } => Some(match escalation {
-                Escalation::Signaled { kill_at } => kill_at,
-                Escalation::Killed { give_up_at } => give_up_at,
-            }),
+            State::Stopping { escalation, .. }
+            | State::Draining { escalation, .. }
+            | State::Finishing { escalation, .. } => Some(escalation.deadline()),
             State::Backoff { until } => Some(until),
             State::Down | State::Starting | State::Running { .. } => None,
         }
@@ -283,12 +292,7 @@ impl Lifecycle {
             }
             (Running { pid, since }, Event::Down) => {
                 self.want = Want::Down;
-                self.signal_stop(pid, Why::Stop, out);
-                Stopping {
-                    pid,
-                    since,
-                    kill_at: Some(now + self.policy.stop_timeout),
-                }
+                self.stop(pid, since, now, out)
             }
             (Backoff { .. }, Event::Down) => {
                 self.want = Want::Down;
@@ -305,12 +309,7 @@ impl Lifecycle {
             (Starting, Event::Spawned(pid)) => {
                 if self.want == Want::Down {
                     // Asked to stop before the spawn was confirmed.
-                    self.signal_stop(pid, Why::Stop, out);
-                    Stopping {
-                        pid,
-                        since: now,
-                        kill_at: Some(now + self.policy.stop_timeout),
-                    }
+                    self.stop(pid, now, now, out)
                 } else {
                     Running { pid, since: now }
                 }
@@ -335,12 +334,7 @@ impl Lifecycle {
                 }
                 let escalation = match state {
                     // The group already got the stop signal (or SIGKILL).
-                    Stopping {
-                        kill_at: Some(kill_at), ..
-                    } => Escalation::Signaled { kill_at },
-                    Stopping { kill_at: None, .. } => Escalation::Killed {
-                        give_up_at: now + KILL_WAIT,
-                    },
+                    Stopping { escalation, .. } => escalation,
                     _ => {
                         self.signal_stop(pid, Why::Leftovers, out);
                         Escalation::Signaled {
@@ -354,52 +348,41 @@ impl Lifecycle {
                     escalation,
                 }
             }
-            (
-                Stopping {
-                    pid,
-                    since,
-                    kill_at: Some(at),
-                },
-                Event::Tick,
-            ) if now >= at => {
-                self.kill(pid, Why::StopTimeout, out);
-                Stopping {
-                    pid,
-                    since,
-                    kill_at: None,
+            (Stopping { pid, since, escalation }, Event::Tick) if now >= escalation.deadline() => {
+                match self.escalate(pid, escalation, Why::StopTimeout, now, out) {
+                    Some(escalation) => Stopping { pid, since, escalation },
+                    // `run` itself is stuck: forget it and carry on as if it
+                    // had died without a status.
+                    None => self.after_run(
+                        Termination {
+                            status: None,
+                            ran_for: now.saturating_duration_since(since),
+                        },
+                        now,
+                        out,
+                    ),
                 }
             }
 
             (Draining { exit, .. }, Event::GroupEmpty) => self.after_run(exit, now, out),
-            (Draining { pgid, exit, escalation }, Event::Tick) => match escalation {
-                Escalation::Signaled { kill_at } if now >= kill_at => {
-                    self.kill(pgid, Why::StopTimeout, out);
-                    Draining {
-                        pgid,
-                        exit,
-                        escalation: Escalation::Killed {
-                            give_up_at: now + KILL_WAIT,
-                        },
-                    }
+            (Draining { pgid, exit, escalation }, Event::Tick) if now >= escalation.deadline() => {
+                match self.escalate(pgid, escalation, Why::StopTimeout, now, out) {
+                    Some(escalation) => Draining { pgid, exit, escalation },
+                    None => self.after_run(exit, now, out),
                 }
-                Escalation::Killed { give_up_at } if now >= give_up_at => {
-                    out.push(Action::AbandonGroup { pgid });
-                    self.after_run(exit, now, out)
-                }
-                _ => state,
-            },
+            }
 
             (
                 Finishing {
                     pid: None,
                     exit,
-                    kill_at,
+                    escalation,
                 },
                 Event::Spawned(pid),
             ) => Finishing {
                 pid: Some(pid),
                 exit,
-                kill_at,
+                escalation,
             },
             (Finishing { pid: None, exit, .. }, Event::SpawnFailed) | (Finishing { exit, .. }, Event::FinishExited) => {
                 self.decide(exit, now, out)
@@ -408,17 +391,17 @@ impl Lifecycle {
                 Finishing {
                     pid: Some(pid),
                     exit,
-                    kill_at: Some(at),
+                    escalation,
                 },
                 Event::Tick,
-            ) if now >= at => {
-                self.kill(pid, Why::FinishTimeout, out);
-                Finishing {
+            ) if now >= escalation.deadline() => match self.escalate(pid, escalation, Why::FinishTimeout, now, out) {
+                Some(escalation) => Finishing {
                     pid: Some(pid),
                     exit,
-                    kill_at: None,
-                }
-            }
+                    escalation,
+                },
+                None => self.decide(exit, now, out),
+            },
 
             (Backoff { until }, Event::Tick) if now >= until => {
                 self.restarts += 1;
@@ -452,12 +435,44 @@ impl Lifecycle {
         }
     }
 
-    fn kill(&self, pgid: Pid, why: Why, out: &mut Vec<Action>) {
-        out.push(Action::SignalGroup {
-            pgid,
-            signal: Signal::SIGKILL,
-            why,
-        });
+    /// Sends the stop signal to `run`'s group and starts the stop clock.
+    fn stop(&self, pid: Pid, since: Instant, now: Instant, out: &mut Vec<Action>) -> State {
+        self.signal_stop(pid, Why::Stop, out);
+        State::Stopping {
+            pid,
+            since,
+            escalation: Escalation::Signaled {
+                kill_at: now + self.policy.stop_timeout,
+            },
+        }
+    }
+
+    /// The next step once `escalation`'s deadline has passed: SIGKILL, or
+    /// (None) give up on a group that survived it.
+    fn escalate(
+        &self,
+        pgid: Pid,
+        escalation: Escalation,
+        why: Why,
+        now: Instant,
+        out: &mut Vec<Action>,
+    ) -> Option<Escalation> {
+        match escalation {
+            Escalation::Signaled { .. } => {
+                out.push(Action::SignalGroup {
+                    pgid,
+                    signal: Signal::SIGKILL,
+                    why,
+                });
+                Some(Escalation::Killed {
+                    give_up_at: now + KILL_WAIT,
+                })
+            }
+            Escalation::Killed { .. } => {
+                out.push(Action::AbandonGroup { pgid });
+                None
+            }
+        }
     }
 
     /// `run` and its group are gone: run `finish`, or decide right away.
@@ -467,7 +482,9 @@ impl Lifecycle {
             State::Finishing {
                 pid: None,
                 exit,
-                kill_at: Some(now + self.policy.finish_timeout),
+                escalation: Escalation::Signaled {
+                    kill_at: now + self.policy.finish_timeout,
+                },
             }
         } else {
             self.decide(exit, now, out)
@@ -487,7 +504,9 @@ impl Lifecycle {
             out.push(Action::Settled);
             return State::Down;
         }
-        let delay = if exit.ran_for >= self.policy.backoff.reset_after {
+        // A run that never started is always a quick death: never an
+        // immediate retry of a spawn that just failed.
+        let delay = if exit.status.is_some() && exit.ran_for >= self.policy.backoff.reset_after {
             self.quick_deaths = 0;
             Duration::ZERO
         } else {
@@ -696,13 +715,17 @@ mod tests {
                     &|t0| State::Finishing {
                         pid: None,
                         exit: exit(t0),
-                        kill_at: Some(t0 + 2060 * MS),
+                        escalation: Escalation::Signaled {
+                            kill_at: t0 + 2060 * MS,
+                        },
                     },
                 ),
                 (60, Event::Spawned(pid(8)), vec![], &|t0| State::Finishing {
                     pid: Some(pid(8)),
                     exit: exit(t0),
-                    kill_at: Some(t0 + 2060 * MS),
+                    escalation: Escalation::Signaled {
+                        kill_at: t0 + 2060 * MS,
+                    },
                 }),
                 (
                     70,
@@ -792,13 +815,17 @@ mod tests {
                     &|t0| State::Stopping {
                         pid: pid(3),
                         since: t0,
-                        kill_at: Some(t0 + 6000 * MS),
+                        escalation: Escalation::Signaled {
+                            kill_at: t0 + 6000 * MS,
+                        },
                     },
                 ),
                 (5999, Event::Tick, vec![], &|t0| State::Stopping {
                     pid: pid(3),
                     since: t0,
-                    kill_at: Some(t0 + 6000 * MS),
+                    escalation: Escalation::Signaled {
+                        kill_at: t0 + 6000 * MS,
+                    },
                 }),
                 (
                     6000,
@@ -807,7 +834,9 @@ mod tests {
                     &|t0| State::Stopping {
                         pid: pid(3),
                         since: t0,
-                        kill_at: None,
+                        escalation: Escalation::Killed {
+                            give_up_at: t0 + 6000 * MS + KILL_WAIT,
+                        },
                     },
                 ),
                 (
@@ -877,7 +906,51 @@ mod tests {
             m.on(Event::Tick, t0 + 2000 * MS),
             vec![sig(2, Signal::SIGKILL, Why::FinishTimeout)]
         );
-        assert_eq!(m.deadline(), None);
+        // A finish that survives SIGKILL (uninterruptible sleep) is given up
+        // on, so the service still restarts.
+        assert_eq!(m.deadline(), Some(t0 + 2000 * MS + KILL_WAIT));
+        assert_eq!(
+            m.on(Event::Tick, t0 + 2000 * MS + KILL_WAIT),
+            vec![
+                Action::AbandonGroup { pgid: pid(2) },
+                Action::Restart { after: 100 * MS }
+            ]
+        );
+    }
+
+    #[test]
+    fn a_run_that_survives_sigkill_is_given_up_on() {
+        let mut m = Lifecycle::new(Policy {
+            has_finish: true,
+            ..policy()
+        });
+        let t0 = Instant::now();
+        m.on(Event::Up, t0);
+        m.on(Event::Spawned(pid(1)), t0);
+        m.on(Event::Down, t0);
+        m.on(Event::Tick, t0 + 5000 * MS);
+        assert_eq!(
+            m.on(Event::Tick, t0 + 5000 * MS + KILL_WAIT),
+            vec![Action::AbandonGroup { pgid: pid(1) }, Action::Settled],
+            "no finish without a status, and wanted down: settle"
+        );
+        assert_eq!(m.last_exit().map(|e| e.status), Some(None));
+    }
+
+    #[test]
+    fn a_spawn_failure_never_restarts_at_once_even_with_a_tiny_reset_after() {
+        let mut m = Lifecycle::new(Policy {
+            backoff: Backoff {
+                initial: MS,
+                max: MS,
+                reset_after: Duration::from_nanos(1),
+            },
+            ..policy()
+        });
+        let t0 = Instant::now();
+        m.on(Event::Up, t0);
+        assert_eq!(m.on(Event::SpawnFailed, t0), vec![Action::Restart { after: MS }]);
+        assert_eq!(m.state(), State::Backoff { until: t0 + MS });
     }
 
     #[test]

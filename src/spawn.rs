@@ -114,16 +114,19 @@ pub fn spawn(launch: &Launch, extra_args: &[OsString]) -> Result<Pid, SpawnError
             c.groups.iter().map(|g| g.as_raw()).collect::<Vec<_>>(),
         )
     });
-    let foreground = launch.foreground;
+    // Hand the terminal over only when baseinit holds it itself: a
+    // `baseinit -- cmd &` in an interactive shell must not steal it.
+    // SAFETY: plain syscalls on fd 0.
+    let foreground = launch.foreground && unsafe { libc::isatty(0) == 1 && libc::tcgetpgrp(0) == libc::getpgrp() };
     // SAFETY: the closure runs in the forked child before exec and calls only
     // async-signal-safe functions (signal, setpgid, syscall, setgroups,
     // setgid, setuid, isatty, tcsetpgrp); it does not allocate: the
     // groups vector was built in the parent.
     unsafe {
         command.pre_exec(move || {
-            // Every fd baseinit opens is close-on-exec already; this also covers
-            // fds inherited from whoever started baseinit. Best effort: old
-            // kernels lack close_range, and startup marked inherited fds too.
+            // Every fd baseinit opens is close-on-exec already, and startup
+            // marked the inherited ones; this is a cheap second guard (best
+            // effort: kernels before 5.11 lack the flag).
             libc::syscall(libc::SYS_close_range, 3u32, u32::MAX, libc::CLOSE_RANGE_CLOEXEC);
             if libc::setpgid(0, 0) != 0 {
                 return Err(io::Error::last_os_error());
@@ -135,7 +138,7 @@ pub fn spawn(launch: &Launch, extra_args: &[OsString]) -> Result<Pid, SpawnError
             {
                 return Err(io::Error::last_os_error());
             }
-            if foreground && libc::isatty(0) == 1 {
+            if foreground {
                 // A background group may not change the terminal's foreground
                 // group without ignoring SIGTTOU for the call.
                 libc::signal(libc::SIGTTOU, libc::SIG_IGN);
@@ -183,40 +186,5 @@ fn clean_signals() {
             std::ptr::null_mut::<u64>(),
             8usize,
         );
-    }
-}
-
-/// Unblocks every signal in baseinit itself: a mask inherited from whoever
-/// started it (a blocked SIGTERM or SIGCHLD) would make PID 1 deaf.
-pub fn unblock_own_signals() {
-    if let Err(e) = nix::sys::signal::sigprocmask(
-        nix::sys::signal::SigmaskHow::SIG_SETMASK,
-        Some(&nix::sys::signal::SigSet::empty()),
-        None,
-    ) {
-        tracing::warn!("cannot clear the inherited signal mask: {e}");
-    }
-}
-
-/// Marks every fd above 2 that baseinit inherited close-on-exec, so no child
-/// inherits it.
-pub fn mark_inherited_fds_cloexec() {
-    // SAFETY: a plain syscall; on failure (kernel < 5.11) fall back to /proc.
-    let done = unsafe { libc::syscall(libc::SYS_close_range, 3u32, u32::MAX, libc::CLOSE_RANGE_CLOEXEC) } == 0;
-    if done {
-        return;
-    }
-    let Ok(entries) = std::fs::read_dir("/proc/self/fd") else {
-        return;
-    };
-    let fds: Vec<i32> = entries
-        .filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
-        .filter(|fd| *fd > 2)
-        .collect();
-    for fd in fds {
-        // SAFETY: F_SETFD on an fd number; a closed one fails with EBADF.
-        unsafe {
-            libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC);
-        }
     }
 }

@@ -363,15 +363,22 @@ impl Supervisor {
         self.units.len() - 1
     }
 
-    /// Gives an event to unit `i`'s machine and carries out its actions.
+    /// Gives an event to unit `i`'s machine and carries out its actions, and
+    /// those of the events they cause (a spawn's result), in order. A queue,
+    /// not recursion: a chain of failing spawns cannot grow the stack.
     fn feed(&mut self, i: usize, event: Event, now: Instant) {
-        let actions = self.units[i].life.on(event, now);
-        for action in actions {
-            self.act(i, action, now);
+        let mut queue = VecDeque::from([(i, event)]);
+        while let Some((i, event)) = queue.pop_front() {
+            for action in self.units[i].life.on(event, now) {
+                if let Some(event) = self.act(i, action) {
+                    queue.push_back((i, event));
+                }
+            }
         }
     }
 
-    fn act(&mut self, i: usize, action: Action, now: Instant) {
+    /// Carries out one action; returns the event it causes, if any.
+    fn act(&mut self, i: usize, action: Action) -> Option<Event> {
         let unit = &mut self.units[i];
         match action {
             Action::StartRun => match spawn::spawn(&unit.run, &[]) {
@@ -380,17 +387,17 @@ impl Supervisor {
                     self.pids.insert(pid, (i, Role::Run));
                     unit.spawn_failure = None;
                     info!("{}: started (pid {pid})", unit.label);
-                    self.feed(i, Event::Spawned(pid), now);
+                    Some(Event::Spawned(pid))
                 }
                 Err(e) => {
                     error!("{}: {e}", unit.label);
                     unit.spawn_failure = Some(e.failure());
-                    self.feed(i, Event::SpawnFailed, now);
+                    Some(Event::SpawnFailed)
                 }
             },
             Action::StartFinish { exit } => {
                 let Some(finish) = &unit.finish else {
-                    return self.feed(i, Event::SpawnFailed, now);
+                    return Some(Event::SpawnFailed);
                 };
                 let (code, signal) = exit.map_or((-1, 0), ExitStatus::finish_args);
                 let args = [OsString::from(code.to_string()), OsString::from(signal.to_string())];
@@ -398,11 +405,11 @@ impl Supervisor {
                     Ok(pid) => {
                         self.pids.insert(pid, (i, Role::Finish));
                         debug!("{}: finish started (pid {pid}) with {code} {signal}", unit.label);
-                        self.feed(i, Event::Spawned(pid), now);
+                        Some(Event::Spawned(pid))
                     }
                     Err(e) => {
                         error!("{}: finish: {e}", unit.label);
-                        self.feed(i, Event::SpawnFailed, now);
+                        Some(Event::SpawnFailed)
                     }
                 }
             }
@@ -427,9 +434,13 @@ impl Supervisor {
                     ),
                 }
                 process_group::signal(pgid, signal, self.pids.contains_key(&pgid));
+                None
             }
             Action::AbandonGroup { pgid } => {
                 warn!("{}: processes of group {pgid} survived SIGKILL; moving on", unit.label);
+                // Whenever it does exit, it is an orphan, not this unit's.
+                self.pids.remove(&pgid);
+                None
             }
             Action::Restart { after } => {
                 let why = unit
@@ -442,13 +453,20 @@ impl Supervisor {
                 } else {
                     info!("{}: restarting in {} ms ({why})", unit.label, after.as_millis());
                 }
+                None
             }
-            Action::Settled => debug!("{}: down", unit.label),
+            Action::Settled => {
+                debug!("{}: down", unit.label);
+                None
+            }
         }
     }
 
     fn reap(&mut self, now: Instant) {
         let drain = reaper::drain();
+        // First attribute every exit, then feed them: feeding can start new
+        // children, which may be given a pid this very drain freed.
+        let mut events = Vec::new();
         for child in &drain.reaped {
             match self.pids.remove(&child.pid) {
                 Some((i, Role::Run)) => {
@@ -461,18 +479,17 @@ impl Supervisor {
                         (Kind::Service, status) => warn!("{}: exited with {status}", unit.label),
                         (_, status) => info!("{}: exited with {status}", unit.label),
                     }
-                    self.feed(
+                    events.push((
                         i,
                         Event::RunExited {
                             status: child.status,
                             group_empty,
                         },
-                        now,
-                    );
+                    ));
                 }
                 Some((i, Role::Finish)) => {
                     debug!("{}: finish exited with {}", self.units[i].label, child.status);
-                    self.feed(i, Event::FinishExited, now);
+                    events.push((i, Event::FinishExited));
                 }
                 None => {
                     self.orphans_reaped += 1;
@@ -480,13 +497,10 @@ impl Supervisor {
                 }
             }
         }
-        for i in 0..self.units.len() {
-            if let Some(pgid) = self.units[i].life.draining_group()
-                && process_group::is_empty(pgid)
-            {
-                self.feed(i, Event::GroupEmpty, now);
-            }
+        for (i, event) in events {
+            self.feed(i, event, now);
         }
+        self.check_draining_groups(now);
         self.no_children = drain.no_children;
         if let Phase::KillAll { signal, .. } = self.phase
             && !drain.reaped.is_empty()
@@ -496,6 +510,19 @@ impl Supervisor {
             shutdown::signal_remaining(KillAll::Descendants, signal);
         }
         self.advance(now);
+    }
+
+    /// Tells units waiting for their `run`'s group to vanish that it has.
+    /// Checked after every reap, and before every deadline: the last member of
+    /// a group need not be our child, so its death may bring no SIGCHLD.
+    fn check_draining_groups(&mut self, now: Instant) {
+        for i in 0..self.units.len() {
+            if let Some(pgid) = self.units[i].life.draining_group()
+                && process_group::is_empty(pgid)
+            {
+                self.feed(i, Event::GroupEmpty, now);
+            }
+        }
     }
 
     fn on_stop_signal(&mut self, signal: Signal, now: Instant) {
@@ -525,6 +552,7 @@ impl Supervisor {
     }
 
     fn on_tick(&mut self, now: Instant) {
+        self.check_draining_groups(now);
         for i in 0..self.units.len() {
             if self.units[i].life.deadline().is_some_and(|d| d <= now) {
                 self.feed(i, Event::Tick, now);

@@ -386,6 +386,12 @@ fn children_start_clean_whatever_baseinit_inherited() {
             .unwrap();
         assert_eq!(pgrp, pid, "{who}: must lead its own process group");
     }
+    let cwd = fs::read_link(format!("/proc/{service}/cwd")).expect("cwd link");
+    assert_eq!(
+        cwd,
+        tree.service_dir().join("probe"),
+        "run starts in its service directory"
+    );
     let stdin = fs::read_link(format!("/proc/{service}/fd/0")).expect("stdin link");
     assert_eq!(
         stdin,
@@ -497,4 +503,193 @@ fn a_broken_service_tree_is_reported_whole_and_nothing_starts() {
         );
     }
     assert!(!tree.out("good").exists(), "a service started despite a broken tree");
+}
+
+#[test]
+fn hup_usr1_usr2_quit_winch_are_forwarded_to_the_main_command() {
+    require_namespaces!("hup_usr1_usr2_quit_winch_are_forwarded_to_the_main_command");
+    let tree = Tree::new();
+    let main = tree.script(
+        r#"for s in HUP USR1 USR2 QUIT WINCH; do trap "echo $s >> \"\$OUT/got\"" $s; done
+echo ready > "$OUT/ready"
+while [ "$(wc -l < "$OUT/got" 2>/dev/null || echo 0)" -lt 5 ]; do sleep 0.05; done"#,
+    );
+    common::write_file(&tree.out("main"), &main, 0o755);
+    let main_path = tree.out("main").display().to_string();
+    let init = Baseinit::start(Mode::Pid1, &tree.args(&["--", &main_path]));
+    wait_lines(&tree, "ready", 1, LONG);
+    for signal in [
+        libc::SIGHUP,
+        libc::SIGUSR1,
+        libc::SIGUSR2,
+        libc::SIGQUIT,
+        libc::SIGWINCH,
+    ] {
+        init.signal(signal);
+        // One at a time: the shell runs traps between commands, in any order.
+        let n = tree.read("got").lines().count() + 1;
+        wait_lines(&tree, "got", n, LONG);
+    }
+    let run = init.wait(LONG);
+    assert_eq!(
+        run.code, 0,
+        "baseinit must survive every one of them; stderr:\n{}",
+        run.stderr
+    );
+    let mut got: Vec<String> = tree.read("got").lines().map(str::to_owned).collect();
+    got.sort();
+    assert_eq!(got, ["HUP", "QUIT", "USR1", "USR2", "WINCH"]);
+}
+
+#[test]
+fn a_second_sigterm_during_the_shutdown_changes_nothing() {
+    require_namespaces!("a_second_sigterm_during_the_shutdown_changes_nothing");
+    let tree = Tree::new();
+    tree.service(
+        "stubborn",
+        r#"trap 'echo TERM >> "$OUT/terms"' TERM; echo up > "$OUT/up"; while :; do sleep 0.1; done"#,
+    );
+    tree.service_file("stubborn", "service.toml", "stop-timeout = \"1s\"\n", 0o644);
+    let mut init = Baseinit::start(Mode::Pid1, &tree.args(&[]));
+    wait_lines(&tree, "up", 1, LONG);
+    init.mark();
+    init.signal(SIGTERM);
+    wait_lines(&tree, "terms", 1, LONG);
+    init.signal(SIGTERM);
+    init.signal(libc::SIGINT);
+    let run = init.wait(LONG);
+    assert_eq!(run.code, 0, "stderr:\n{}", run.stderr);
+    assert!(
+        run.elapsed >= Duration::from_secs(1),
+        "the stop was cut short: {:?}",
+        run.elapsed
+    );
+    assert_eq!(tree.read("terms"), "TERM\n", "the service got a second stop signal");
+    assert!(
+        run.stderr.contains("received SIGTERM again: already shutting down"),
+        "stderr:\n{}",
+        run.stderr
+    );
+    assert!(
+        run.stderr.contains("received SIGINT again: already shutting down"),
+        "stderr:\n{}",
+        run.stderr
+    );
+    assert!(
+        run.stderr
+            .contains("service stubborn: still running 1000 ms after the stop signal"),
+        "stderr:\n{}",
+        run.stderr
+    );
+}
+
+#[test]
+fn quiet_shows_only_warnings_and_errors() {
+    require_namespaces!("quiet_shows_only_warnings_and_errors");
+    let tree = Tree::new();
+    tree.service("crash", "exit 1");
+    tree.service_file("crash", "service.toml", "restart = \"never\"\n", 0o644);
+    let run = Baseinit::start(Mode::Pid1, &tree.args(&["--quiet", "--", "sleep", "0.3"])).wait(LONG);
+    assert_eq!(run.code, 0, "stderr:\n{}", run.stderr);
+    assert!(!run.stderr.contains(" INFO "), "stderr:\n{}", run.stderr);
+    assert!(
+        run.stderr.contains(" WARN service crash: exited with exit code 1"),
+        "stderr:\n{}",
+        run.stderr
+    );
+}
+
+#[test]
+fn a_main_command_killed_by_a_real_time_signal_gives_128_plus_it() {
+    require_namespaces!("a_main_command_killed_by_a_real_time_signal_gives_128_plus_it");
+    let tree = Tree::new();
+    let sig = libc::SIGRTMIN() + 3;
+    let kill = format!("kill -{sig} $$");
+    let run = Baseinit::start(Mode::Pid1, &tree.args(&["--", "sh", "-c", &kill])).wait(LONG);
+    assert_eq!(run.code, 128 + sig, "stderr:\n{}", run.stderr);
+}
+
+#[test]
+fn a_service_that_cannot_start_is_retried_with_backoff_and_harms_nothing() {
+    require_namespaces!("a_service_that_cannot_start_is_retried_with_backoff_and_harms_nothing");
+    let tree = Tree::new();
+    tree.service_file(
+        "ghost",
+        "service.toml",
+        "command = [\"no-such-binary-anywhere\"]\n[backoff]\ninitial = \"50ms\"\nmax = \"100ms\"\nreset-after = \"1ns\"\n",
+        0o644,
+    );
+    tree.service("fine", r#"echo up > "$OUT/fine"; exec sleep 60"#);
+    let init = Baseinit::start(Mode::Pid1, &tree.args(&[]));
+    wait_lines(&tree, "fine", 1, LONG);
+    wait_for("three failed starts", LONG, || {
+        (init.stderr_so_far().matches("service ghost: cannot start").count() >= 3).then_some(())
+    });
+    init.signal(SIGTERM);
+    let run = init.wait(LONG);
+    assert_eq!(run.code, 0, "stderr:\n{}", run.stderr);
+    assert!(
+        run.stderr.contains("service ghost: restarting in 50 ms"),
+        "stderr:\n{}",
+        run.stderr
+    );
+}
+
+#[test]
+fn absurd_timeouts_are_usage_errors_not_crashes() {
+    let tree = Tree::new();
+    for value in ["1e19", "-1", "soon", "NaN"] {
+        let run = Baseinit::start_with(Mode::Subreaper, &tree.args(&["--", "true"]), |c| {
+            c.env("KILL_PROCESS_TIMEOUT", value);
+        })
+        .wait(LONG);
+        assert_eq!(run.code, 2, "KILL_PROCESS_TIMEOUT={value}: stderr:\n{}", run.stderr);
+        assert!(run.stderr.contains("KILL_PROCESS_TIMEOUT"), "{}", run.stderr);
+    }
+}
+
+#[test]
+fn as_a_subreaper_stray_signals_neither_kill_nor_stop_it() {
+    let tree = Tree::new();
+    tree.service("svc", r#"echo up > "$OUT/up"; exec sleep 60"#);
+    let init = Baseinit::start(Mode::Subreaper, &tree.args(&[]));
+    wait_lines(&tree, "up", 1, LONG);
+    let stray = [
+        libc::SIGALRM,
+        libc::SIGVTALRM,
+        libc::SIGPROF,
+        libc::SIGIO,
+        libc::SIGPWR,
+        libc::SIGXCPU,
+        libc::SIGXFSZ,
+        libc::SIGPIPE,
+        libc::SIGTSTP,
+        libc::SIGTTIN,
+        libc::SIGTTOU,
+        libc::SIGRTMIN(),
+        libc::SIGRTMAX(),
+        libc::SIGHUP,
+        libc::SIGUSR1,
+        libc::SIGUSR2,
+        libc::SIGQUIT,
+        libc::SIGWINCH,
+    ];
+    for signal in stray {
+        init.signal(signal);
+    }
+    // Still running and not stopped ('T'): it answers SIGTERM with a clean stop.
+    std::thread::sleep(Duration::from_millis(200));
+    let stat = fs::read_to_string(format!("/proc/{}/stat", init.pid())).expect("baseinit is gone");
+    let state = stat
+        .rsplit_once(')')
+        .unwrap()
+        .1
+        .split_whitespace()
+        .next()
+        .unwrap()
+        .to_owned();
+    assert_ne!(state, "T", "baseinit was stopped by a signal");
+    init.signal(SIGTERM);
+    let run = init.wait(LONG);
+    assert_eq!(run.code, 0, "stderr:\n{}", run.stderr);
 }

@@ -222,18 +222,17 @@ fn load_service(name: &str, dir: &Path, defaults: &Defaults, errors: &mut Vec<Co
     let credentials = credentials(raw.user.as_ref(), raw.group.as_ref(), &at, errors);
 
     let backoff = raw.backoff.as_ref();
+    let duration =
+        |value: Option<&Spanned<raw::DurationValue>>, default: Duration| value.map_or(default, |d| d.get_ref().0);
     let policy = Policy {
         restart: raw.restart.unwrap_or(RestartPolicy::Always),
         backoff: Backoff {
-            initial: backoff
-                .and_then(|b| b.initial)
-                .map_or(Backoff::DEFAULT.initial, |d| d.0),
-            max: backoff
-                .and_then(|b| b.max.as_ref())
-                .map_or(Backoff::DEFAULT.max, |d| d.get_ref().0),
-            reset_after: backoff
-                .and_then(|b| b.reset_after)
-                .map_or(Backoff::DEFAULT.reset_after, |d| d.0),
+            initial: duration(backoff.and_then(|b| b.initial.as_ref()), Backoff::DEFAULT.initial),
+            max: duration(backoff.and_then(|b| b.max.as_ref()), Backoff::DEFAULT.max),
+            reset_after: duration(
+                backoff.and_then(|b| b.reset_after.as_ref()),
+                Backoff::DEFAULT.reset_after,
+            ),
         },
         stop_signal: raw.stop_signal.map_or(Signal::SIGTERM, |s| s.0),
         stop_timeout: raw.stop_timeout.map_or(defaults.stop_timeout, |d| d.0),
@@ -241,13 +240,23 @@ fn load_service(name: &str, dir: &Path, defaults: &Defaults, errors: &mut Vec<Co
         has_finish,
         drain_group: true,
     };
-    if let Some(max) = backoff.and_then(|b| b.max.as_ref())
-        && policy.backoff.max < policy.backoff.initial
-    {
-        errors.push(at(
-            max.span().start,
-            "backoff.max is shorter than backoff.initial".into(),
-        ));
+    if let Some(b) = backoff {
+        // Zero would make a crashing service restart in a tight loop.
+        for (key, value) in [("initial", &b.initial), ("reset-after", &b.reset_after)] {
+            if let Some(value) = value
+                && value.get_ref().0.is_zero()
+            {
+                errors.push(at(value.span().start, format!("backoff.{key} must be more than 0")));
+            }
+        }
+        if let Some(max) = &b.max
+            && policy.backoff.max < policy.backoff.initial
+        {
+            errors.push(at(
+                max.span().start,
+                "backoff.max is shorter than backoff.initial".into(),
+            ));
+        }
     }
 
     let env = raw
@@ -448,4 +457,192 @@ fn lookup_group(group: &str) -> Result<Gid, String> {
 /// True for a regular file with an executable bit (following symlinks).
 pub fn is_executable_file(path: &Path) -> bool {
     fs::metadata(path).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::symlink;
+
+    struct Tree(tempfile::TempDir);
+
+    impl Tree {
+        fn new() -> Self {
+            Tree(tempfile::tempdir().unwrap())
+        }
+        fn file(&self, path: &str, body: &str, mode: u32) -> &Self {
+            let path = self.0.path().join(path);
+            fs::create_dir_all(path.parent().unwrap()).unwrap();
+            fs::write(&path, body).unwrap();
+            fs::set_permissions(&path, fs::Permissions::from_mode(mode)).unwrap();
+            self
+        }
+        fn run(&self, service: &str) -> &Self {
+            self.file(&format!("{service}/run"), "#!/bin/sh\n", 0o755)
+        }
+        fn toml(&self, service: &str, body: &str) -> &Self {
+            self.file(&format!("{service}/service.toml"), body, 0o644)
+        }
+        fn load(&self) -> Result<Vec<ServiceSpec>, Vec<ConfigError>> {
+            load_services(self.0.path(), &Defaults::default(), true)
+        }
+        /// Every error as "service/file:line:col: message", relative to the tree.
+        fn errors(&self) -> Vec<String> {
+            let root = format!("{}/", self.0.path().display());
+            self.load()
+                .expect_err("expected errors")
+                .iter()
+                .map(|e| e.to_string().replace(&root, ""))
+                .collect()
+        }
+    }
+
+    #[test]
+    fn every_key_is_read_with_its_value() {
+        let t = Tree::new();
+        t.file("web/htdocs/.keep", "", 0o644).toml(
+            "web",
+            r#"
+command = ["./bin/server", "--port", "80"]
+restart = "on-failure"
+stop-signal = "QUIT"
+stop-timeout = "1.5s"
+finish-timeout = 3
+working-directory = "htdocs"
+user = "0"
+group = "0"
+[backoff]
+initial = "50ms"
+max = "2s"
+reset-after = "1m"
+[environment]
+B = "2"
+A = "1"
+"#,
+        );
+        let specs = t.load().unwrap();
+        let web = &specs[0];
+        let dir = t.0.path().join("web");
+        assert_eq!(web.name, "web");
+        assert_eq!(
+            web.run.argv,
+            [dir.join("./bin/server").into_os_string(), "--port".into(), "80".into()]
+        );
+        assert_eq!(web.run.cwd, Some(dir.join("htdocs")));
+        assert_eq!(web.run.env, [("A".into(), "1".into()), ("B".into(), "2".into())]);
+        let creds = web.run.credentials.as_ref().unwrap();
+        assert_eq!((creds.uid.as_raw(), creds.gid.as_raw()), (0, 0));
+        assert_eq!(
+            web.policy,
+            Policy {
+                restart: RestartPolicy::OnFailure,
+                backoff: Backoff {
+                    initial: Duration::from_millis(50),
+                    max: Duration::from_secs(2),
+                    reset_after: Duration::from_secs(60),
+                },
+                stop_signal: Signal::SIGQUIT,
+                stop_timeout: Duration::from_millis(1500),
+                finish_timeout: Duration::from_secs(3),
+                has_finish: false,
+                drain_group: true,
+            }
+        );
+    }
+
+    #[test]
+    fn a_plain_run_directory_gets_the_defaults() {
+        let t = Tree::new();
+        t.run("svc")
+            .file("svc/finish", "#!/bin/sh\n", 0o755)
+            .file("svc/down", "", 0o644);
+        let spec = &t.load().unwrap()[0];
+        let dir = t.0.path().join("svc");
+        assert_eq!(spec.run.argv, [dir.join("run").into_os_string()]);
+        assert_eq!(spec.run.cwd, Some(dir.clone()));
+        assert_eq!(
+            spec.finish.as_ref().unwrap().argv,
+            [dir.join("finish").into_os_string()]
+        );
+        assert!(spec.down);
+        assert_eq!(spec.policy.restart, RestartPolicy::Always);
+        assert_eq!(spec.policy.backoff, Backoff::DEFAULT);
+        assert_eq!(spec.policy.stop_signal, Signal::SIGTERM);
+        assert_eq!(spec.policy.stop_timeout, Defaults::STOP_TIMEOUT);
+        assert!(spec.policy.has_finish);
+    }
+
+    #[test]
+    fn which_entries_are_services() {
+        let t = Tree::new();
+        t.run("b").run("a").run(".hidden").file("notes.txt", "", 0o644);
+        let target = tempfile::tempdir().unwrap();
+        fs::write(target.path().join("run"), "#!/bin/sh\n").unwrap();
+        fs::set_permissions(target.path().join("run"), fs::Permissions::from_mode(0o755)).unwrap();
+        symlink(target.path(), t.0.path().join("linked")).unwrap();
+        let names: Vec<String> = t.load().unwrap().into_iter().map(|s| s.name).collect();
+        assert_eq!(names, ["a", "b", "linked"]);
+    }
+
+    #[test]
+    fn every_problem_is_reported_with_its_position() {
+        let t = Tree::new();
+        t.run("a").toml("a", "restart = \"sometimes\"\n");
+        t.run("b").toml("b", "[backoff]\ninitial = \"5s\"\nmax = \"1s\"\n");
+        t.run("c").toml("c", "stop-timeout = \"soon\"\n");
+        t.run("d").toml("d", "command = [\"x\"]\n");
+        t.toml("e", "command = []\n");
+        t.run("f").toml("f", "user = \"no-such-user-here\"\n");
+        t.run("g").toml("g", "working-directory = \"nowhere\"\n");
+        t.run("h").toml("h", "[environment]\n\"A=B\" = \"x\"\n");
+        t.run("i").toml("i", "[backoff]\njitter = 1\n");
+        t.file("j/run", "#!/bin/sh\n", 0o644).file("j/finish", "", 0o644);
+        t.run("k").file("k/service.toml", "\u{fffd}", 0o644);
+        fs::write(t.0.path().join("k/service.toml"), b"a = 1\n\xff").unwrap();
+        symlink("/nonexistent/target", t.0.path().join("l")).unwrap();
+        t.run("m").toml("m", "user = \"4242\"\n");
+        t.run("n").toml("n", "[backoff]\ninitial = 0\nreset-after = \"0s\"\n");
+        t.run("o").toml("o", "stop-timeout = \"400d\"\n");
+        let errors = t.errors();
+        let expected = [
+            "a/service.toml:1:11: unknown variant `sometimes`, expected one of `always`, `on-failure`, `never`",
+            "b/service.toml:3:7: backoff.max is shorter than backoff.initial",
+            "c/service.toml:1:16: invalid duration \"soon\": expected number at 0 (write e.g. \"5s\" or \"250ms\")",
+            "d/service.toml:1:11: both `command` and a `run` file are given: keep one",
+            "e/service.toml:1:11: `command` is empty: give at least the program",
+            "f/service.toml:1:8: unknown user `no-such-user-here` (not in the passwd database)",
+            "g/service.toml:1:21: working-directory",
+            "h/service.toml: [environment] name \"A=B\" cannot be an environment variable",
+            "i/service.toml:2:1: unknown field `jitter`, expected one of `initial`, `max`, `reset-after`",
+            "j/run: not executable (chmod +x it)",
+            "j/finish: not executable (chmod +x it)",
+            "k/service.toml:2:1: not valid UTF-8",
+            "l: dangling symlink: its target does not exist",
+            "m/service.toml:1:8: uid 4242 has no passwd entry, so it has no group: set `group` too",
+            "n/service.toml:2:11: backoff.initial must be more than 0",
+            "n/service.toml:3:15: backoff.reset-after must be more than 0",
+            "o/service.toml:1:16: duration \"400d\" is too long: at most a year",
+        ];
+        assert_eq!(errors.len(), expected.len(), "{errors:#?}");
+        for (got, want) in errors.iter().zip(expected) {
+            assert!(got.starts_with(want), "got {got:?}\nwant {want:?}...");
+        }
+    }
+
+    #[test]
+    fn a_missing_directory_is_an_error_only_when_named() {
+        let t = Tree::new();
+        let missing = t.0.path().join("nope");
+        assert_eq!(load_services(&missing, &Defaults::default(), false), Ok(Vec::new()));
+        assert!(load_services(&missing, &Defaults::default(), true).is_err());
+    }
+
+    #[test]
+    fn line_and_column_count_characters_from_one() {
+        let text = "a = 1\nbé = \"x\"\n";
+        assert_eq!(line_column(text, 0), (1, 1));
+        assert_eq!(line_column(text, 6), (2, 1));
+        assert_eq!(line_column(text, 10), (2, 4));
+        assert_eq!(line_column(text, 999), (3, 1));
+    }
 }

@@ -29,9 +29,9 @@ pub struct RawService {
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 pub struct RawBackoff {
-    pub initial: Option<DurationValue>,
+    pub initial: Option<Spanned<DurationValue>>,
     pub max: Option<Spanned<DurationValue>>,
-    pub reset_after: Option<DurationValue>,
+    pub reset_after: Option<Spanned<DurationValue>>,
 }
 
 /// A duration: a string like `"5s"`, `"250ms"`, `"1m 30s"`, or a number of
@@ -64,18 +64,27 @@ impl<'de> Deserialize<'de> for DurationValue {
     }
 }
 
+/// The longest duration accepted anywhere: a year. Deadlines are computed as
+/// `now + duration`; the cap keeps that arithmetic far from overflow.
+pub const MAX_DURATION: Duration = Duration::from_secs(365 * 24 * 3600);
+
 /// Parses `"5s"`, `"250ms"`, `"1m 30s"`, or plain (fractional) seconds `"2.5"`.
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
     let s = s.trim();
-    if let Ok(n) = s.parse::<f64>() {
-        return seconds(n);
+    let duration = match s.parse::<f64>() {
+        Ok(n) => Duration::try_from_secs_f64(n)
+            .map_err(|_| format!("invalid duration {s:?}: must be a finite number of seconds, 0 or more"))?,
+        Err(_) => humantime::parse_duration(s)
+            .map_err(|e| format!("invalid duration {s:?}: {e} (write e.g. \"5s\" or \"250ms\")"))?,
+    };
+    if duration > MAX_DURATION {
+        return Err(format!("duration {s:?} is too long: at most a year (\"365d\")"));
     }
-    humantime::parse_duration(s).map_err(|e| format!("invalid duration {s:?}: {e} (write e.g. \"5s\" or \"250ms\")"))
+    Ok(duration)
 }
 
 fn seconds(n: f64) -> Result<Duration, String> {
-    Duration::try_from_secs_f64(n)
-        .map_err(|_| format!("invalid duration {n}: must be a finite number of seconds, 0 or more"))
+    parse_duration(&n.to_string())
 }
 
 /// A signal: `"SIGQUIT"`, `"QUIT"` (any case) or a number.
@@ -135,7 +144,18 @@ mod tests {
         for (text, ms) in ok {
             assert_eq!(parse_duration(text), Ok(Duration::from_millis(ms)), "{text}");
         }
-        for bad in ["", "five", "-1", "5 parsecs", "NaN", "inf"] {
+        assert_eq!(parse_duration("365d"), Ok(super::MAX_DURATION));
+        for bad in [
+            "",
+            "five",
+            "-1",
+            "5 parsecs",
+            "NaN",
+            "inf",
+            "1e19",
+            "300000000000y",
+            "366d",
+        ] {
             assert!(parse_duration(bad).is_err(), "{bad:?} should be rejected");
         }
     }
