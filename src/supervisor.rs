@@ -456,7 +456,11 @@ impl Supervisor {
                 None
             }
             Action::Settled => {
-                debug!("{}: down", unit.label);
+                if unit.kind == Kind::Service && !unit.life.wants_down() {
+                    info!("{}: not restarting (restart policy)", unit.label);
+                } else {
+                    debug!("{}: down", unit.label);
+                }
                 None
             }
         }
