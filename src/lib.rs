@@ -1,6 +1,8 @@
 //! baseinit: a PID 1 supervisor for container images.
 //!
 //! The map of the crate, in the order data flows:
+//! - [`applets`]: `sv` and `setuser`, by argv[0] or as `baseinit sv`.
+//! - [`container_env`]: my_init's container environment import and export.
 //! - [`cli`]: flags and their environment-variable twins (my_init's names).
 //! - [`config`]: service directories and `service.toml` → validated [`config::ServiceSpec`]s.
 //! - [`startup`]: which startup scripts run, in what order.
@@ -13,8 +15,10 @@
 //! - [`inherited`]: cleaning up the signal mask, dispositions and fds baseinit inherited.
 //! - [`logging`]: baseinit's own log on stderr.
 
+pub mod applets;
 pub mod cli;
 pub mod config;
+pub mod container_env;
 pub mod exit;
 pub mod inherited;
 pub mod logging;

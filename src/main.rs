@@ -12,7 +12,11 @@ use baseinit::supervisor::{Options, Supervisor};
 const DEFAULT_SERVICE_DIR: &str = "/etc/service";
 
 fn main() {
-    let cli = Cli::parse();
+    let args: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    if let Some(code) = baseinit::applets::dispatch(&args) {
+        std::process::exit(code);
+    }
+    let cli = Cli::parse_from(&args);
     baseinit::logging::init(cli.quiet, cli.verbose);
     std::process::exit(run(cli));
 }
