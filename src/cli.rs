@@ -36,6 +36,36 @@ pub struct Cli {
     #[arg(long)]
     pub skip_startup_files: bool,
 
+    /// Hooks run before the services stop
+    #[arg(long, value_name = "DIR", default_value = "/etc/my_init.pre_shutdown.d")]
+    pub pre_shutdown_dir: PathBuf,
+
+    /// Hooks run after the services stopped
+    #[arg(long, value_name = "DIR", default_value = "/etc/my_init.post_shutdown.d")]
+    pub post_shutdown_dir: PathBuf,
+
+    /// Seconds all pre-shutdown hooks together (and all post-shutdown hooks
+    /// together) may take; a hook still running then is stopped
+    #[arg(long, value_name = "SECONDS", env = "BASEINIT_HOOK_TIMEOUT", default_value = "1", value_parser = |s: &str| seconds(s, "BASEINIT_HOOK_TIMEOUT"))]
+    pub hook_timeout: Duration,
+
+    /// Run the insecure-key script (as my_init) before the startup scripts
+    #[arg(long)]
+    pub enable_insecure_key: bool,
+
+    /// The script --enable-insecure-key runs
+    #[arg(long, value_name = "PATH", default_value = "/usr/sbin/enable_insecure_key")]
+    pub insecure_key_script: PathBuf,
+
+    /// Where runit state goes when a service directory is read-only
+    #[arg(
+        long,
+        value_name = "DIR",
+        env = "BASEINIT_RUNTIME_DIR",
+        default_value = "/run/baseinit"
+    )]
+    pub runtime_dir: PathBuf,
+
     /// Do not start services: only startup scripts and the main command
     #[arg(long, requires = "command")]
     pub skip_runit: bool,

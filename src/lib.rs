@@ -10,6 +10,8 @@
 //! - [`supervisor`]: the event loop that turns the machines' actions into syscalls.
 //! - [`spawn`]: starting children clean; [`reaper`]: the one owner of `waitpid`;
 //!   [`process_group`]: signalling groups and telling when they are empty.
+//! - [`supervise`]: runit's `supervise/` state files and control FIFOs.
+//! - [`watch`]: inotify on the service directory.
 //! - [`shutdown`]: the stop plan and the final kill-all.
 //! - [`exit`]: child statuses and baseinit's exit-code table.
 //! - [`inherited`]: cleaning up the signal mask, dispositions and fds baseinit inherited.
@@ -28,4 +30,6 @@ pub mod service;
 pub mod shutdown;
 pub mod spawn;
 pub mod startup;
+pub mod supervise;
 pub mod supervisor;
+pub mod watch;

@@ -37,6 +37,11 @@ fn run(cli: Cli) -> i32 {
         service_dir: cli.service_dir.clone().unwrap_or_else(|| DEFAULT_SERVICE_DIR.into()),
         skip_services: cli.skip_runit,
         startup: (!cli.skip_startup_files).then(|| (cli.startup_dir.clone(), cli.rc_local.clone())),
+        insecure_key: cli.enable_insecure_key.then(|| cli.insecure_key_script.clone()),
+        pre_shutdown_dir: cli.pre_shutdown_dir.clone(),
+        post_shutdown_dir: cli.post_shutdown_dir.clone(),
+        hook_timeout: cli.hook_timeout,
+        runtime_dir: cli.runtime_dir.clone(),
         command: cli.command.clone(),
         defaults: cli.defaults(),
         kill_all: KillAll::choose(is_pid1, !cli.no_kill_all_on_exit),
@@ -54,5 +59,6 @@ fn run(cli: Cli) -> i32 {
             return BOOT_FAILED;
         }
     };
-    runtime.block_on(Supervisor::new(opts).run()).exit_code()
+    let (supervisor, commands) = Supervisor::new(opts);
+    runtime.block_on(supervisor.run(commands)).exit_code()
 }

@@ -86,8 +86,18 @@ pub struct Policy {
 pub enum Event {
     /// The service is wanted up.
     Up,
-    /// The service is wanted down (a shutdown, later `sv down`).
+    /// The service is wanted down (a shutdown, `sv down`).
     Down,
+    /// Run once, then stay down (`sv once`): wanted down, but started if down.
+    Once,
+    /// A signal asked for by an operator (`sv term`, `sv kill`, `sv hup`, …):
+    /// sent to the process group; if `run` then exits, it restarts at once,
+    /// without backoff, because someone wanted exactly that.
+    Signal(Signal),
+    /// Wanted down without being signalled: a logger whose input was closed
+    /// stops by itself at EOF; it is killed only if it outlives its stop
+    /// timeout.
+    Retire,
     /// The program asked for by the last Start action now runs as `pid`.
     Spawned(Pid),
     /// The program asked for by the last Start action could not be started.
@@ -114,6 +124,8 @@ pub enum Why {
     StopTimeout,
     /// `finish` ran past its timeout.
     FinishTimeout,
+    /// An operator asked for it (`sv`).
+    Command,
 }
 
 /// Outputs of the machine, carried out by the supervisor in order.
@@ -199,6 +211,8 @@ pub enum State {
 enum Want {
     Up,
     Down,
+    /// Run now, but do not restart (`sv once`).
+    Once,
 }
 
 /// One service's lifecycle: its state plus the counters that outlive a run.
@@ -210,6 +224,8 @@ pub struct Lifecycle {
     quick_deaths: u32,
     restarts: u32,
     last_exit: Option<Termination>,
+    /// The next exit was asked for (Event::Signal): restart without backoff.
+    prompt_restart: bool,
 }
 
 impl Lifecycle {
@@ -221,6 +237,7 @@ impl Lifecycle {
             quick_deaths: 0,
             restarts: 0,
             last_exit: None,
+            prompt_restart: false,
         }
     }
 
@@ -236,9 +253,10 @@ impl Lifecycle {
         self.state == State::Down
     }
 
-    /// True once the service was asked to stop (a shutdown, `sv down`).
+    /// True once the service is not to be restarted: asked to stop (a
+    /// shutdown, `sv down`) or to run once.
     pub fn wants_down(&self) -> bool {
-        self.want == Want::Down
+        self.want != Want::Up
     }
 
     /// How the last run ended.
@@ -299,9 +317,46 @@ impl Lifecycle {
                 out.push(Action::Settled);
                 Down
             }
+            // A logger between two runs still has its pipe to read: one last
+            // run, to EOF.
+            (Backoff { .. }, Event::Retire) => {
+                self.want = Want::Once;
+                self.start(out)
+            }
+            (Running { pid, since }, Event::Retire) => {
+                self.want = Want::Down;
+                Stopping {
+                    pid,
+                    since,
+                    escalation: Escalation::Signaled {
+                        kill_at: now + self.policy.stop_timeout,
+                    },
+                }
+            }
+            (Running { pid, .. }, Event::Signal(signal)) => {
+                self.prompt_restart = true;
+                out.push(Action::SignalGroup {
+                    pgid: pid,
+                    signal,
+                    why: Why::Command,
+                });
+                state
+            }
+            (Stopping { pid, .. }, Event::Signal(signal)) => {
+                out.push(Action::SignalGroup {
+                    pgid: pid,
+                    signal,
+                    why: Why::Command,
+                });
+                state
+            }
+            (_, Event::Once) => {
+                self.want = Want::Once;
+                if state == Down { self.start(out) } else { state }
+            }
             // Starting, Stopping, Draining, Finishing: finish what is under
             // way; `decide` sees the wish at the end.
-            (_, Event::Down) => {
+            (_, Event::Down | Event::Retire) => {
                 self.want = Want::Down;
                 state
             }
@@ -506,7 +561,8 @@ impl Lifecycle {
         }
         // A run that never started is always a quick death: never an
         // immediate retry of a spawn that just failed.
-        let delay = if exit.status.is_some() && exit.ran_for >= self.policy.backoff.reset_after {
+        let prompt = std::mem::take(&mut self.prompt_restart);
+        let delay = if prompt || (exit.status.is_some() && exit.ran_for >= self.policy.backoff.reset_after) {
             self.quick_deaths = 0;
             Duration::ZERO
         } else {
@@ -986,6 +1042,72 @@ mod tests {
             assert_eq!(m.on(event, t0), vec![], "{event:?} while running");
             assert_eq!(m.run_pid(), Some(pid(1)));
         }
+    }
+
+    #[test]
+    fn once_runs_one_time_and_settles() {
+        let mut m = Lifecycle::new(policy());
+        let t0 = Instant::now();
+        assert_eq!(m.on(Event::Once, t0), vec![Action::StartRun]);
+        m.on(Event::Spawned(pid(1)), t0);
+        assert_eq!(m.on(exited(1, true), t0 + MS), vec![Action::Settled]);
+        assert!(m.is_down());
+    }
+
+    #[test]
+    fn retire_waits_without_a_signal_then_kills_at_the_timeout() {
+        let mut m = Lifecycle::new(policy());
+        let t0 = Instant::now();
+        m.on(Event::Up, t0);
+        m.on(Event::Spawned(pid(4)), t0);
+        assert_eq!(m.on(Event::Retire, t0), vec![], "no signal: the logger reads to EOF");
+        assert_eq!(m.deadline(), Some(t0 + 5000 * MS));
+        assert_eq!(
+            m.on(Event::Tick, t0 + 5000 * MS),
+            vec![sig(4, Signal::SIGKILL, Why::StopTimeout)]
+        );
+        let mut m = Lifecycle::new(policy());
+        m.on(Event::Up, t0);
+        m.on(Event::Spawned(pid(4)), t0);
+        m.on(Event::Retire, t0);
+        assert_eq!(m.on(exited(0, true), t0 + MS), vec![Action::Settled]);
+
+        // Retired between two runs: one last run reads the pipe to EOF.
+        let mut m = Lifecycle::new(policy());
+        m.on(Event::Up, t0);
+        m.on(Event::Spawned(pid(4)), t0);
+        m.on(exited(0, true), t0 + MS);
+        assert!(matches!(m.state(), State::Backoff { .. }));
+        assert_eq!(m.on(Event::Retire, t0 + MS), vec![Action::StartRun]);
+        m.on(Event::Spawned(pid(5)), t0 + MS);
+        assert_eq!(m.run_pid(), Some(pid(5)), "not stopped: it reads to EOF");
+        assert_eq!(m.on(exited(0, true), t0 + 2 * MS), vec![Action::Settled]);
+    }
+
+    #[test]
+    fn an_operators_signal_that_ends_the_run_restarts_it_at_once() {
+        let mut m = Lifecycle::new(policy());
+        let t0 = Instant::now();
+        m.on(Event::Up, t0);
+        m.on(Event::Spawned(pid(5)), t0);
+        assert_eq!(
+            m.on(Event::Signal(Signal::SIGTERM), t0),
+            vec![sig(5, Signal::SIGTERM, Why::Command)]
+        );
+        assert_eq!(
+            m.on(exited(143 - 128, true), t0 + MS),
+            vec![Action::Restart { after: Duration::ZERO }, Action::StartRun],
+            "no backoff after a quick run the operator ended"
+        );
+        // The next quick death backs off as usual.
+        m.on(Event::Spawned(pid(6)), t0 + MS);
+        assert_eq!(
+            m.on(exited(1, true), t0 + 2 * MS)[0],
+            Action::Restart { after: 100 * MS }
+        );
+        // A signal to a service that is down does nothing.
+        let mut m = Lifecycle::new(policy());
+        assert_eq!(m.on(Event::Signal(Signal::SIGHUP), t0), vec![]);
     }
 
     #[test]

@@ -3,6 +3,7 @@
 
 use std::ffi::OsString;
 use std::io;
+use std::os::fd::BorrowedFd;
 use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
@@ -78,9 +79,17 @@ impl SpawnError {
     }
 }
 
+/// Pipe ends a child gets instead of its usual stdin or stdout (a service and
+/// its `log/` logger share a pipe).
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Redirect<'a> {
+    pub stdin: Option<BorrowedFd<'a>>,
+    pub stdout: Option<BorrowedFd<'a>>,
+}
+
 /// Starts `launch` with `extra_args` appended, in a new process group whose id
 /// is the returned pid. The caller must register the pid before it next reaps.
-pub fn spawn(launch: &Launch, extra_args: &[OsString]) -> Result<Pid, SpawnError> {
+pub fn spawn(launch: &Launch, extra_args: &[OsString], redirect: Redirect<'_>) -> Result<Pid, SpawnError> {
     let error = |source| SpawnError {
         program: launch
             .argv
@@ -103,10 +112,14 @@ pub fn spawn(launch: &Launch, extra_args: &[OsString]) -> Result<Pid, SpawnError
         command.env("HOME", home).env("USER", user).env("LOGNAME", user);
     }
     command.envs(launch.env.iter().map(|(k, v)| (k, v)));
-    command.stdin(match launch.stdin {
-        StdinMode::Null => Stdio::null(),
-        StdinMode::Inherit => Stdio::inherit(),
+    command.stdin(match (redirect.stdin, launch.stdin) {
+        (Some(fd), _) => Stdio::from(fd.try_clone_to_owned().map_err(error)?),
+        (None, StdinMode::Null) => Stdio::null(),
+        (None, StdinMode::Inherit) => Stdio::inherit(),
     });
+    if let Some(fd) = redirect.stdout {
+        command.stdout(Stdio::from(fd.try_clone_to_owned().map_err(error)?));
+    }
     let creds = launch.credentials.as_ref().map(|c| {
         (
             c.uid.as_raw(),

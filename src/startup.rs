@@ -1,4 +1,5 @@
-//! Startup scripts: which files of a my_init.d-style directory run, in what order.
+//! Which files of a my_init.d-style directory run, in what order: startup
+//! scripts, and the shutdown hooks of my_init.pre_shutdown.d and post_shutdown.d.
 
 use std::fs;
 use std::io;
@@ -6,16 +7,17 @@ use std::path::{Path, PathBuf};
 
 use crate::config::is_executable_file;
 
-/// The scripts to run before any service: every regular executable file in
-/// `dir` whose name does not start with `.`, in byte order of their names,
-/// then `rc_local` if it is executable. A missing `dir` means no scripts;
-/// an unreadable one is an error.
-pub fn scripts(dir: &Path, rc_local: &Path) -> Result<Vec<PathBuf>, String> {
+/// The scripts of a my_init.d-style directory (startup scripts, shutdown
+/// hooks): every regular executable file in `dir` whose name does not start
+/// with `.`, in byte order of their names, then `rc_local` if it is
+/// executable. A missing `dir` means no scripts; an unreadable one is an
+/// error.
+pub fn scripts(dir: &Path, rc_local: Option<&Path>) -> Result<Vec<PathBuf>, String> {
     let mut scripts = Vec::new();
     match fs::read_dir(dir) {
         Ok(entries) => {
             for entry in entries {
-                let entry = entry.map_err(|e| format!("{}: cannot read startup directory: {e}", dir.display()))?;
+                let entry = entry.map_err(|e| format!("{}: cannot read: {e}", dir.display()))?;
                 let name = entry.file_name();
                 if name.as_encoded_bytes().starts_with(b".") {
                     continue;
@@ -34,16 +36,18 @@ pub fn scripts(dir: &Path, rc_local: &Path) -> Result<Vec<PathBuf>, String> {
             }
         }
         Err(e) if e.kind() == io::ErrorKind::NotFound => {
-            tracing::debug!("{}: no startup directory", dir.display());
+            tracing::debug!("{}: no such directory, nothing to run", dir.display());
         }
-        Err(e) => return Err(format!("{}: cannot read startup directory: {e}", dir.display())),
+        Err(e) => return Err(format!("{}: cannot read: {e}", dir.display())),
     }
     // OsStr orders by bytes on Unix, as my_init's sorted() does.
     scripts.sort();
-    if is_executable_file(rc_local) {
-        scripts.push(rc_local.to_owned());
-    } else if rc_local.exists() {
-        tracing::debug!("{}: not executable, skipped", rc_local.display());
+    if let Some(rc_local) = rc_local {
+        if is_executable_file(rc_local) {
+            scripts.push(rc_local.to_owned());
+        } else if rc_local.exists() {
+            tracing::debug!("{}: not executable, skipped", rc_local.display());
+        }
     }
     Ok(scripts)
 }
@@ -71,7 +75,7 @@ mod tests {
         let etc = tempfile::tempdir().unwrap();
         let rc = etc.path().join("rc.local");
         write(&rc, 0o755);
-        let got = scripts(d, &rc).unwrap();
+        let got = scripts(d, Some(&rc)).unwrap();
         let names: Vec<_> = got.iter().map(|p| p.file_name().unwrap().to_str().unwrap()).collect();
         assert_eq!(names, ["10_x", "9_y", "B", "a", "b", "rc.local"]);
     }
@@ -79,7 +83,7 @@ mod tests {
     #[test]
     fn missing_directory_and_rc_local_mean_no_scripts() {
         let dir = tempfile::tempdir().unwrap();
-        let got = scripts(&dir.path().join("nope"), &dir.path().join("rc.local")).unwrap();
+        let got = scripts(&dir.path().join("nope"), Some(&dir.path().join("rc.local"))).unwrap();
         assert!(got.is_empty());
     }
 }

@@ -2,29 +2,36 @@
 //! the only place that spawns, signals and reaps.
 //!
 //! A unit is anything baseinit starts and watches: a startup script, a
-//! service, or the main command. They share one lifecycle machine; only their
-//! policies differ. The supervisor walks through phases: startup scripts one
-//! at a time, then services and the main command, then the stop of all units,
-//! then the kill-all, then exit.
+//! service, a service's `log/` logger, a shutdown hook, or the main command.
+//! They share one lifecycle machine; only their policies differ. The
+//! supervisor walks through phases: startup scripts one at a time, then
+//! services and the main command, then (on a signal, the main command's exit
+//! or a failed boot) the pre-shutdown hooks, the stop of all units, the
+//! post-shutdown hooks, the kill-all, and exit.
 
 use std::collections::{HashMap, VecDeque};
 use std::ffi::OsString;
-use std::path::PathBuf;
-use std::time::{Duration, Instant};
+use std::os::fd::{AsFd, OwnedFd};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant, SystemTime};
 
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 use tokio::signal::unix::{SignalKind, signal};
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
 use tracing::{debug, error, info, warn};
 
-use crate::config::{self, Defaults};
+use crate::config::{self, Defaults, ServiceSpec, is_executable_file};
 use crate::exit::{ExitStatus, Outcome, SpawnFailure};
 use crate::process_group;
 use crate::reaper;
-use crate::service::{Action, Backoff, Event, KILL_WAIT, Lifecycle, Policy, RestartPolicy, Why};
+use crate::service::{Action, Backoff, Event, KILL_WAIT, Lifecycle, Policy, RestartPolicy, State, Why};
 use crate::shutdown::{self, KillAll, StopPlan};
-use crate::spawn::{self, Launch, StdinMode};
+use crate::spawn::{self, Launch, Redirect, StdinMode};
 use crate::startup;
+use crate::supervise::{self, Command, RunState, Status, Supervise};
+use crate::watch::ServiceWatch;
 
 /// What the supervisor is told to do, from the command line.
 #[derive(Clone, Debug)]
@@ -33,8 +40,16 @@ pub struct Options {
     /// A missing service directory is an error (it was named explicitly).
     pub service_dir_required: bool,
     pub skip_services: bool,
-    /// None with `--skip-startup-files`.
+    /// The startup directory and rc.local; None with `--skip-startup-files`.
     pub startup: Option<(PathBuf, PathBuf)>,
+    /// `--enable-insecure-key`: this script runs first, and must exist.
+    pub insecure_key: Option<PathBuf>,
+    pub pre_shutdown_dir: PathBuf,
+    pub post_shutdown_dir: PathBuf,
+    /// Each hook phase (pre, post) as a whole may take this long.
+    pub hook_timeout: Duration,
+    /// Where runit state goes when a service directory is read-only.
+    pub runtime_dir: PathBuf,
     pub command: Vec<OsString>,
     pub defaults: Defaults,
     pub kill_all: KillAll,
@@ -45,6 +60,8 @@ pub struct Options {
 enum Kind {
     Startup,
     Service,
+    Logger,
+    Hook,
     Main,
 }
 
@@ -52,17 +69,46 @@ enum Kind {
 enum Role {
     Run,
     Finish,
+    /// A `control/C` script overriding command C; exit 0 suppresses the default.
+    Control(Command),
 }
 
 struct Unit {
     /// For logs: "service web", "startup script /etc/my_init.d/10_x", "main command sh".
     label: String,
     kind: Kind,
+    /// The service's name ("web", "web/log"); empty for other kinds.
+    name: String,
+    /// The service directory (for `control/`); None for other kinds.
+    dir: Option<PathBuf>,
+    fingerprint: u64,
     run: Launch,
     finish: Option<Launch>,
     life: Lifecycle,
     /// Why the last start failed, if it did.
     spawn_failure: Option<SpawnFailure>,
+    supervise: Option<Supervise>,
+    /// When the runit-visible state last changed.
+    status_since: SystemTime,
+    paused: bool,
+    got_term: bool,
+    control_task: Option<JoinHandle<()>>,
+    /// A service's logger (index into `units`).
+    logger: Option<usize>,
+    /// A service with a logger: our copy of the pipe's write end, its run's
+    /// and finish's stdout. Dropped once the service is down for good, so the
+    /// logger reads to EOF. A logger: the read end, its stdin.
+    log_pipe: Option<OwnedFd>,
+    /// Being replaced (changed definition) or removed by a rescan: what comes
+    /// after it settles.
+    leaving: Option<Leaving>,
+    /// Gone: no longer supervised.
+    retired: bool,
+}
+
+enum Leaving {
+    Removed,
+    Replaced(Box<ServiceSpec>),
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -70,6 +116,12 @@ enum StopReason {
     Signal(Signal),
     MainExited,
     BootFailed,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum HookStage {
+    Pre,
+    Post,
 }
 
 #[derive(Debug)]
@@ -80,6 +132,13 @@ enum Phase {
         current: Option<usize>,
     },
     Running,
+    /// Shutdown hooks, one at a time, the stage as a whole done by `until`.
+    Hooks {
+        stage: HookStage,
+        pending: VecDeque<PathBuf>,
+        current: Option<usize>,
+        until: Instant,
+    },
     Stopping(StopPlan),
     /// The final kill-all: `signal` was sent; the next step is at `until`.
     KillAll {
@@ -89,9 +148,15 @@ enum Phase {
     Done,
 }
 
+/// How long after the last change in the service directory a rescan runs:
+/// `cp -r` or an unpacked tarball is a burst of events, one rescan is enough.
+const RESCAN_SETTLE: Duration = Duration::from_millis(100);
+
 pub struct Supervisor {
     opts: Options,
     units: Vec<Unit>,
+    /// Active services and loggers by name.
+    by_name: HashMap<String, usize>,
     /// Every child we started and have not reaped yet.
     pids: HashMap<Pid, (usize, Role)>,
     phase: Phase,
@@ -101,6 +166,8 @@ pub struct Supervisor {
     no_children: bool,
     orphans_reaped: u64,
     stop_started: Option<Instant>,
+    commands: mpsc::UnboundedSender<(usize, u8)>,
+    rescan_at: Option<Instant>,
 }
 
 /// The signals baseinit listens to. Installing them first thing means no
@@ -138,11 +205,23 @@ async fn sleep_until(deadline: Option<Instant>) {
     }
 }
 
+/// Waits for the service watch, or forever when there is none.
+async fn watched(watch: &mut Option<ServiceWatch>) {
+    match watch {
+        Some(watch) => watch.changed().await,
+        None => std::future::pending().await,
+    }
+}
+
 impl Supervisor {
-    pub fn new(opts: Options) -> Self {
-        Supervisor {
+    /// A supervisor, and the receiving end of the channel that carries
+    /// `supervise/control` commands to it.
+    pub fn new(opts: Options) -> (Self, mpsc::UnboundedReceiver<(usize, u8)>) {
+        let (commands, received) = mpsc::unbounded_channel();
+        let supervisor = Supervisor {
             opts,
             units: Vec::new(),
+            by_name: HashMap::new(),
             pids: HashMap::new(),
             phase: Phase::Running,
             reason: None,
@@ -150,11 +229,14 @@ impl Supervisor {
             no_children: false,
             orphans_reaped: 0,
             stop_started: None,
-        }
+            commands,
+            rescan_at: None,
+        };
+        (supervisor, received)
     }
 
     /// Runs everything to the end and says how it ended.
-    pub async fn run(mut self) -> Outcome {
+    pub async fn run(mut self, mut commands: mpsc::UnboundedReceiver<(usize, u8)>) -> Outcome {
         let mut signals = match Signals::install() {
             Ok(signals) => signals,
             Err(e) => {
@@ -166,18 +248,26 @@ impl Supervisor {
         // already be zombies with no SIGCHLD left to tell us.
         self.reap(Instant::now());
         self.boot(Instant::now());
+        let mut watch = None;
         while !matches!(self.phase, Phase::Done) {
+            if watch.is_none() && matches!(self.phase, Phase::Running) && !self.opts.skip_services {
+                watch = ServiceWatch::new(&self.opts.service_dir);
+            }
             let wake = self.next_wake();
             tokio::select! {
                 biased;
                 _ = signals.child.recv() => self.reap(Instant::now()),
                 _ = signals.terminate.recv() => self.on_stop_signal(Signal::SIGTERM, Instant::now()),
                 _ = signals.interrupt.recv() => self.on_stop_signal(Signal::SIGINT, Instant::now()),
-                _ = signals.hangup.recv() => self.forward(Signal::SIGHUP),
+                _ = signals.hangup.recv() => self.on_hangup(Instant::now()),
                 _ = signals.quit.recv() => self.forward(Signal::SIGQUIT),
                 _ = signals.user1.recv() => self.forward(Signal::SIGUSR1),
                 _ = signals.user2.recv() => self.forward(Signal::SIGUSR2),
                 _ = signals.window.recv() => self.forward(Signal::SIGWINCH),
+                Some((i, byte)) = commands.recv() => self.on_command(i, byte, Instant::now()),
+                () = watched(&mut watch) => {
+                    self.rescan_at = Some(Instant::now() + RESCAN_SETTLE);
+                }
                 () = sleep_until(wake) => self.on_tick(Instant::now()),
             }
         }
@@ -193,9 +283,9 @@ impl Supervisor {
     }
 
     fn boot(&mut self, now: Instant) {
-        let pending = match &self.opts.startup {
+        let mut pending = match &self.opts.startup {
             None => Vec::new(),
-            Some((dir, rc_local)) => match startup::scripts(dir, rc_local) {
+            Some((dir, rc_local)) => match startup::scripts(dir, Some(rc_local)) {
                 Ok(scripts) => scripts,
                 Err(message) => {
                     error!("{message}");
@@ -204,6 +294,17 @@ impl Supervisor {
                 }
             },
         };
+        if let Some(script) = &self.opts.insecure_key {
+            if !is_executable_file(script) {
+                error!(
+                    "--enable-insecure-key: {} is missing or not executable (the image has no insecure key support)",
+                    script.display()
+                );
+                self.begin_shutdown(StopReason::BootFailed, now);
+                return self.advance(now);
+            }
+            pending.insert(0, script.clone());
+        }
         self.phase = Phase::Startup {
             pending: pending.into(),
             current: None,
@@ -231,17 +332,10 @@ impl Supervisor {
                     }
                     match pending.pop_front() {
                         Some(script) => {
-                            let i = self.add_unit(
-                                format!("startup script {}", script.display()),
-                                Kind::Startup,
-                                Launch::program(vec![script.into_os_string()]),
-                                None,
-                                self.policy_for_once(false),
-                            );
+                            let i = self.start_once(Kind::Startup, "startup script", script, now);
                             if let Phase::Startup { current, .. } = &mut self.phase {
                                 *current = Some(i);
                             }
-                            self.feed(i, Event::Up, now);
                         }
                         None => self.start_services(now),
                     }
@@ -253,14 +347,53 @@ impl Supervisor {
                         self.begin_shutdown(StopReason::MainExited, now);
                         continue;
                     }
+                    self.finish_leaving(now);
                     return;
+                }
+                Phase::Hooks {
+                    stage,
+                    pending,
+                    current,
+                    until,
+                } => {
+                    let (stage, until) = (*stage, *until);
+                    if let Some(i) = *current {
+                        let unit = &self.units[i];
+                        if !unit.life.is_down() {
+                            return;
+                        }
+                        match unit.life.last_exit().and_then(|e| e.status) {
+                            Some(status) if status.success() => {}
+                            Some(status) => warn!("{} failed with {status}; the shutdown goes on", unit.label),
+                            None => warn!("{} could not be started; the shutdown goes on", unit.label),
+                        }
+                    }
+                    if now >= until {
+                        if !pending.is_empty() {
+                            warn!("shutdown hooks ran out of time: skipping {} more", pending.len());
+                        }
+                        pending.clear();
+                    }
+                    match pending.pop_front() {
+                        Some(hook) => {
+                            let i = self.start_once(Kind::Hook, "shutdown hook", hook, now);
+                            if let Phase::Hooks { current, .. } = &mut self.phase {
+                                *current = Some(i);
+                            }
+                        }
+                        None => match stage {
+                            HookStage::Pre => self.stop_units(now),
+                            HookStage::Post => self.begin_kill_all(now),
+                        },
+                    }
                 }
                 Phase::Stopping(plan) => {
                     let plan = *plan;
+                    self.retire_loggers(now);
                     let running: Vec<&str> = self
                         .units
                         .iter()
-                        .filter(|u| !u.life.is_down())
+                        .filter(|u| !u.retired && !u.life.is_down())
                         .map(|u| u.label.as_str())
                         .collect();
                     if !running.is_empty() {
@@ -270,7 +403,7 @@ impl Supervisor {
                         warn!("giving up on stopping {}: moving on", running.join(", "));
                     }
                     info!("all units stopped in {} ms", (now - plan.started).as_millis());
-                    self.begin_kill_all(plan, now);
+                    self.begin_hooks(HookStage::Post, now);
                 }
                 Phase::KillAll { .. } => {
                     if self.no_children {
@@ -282,6 +415,19 @@ impl Supervisor {
                 Phase::Done => return,
             }
         }
+    }
+
+    /// Starts a unit that runs once (a startup script or a hook).
+    fn start_once(&mut self, kind: Kind, what: &str, path: PathBuf, now: Instant) -> usize {
+        let mut policy = self.policy_for_once(false);
+        if kind == Kind::Hook {
+            // A hook stopped for running out of time gets SIGKILL soon after.
+            policy.stop_timeout = KILL_WAIT;
+        }
+        let label = format!("{what} {}", path.display());
+        let i = self.add_unit(label, kind, Launch::program(vec![path.into_os_string()]), None, policy);
+        self.feed(i, Event::Up, now);
+        i
     }
 
     /// After the startup scripts: load the service tree, start every service
@@ -310,19 +456,7 @@ impl Supervisor {
             };
             debug!("{} service(s) in {}", specs.len(), self.opts.service_dir.display());
             for spec in specs {
-                let down = spec.down;
-                let i = self.add_unit(
-                    format!("service {}", spec.name),
-                    Kind::Service,
-                    spec.run,
-                    spec.finish,
-                    spec.policy,
-                );
-                if down {
-                    info!("{}: has a `down` file, not started", self.units[i].label);
-                } else {
-                    self.feed(i, Event::Up, now);
-                }
+                self.add_service(spec, now);
             }
         }
         if !self.opts.command.is_empty() {
@@ -338,7 +472,79 @@ impl Supervisor {
         }
     }
 
-    /// The policy of a unit that runs once: a startup script or the main command.
+    /// Adds a service (and its logger), opens their supervise directories,
+    /// and starts them unless they have a `down` file.
+    fn add_service(&mut self, mut spec: ServiceSpec, now: Instant) {
+        let log = spec.log.take();
+        let i = self.add_unit(
+            format!("service {}", spec.name),
+            Kind::Service,
+            spec.run,
+            spec.finish,
+            spec.policy,
+        );
+        self.units[i].name = spec.name.clone();
+        self.units[i].dir = Some(spec.dir.clone());
+        self.units[i].fingerprint = spec.fingerprint;
+        self.by_name.insert(spec.name.clone(), i);
+        if let Some(log) = log {
+            match nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC) {
+                Ok((reader, writer)) => {
+                    let l = self.add_unit(
+                        format!("service {}", log.name),
+                        Kind::Logger,
+                        log.run,
+                        log.finish,
+                        log.policy,
+                    );
+                    self.units[l].name = log.name.clone();
+                    self.units[l].dir = Some(log.dir.clone());
+                    self.units[l].log_pipe = Some(reader);
+                    self.units[i].log_pipe = Some(writer);
+                    self.units[i].logger = Some(l);
+                    self.by_name.insert(log.name.clone(), l);
+                    self.open_supervise(l, &log.dir);
+                    // The logger first, so it reads from the first line on.
+                    if log.down {
+                        info!("{}: has a `down` file, not started", self.units[l].label);
+                    } else {
+                        self.feed(l, Event::Up, now);
+                    }
+                }
+                Err(e) => error!(
+                    "service {}: cannot create the log pipe: {e}; logging to stdout",
+                    spec.name
+                ),
+            }
+        }
+        self.open_supervise(i, &spec.dir);
+        if spec.down {
+            info!("{}: has a `down` file, not started", self.units[i].label);
+            self.publish(i);
+        } else {
+            self.feed(i, Event::Up, now);
+        }
+    }
+
+    fn open_supervise(&mut self, i: usize, dir: &Path) {
+        let name = self.units[i].name.replace('/', "_");
+        match Supervise::open(dir, &self.opts.runtime_dir, &name) {
+            Ok((sup, control)) => {
+                debug!("{}: runit state in {}", self.units[i].label, sup.dir().display());
+                self.units[i].supervise = Some(sup);
+                self.units[i].control_task = Some(tokio::spawn(supervise::read_commands(
+                    control,
+                    i,
+                    self.commands.clone(),
+                )));
+                self.publish(i);
+            }
+            Err(e) => warn!("{}: no runit state (sv cannot control it): {e}", self.units[i].label),
+        }
+    }
+
+    /// The policy of a unit that runs once: a startup script, a hook, the
+    /// main command.
     fn policy_for_once(&self, drain_group: bool) -> Policy {
         Policy {
             restart: RestartPolicy::Never,
@@ -355,10 +561,22 @@ impl Supervisor {
         self.units.push(Unit {
             label,
             kind,
+            name: String::new(),
+            dir: None,
+            fingerprint: 0,
             run,
             finish,
             life: Lifecycle::new(policy),
             spawn_failure: None,
+            supervise: None,
+            status_since: SystemTime::now(),
+            paused: false,
+            got_term: false,
+            control_task: None,
+            logger: None,
+            log_pipe: None,
+            leaving: None,
+            retired: false,
         });
         self.units.len() - 1
     }
@@ -374,34 +592,57 @@ impl Supervisor {
                     queue.push_back((i, event));
                 }
             }
+            self.publish(i);
+        }
+    }
+
+    /// The stdin and stdout of unit `i`'s children: the log pipe, if any.
+    fn redirect(&self, i: usize) -> Redirect<'_> {
+        let unit = &self.units[i];
+        let pipe = unit.log_pipe.as_ref().map(|fd| fd.as_fd());
+        match unit.kind {
+            Kind::Service => Redirect {
+                stdin: None,
+                stdout: pipe,
+            },
+            Kind::Logger => Redirect {
+                stdin: pipe,
+                stdout: None,
+            },
+            _ => Redirect::default(),
         }
     }
 
     /// Carries out one action; returns the event it causes, if any.
     fn act(&mut self, i: usize, action: Action) -> Option<Event> {
-        let unit = &mut self.units[i];
         match action {
-            Action::StartRun => match spawn::spawn(&unit.run, &[]) {
-                Ok(pid) => {
-                    // Registered before the next drain can see it exit.
-                    self.pids.insert(pid, (i, Role::Run));
-                    unit.spawn_failure = None;
-                    info!("{}: started (pid {pid})", unit.label);
-                    Some(Event::Spawned(pid))
+            Action::StartRun => {
+                let result = spawn::spawn(&self.units[i].run, &[], self.redirect(i));
+                let unit = &mut self.units[i];
+                match result {
+                    Ok(pid) => {
+                        // Registered before the next drain can see it exit.
+                        self.pids.insert(pid, (i, Role::Run));
+                        unit.spawn_failure = None;
+                        unit.got_term = false;
+                        info!("{}: started (pid {pid})", unit.label);
+                        Some(Event::Spawned(pid))
+                    }
+                    Err(e) => {
+                        error!("{}: {e}", unit.label);
+                        unit.spawn_failure = Some(e.failure());
+                        Some(Event::SpawnFailed)
+                    }
                 }
-                Err(e) => {
-                    error!("{}: {e}", unit.label);
-                    unit.spawn_failure = Some(e.failure());
-                    Some(Event::SpawnFailed)
-                }
-            },
+            }
             Action::StartFinish { exit } => {
+                let unit = &self.units[i];
                 let Some(finish) = &unit.finish else {
                     return Some(Event::SpawnFailed);
                 };
                 let (code, signal) = exit.map_or((-1, 0), ExitStatus::finish_args);
                 let args = [OsString::from(code.to_string()), OsString::from(signal.to_string())];
-                match spawn::spawn(finish, &args) {
+                match spawn::spawn(finish, &args, self.redirect(i)) {
                     Ok(pid) => {
                         self.pids.insert(pid, (i, Role::Finish));
                         debug!("{}: finish started (pid {pid}) with {code} {signal}", unit.label);
@@ -414,6 +655,7 @@ impl Supervisor {
                 }
             }
             Action::SignalGroup { pgid, signal, why } => {
+                let unit = &mut self.units[i];
                 let policy = unit.life.policy();
                 match (why, signal) {
                     (_, Signal::SIGCONT) => {}
@@ -432,17 +674,25 @@ impl Supervisor {
                         unit.label,
                         policy.finish_timeout.as_millis()
                     ),
+                    (Why::Command, _) => info!("{}: {signal} to process group {pgid} (sv)", unit.label),
+                }
+                if matches!(why, Why::Stop | Why::Command) && signal == Signal::SIGTERM {
+                    unit.got_term = true;
                 }
                 process_group::signal(pgid, signal, self.pids.contains_key(&pgid));
                 None
             }
             Action::AbandonGroup { pgid } => {
-                warn!("{}: processes of group {pgid} survived SIGKILL; moving on", unit.label);
+                warn!(
+                    "{}: processes of group {pgid} survived SIGKILL; moving on",
+                    self.units[i].label
+                );
                 // Whenever it does exit, it is an orphan, not this unit's.
                 self.pids.remove(&pgid);
                 None
             }
             Action::Restart { after } => {
+                let unit = &self.units[i];
                 let why = unit
                     .life
                     .last_exit()
@@ -456,7 +706,8 @@ impl Supervisor {
                 None
             }
             Action::Settled => {
-                if unit.kind == Kind::Service && !unit.life.wants_down() {
+                let unit = &self.units[i];
+                if matches!(unit.kind, Kind::Service | Kind::Logger) && !unit.life.wants_down() {
                     info!("{}: not restarting (restart policy)", unit.label);
                 } else {
                     debug!("{}: down", unit.label);
@@ -466,21 +717,120 @@ impl Supervisor {
         }
     }
 
+    /// Writes unit `i`'s runit state, if it has a supervise directory.
+    fn publish(&mut self, i: usize) {
+        let unit = &mut self.units[i];
+        let Some(sup) = &mut unit.supervise else {
+            return;
+        };
+        let (state, pid) = match unit.life.state() {
+            State::Down | State::Backoff { .. } => (RunState::Down, None),
+            State::Starting => (RunState::Run, None),
+            State::Running { pid, .. } | State::Stopping { pid, .. } => (RunState::Run, Some(pid.as_raw())),
+            State::Draining { .. } => (RunState::Finish, None),
+            State::Finishing { pid, .. } => (RunState::Finish, pid.map(|p| p.as_raw())),
+        };
+        let previous = (sup.last_state(), sup.last_pid());
+        // runit's clock restarts when `run` starts and when the service goes
+        // down, not when `finish` starts.
+        let restarts_clock = match state {
+            RunState::Run => previous.0 != Some(RunState::Run) || previous.1 != Some(pid),
+            RunState::Down => previous.0 != Some(RunState::Down),
+            RunState::Finish => false,
+        };
+        if restarts_clock {
+            unit.status_since = SystemTime::now();
+        }
+        let status = Status {
+            since: unit.status_since,
+            pid,
+            paused: unit.paused,
+            want_up: !unit.life.wants_down(),
+            got_term: unit.got_term && state == RunState::Run,
+            state,
+        };
+        if let Err(e) = sup.write(&status) {
+            warn!(
+                "{}: cannot write runit state in {}: {e}",
+                unit.label,
+                sup.dir().display()
+            );
+        }
+    }
+
+    /// A byte from a service's `supervise/control`.
+    fn on_command(&mut self, i: usize, byte: u8, now: Instant) {
+        let Some(unit) = self.units.get(i).filter(|u| !u.retired) else {
+            return;
+        };
+        let Some(command) = Command::parse(byte) else {
+            debug!("{}: ignoring control byte {byte:#04x}", unit.label);
+            return;
+        };
+        debug!("{}: control command {command:?}", unit.label);
+        // runit's `control/C` scripts: exit 0 means "handled, skip the default".
+        let letter = byte as char;
+        if let Some(dir) = &unit.dir {
+            let script = dir.join("control").join(letter.to_string());
+            if is_executable_file(&script) {
+                let launch = Launch {
+                    cwd: Some(dir.clone()),
+                    ..Launch::program(vec![script.into_os_string()])
+                };
+                match spawn::spawn(&launch, &[], self.redirect(i)) {
+                    Ok(pid) => {
+                        self.pids.insert(pid, (i, Role::Control(command)));
+                        return;
+                    }
+                    Err(e) => warn!("{}: control/{letter}: {e}; doing the default", unit.label),
+                }
+            }
+        }
+        self.apply_command(i, command, now);
+    }
+
+    fn apply_command(&mut self, i: usize, command: Command, now: Instant) {
+        let stopping = !matches!(self.phase, Phase::Startup { .. } | Phase::Running);
+        let unit = &mut self.units[i];
+        match command {
+            Command::Up | Command::Once if stopping => {
+                info!("{}: ignoring sv {command:?}: shutting down", unit.label);
+            }
+            Command::Up => self.feed(i, Event::Up, now),
+            Command::Once => self.feed(i, Event::Once, now),
+            Command::Down | Command::Exit => self.feed(i, Event::Down, now),
+            Command::Pause | Command::Continue => {
+                let (signal, paused) = match command {
+                    Command::Pause => (Signal::SIGSTOP, true),
+                    _ => (Signal::SIGCONT, false),
+                };
+                if let Some(pid) = unit.life.run_pid() {
+                    info!("{}: {signal} to process group {pid} (sv)", unit.label);
+                    process_group::signal(pid, signal, true);
+                }
+                unit.paused = paused;
+                self.publish(i);
+            }
+            Command::Signal(signal) => self.feed(i, Event::Signal(signal), now),
+        }
+    }
+
     fn reap(&mut self, now: Instant) {
         let drain = reaper::drain();
         // First attribute every exit, then feed them: feeding can start new
         // children, which may be given a pid this very drain freed.
         let mut events = Vec::new();
+        let mut controls = Vec::new();
         for child in &drain.reaped {
             match self.pids.remove(&child.pid) {
                 Some((i, Role::Run)) => {
                     let unit = &self.units[i];
                     let group_empty = !unit.life.policy().drain_group || process_group::is_empty(child.pid);
                     match (unit.kind, child.status) {
-                        (Kind::Service, status) if unit.life.wants_down() || status.success() => {
+                        (Kind::Service | Kind::Logger, status) if unit.life.wants_down() || status.success() => {
                             info!("{}: exited with {status}", unit.label)
                         }
-                        (Kind::Service, status) => warn!("{}: exited with {status}", unit.label),
+                        (Kind::Service | Kind::Logger, status) => warn!("{}: exited with {status}", unit.label),
                         (_, status) => info!("{}: exited with {status}", unit.label),
                     }
                     events.push((
@@ -495,6 +845,7 @@ impl Supervisor {
                     debug!("{}: finish exited with {}", self.units[i].label, child.status);
                     events.push((i, Event::FinishExited));
                 }
+                Some((i, Role::Control(command))) => controls.push((i, command, child.status)),
                 None => {
                     self.orphans_reaped += 1;
                     debug!("reaped orphan {} ({})", child.pid, child.status);
@@ -503,6 +854,13 @@ impl Supervisor {
         }
         for (i, event) in events {
             self.feed(i, event, now);
+        }
+        for (i, command, status) in controls {
+            if status.success() {
+                debug!("{}: control script handled {command:?}", self.units[i].label);
+            } else {
+                self.apply_command(i, command, now);
+            }
         }
         self.check_draining_groups(now);
         self.no_children = drain.no_children;
@@ -531,7 +889,7 @@ impl Supervisor {
 
     fn on_stop_signal(&mut self, signal: Signal, now: Instant) {
         match self.phase {
-            Phase::Stopping(_) | Phase::KillAll { .. } | Phase::Done => {
+            Phase::Hooks { .. } | Phase::Stopping(_) | Phase::KillAll { .. } | Phase::Done => {
                 info!("received {signal} again: already shutting down");
             }
             _ => {
@@ -539,6 +897,15 @@ impl Supervisor {
                 self.begin_shutdown(StopReason::Signal(signal), now);
                 self.advance(now);
             }
+        }
+    }
+
+    /// SIGHUP: rescan the service directory, and pass it on to the main command.
+    fn on_hangup(&mut self, now: Instant) {
+        self.forward(Signal::SIGHUP);
+        if matches!(self.phase, Phase::Running) && !self.opts.skip_services {
+            info!("received SIGHUP: rescanning {}", self.opts.service_dir.display());
+            self.rescan(now);
         }
     }
 
@@ -551,7 +918,108 @@ impl Supervisor {
                     warn!("cannot forward {signal} to pid {pid}: {e}");
                 }
             }
+            None if signal == Signal::SIGHUP => {}
             None => info!("received {signal}: ignored (no main command running)"),
+        }
+    }
+
+    /// Applies the service directory as it is now: new services start,
+    /// removed ones stop, changed ones restart with their new definition,
+    /// unchanged ones are left alone. A broken definition is reported and the
+    /// service keeps running as it was.
+    fn rescan(&mut self, now: Instant) {
+        self.rescan_at = None;
+        let scan = config::scan_services(
+            &self.opts.service_dir,
+            &self.opts.defaults,
+            self.opts.service_dir_required,
+        );
+        for problem in &scan.errors {
+            error!("{problem}");
+        }
+        if !scan.errors.is_empty() {
+            warn!(
+                "{} problem(s) in the service definitions: {} left as they were",
+                scan.errors.len(),
+                if scan.broken.is_empty() {
+                    "services".to_owned()
+                } else {
+                    scan.broken.join(", ")
+                }
+            );
+        }
+        let mut seen: Vec<String> = scan.broken.clone();
+        for spec in scan.services {
+            seen.push(spec.name.clone());
+            match self.by_name.get(&spec.name).copied() {
+                None => {
+                    info!("service {}: new, starting", spec.name);
+                    self.add_service(spec, now);
+                }
+                Some(i) if self.units[i].fingerprint != spec.fingerprint && self.units[i].leaving.is_none() => {
+                    info!("service {}: definition changed, restarting it", spec.name);
+                    self.units[i].leaving = Some(Leaving::Replaced(Box::new(spec)));
+                    self.feed(i, Event::Down, now);
+                }
+                Some(_) => {}
+            }
+        }
+        let gone: Vec<usize> = self
+            .units
+            .iter()
+            .enumerate()
+            .filter(|(_, u)| u.kind == Kind::Service && !u.retired && u.leaving.is_none() && !seen.contains(&u.name))
+            .map(|(i, _)| i)
+            .collect();
+        for i in gone {
+            info!(
+                "{}: removed from {}, stopping it",
+                self.units[i].label,
+                self.opts.service_dir.display()
+            );
+            self.units[i].leaving = Some(Leaving::Removed);
+            self.feed(i, Event::Down, now);
+        }
+        self.advance(now);
+    }
+
+    /// Services stopped by a rescan: once down, their logger follows, and once
+    /// both are down they are retired (and a changed one comes back).
+    fn finish_leaving(&mut self, now: Instant) {
+        for i in 0..self.units.len() {
+            let unit = &self.units[i];
+            if unit.leaving.is_none() || unit.retired || !unit.life.is_down() {
+                continue;
+            }
+            if let Some(l) = unit.logger
+                && !self.units[l].retired
+            {
+                if self.units[i].log_pipe.take().is_some() {
+                    self.feed(l, Event::Retire, now);
+                }
+                if !self.units[l].life.is_down() {
+                    continue;
+                }
+                self.retire(l);
+            }
+            self.retire(i);
+            if let Some(Leaving::Replaced(spec)) = self.units[i].leaving.take() {
+                self.add_service(*spec, now);
+            }
+        }
+    }
+
+    /// Stops supervising unit `i`: its name is free again, its state dropped.
+    fn retire(&mut self, i: usize) {
+        let unit = &mut self.units[i];
+        unit.retired = true;
+        unit.supervise = None;
+        unit.log_pipe = None;
+        if let Some(task) = unit.control_task.take() {
+            task.abort();
+        }
+        if self.by_name.get(&unit.name) == Some(&i) {
+            self.by_name.remove(&unit.name);
         }
     }
 
@@ -561,6 +1029,27 @@ impl Supervisor {
             if self.units[i].life.deadline().is_some_and(|d| d <= now) {
                 self.feed(i, Event::Tick, now);
             }
+        }
+        if self.rescan_at.is_some_and(|at| at <= now) {
+            if matches!(self.phase, Phase::Running) {
+                self.rescan(now);
+            } else {
+                self.rescan_at = None;
+            }
+        }
+        if let Phase::Hooks {
+            current: Some(c),
+            until,
+            ..
+        } = self.phase
+            && now >= until
+            && !self.units[c].life.wants_down()
+        {
+            warn!(
+                "{}: still running at the end of the hook budget: stopping it",
+                self.units[c].label
+            );
+            self.feed(c, Event::Down, now);
         }
         if let Phase::KillAll { signal, until } = self.phase
             && now >= until
@@ -587,13 +1076,29 @@ impl Supervisor {
         let phase = match &self.phase {
             Phase::Stopping(plan) => Some(plan.services_by),
             Phase::KillAll { until, .. } => Some(*until),
+            Phase::Hooks { until, current, .. } => {
+                // Past the budget with the hook already told to stop, only its
+                // own deadlines matter.
+                match current {
+                    Some(c) if self.units[*c].life.wants_down() => None,
+                    _ => Some(*until),
+                }
+            }
             _ => None,
         };
-        self.units.iter().filter_map(|u| u.life.deadline()).chain(phase).min()
+        self.units
+            .iter()
+            .filter_map(|u| u.life.deadline())
+            .chain(phase)
+            .chain(self.rescan_at)
+            .min()
     }
 
     fn begin_shutdown(&mut self, reason: StopReason, now: Instant) {
-        if matches!(self.phase, Phase::Stopping(_) | Phase::KillAll { .. } | Phase::Done) {
+        if matches!(
+            self.phase,
+            Phase::Hooks { .. } | Phase::Stopping(_) | Phase::KillAll { .. } | Phase::Done
+        ) {
             return;
         }
         self.reason = Some(reason);
@@ -603,28 +1108,68 @@ impl Supervisor {
             StopReason::MainExited => info!("main command ended: shutting down"),
             StopReason::BootFailed => error!("boot failed: shutting down"),
         }
+        self.begin_hooks(HookStage::Pre, now);
+    }
+
+    fn begin_hooks(&mut self, stage: HookStage, now: Instant) {
+        let dir = match stage {
+            HookStage::Pre => &self.opts.pre_shutdown_dir,
+            HookStage::Post => &self.opts.post_shutdown_dir,
+        };
+        let hooks = startup::scripts(dir, None).unwrap_or_else(|message| {
+            warn!("{message}; no hooks run");
+            Vec::new()
+        });
+        self.phase = Phase::Hooks {
+            stage,
+            pending: hooks.into(),
+            current: None,
+            until: now + self.opts.hook_timeout,
+        };
+    }
+
+    /// Stops every running unit at once, loggers excepted: they stop after
+    /// their service, reading what it wrote to the end.
+    fn stop_units(&mut self, now: Instant) {
         let plan = StopPlan::new(
             now,
-            self.units.iter().filter(|u| !u.life.is_down()).map(|u| u.life.policy()),
+            self.units
+                .iter()
+                .filter(|u| !u.retired && !u.life.is_down())
+                .map(|u| u.life.policy()),
             self.opts.kill_all,
             self.opts.kill_all_grace,
         );
         debug!("stop plan: at most {} ms", plan.worst_case().as_millis());
         self.phase = Phase::Stopping(plan);
         for i in 0..self.units.len() {
-            self.feed(i, Event::Down, now);
+            if self.units[i].kind != Kind::Logger {
+                self.feed(i, Event::Down, now);
+            }
         }
     }
 
-    fn begin_kill_all(&mut self, plan: StopPlan, now: Instant) {
-        if plan.kill_all == KillAll::Off {
+    /// At shutdown, a logger whose service is down gets EOF and then retires.
+    fn retire_loggers(&mut self, now: Instant) {
+        for i in 0..self.units.len() {
+            if let Some(l) = self.units[i].logger
+                && self.units[i].life.is_down()
+                && self.units[i].log_pipe.take().is_some()
+            {
+                self.feed(l, Event::Retire, now);
+            }
+        }
+    }
+
+    fn begin_kill_all(&mut self, now: Instant) {
+        if self.opts.kill_all == KillAll::Off {
             self.phase = Phase::Done;
             return;
         }
-        shutdown::signal_remaining(plan.kill_all, Signal::SIGTERM);
+        shutdown::signal_remaining(self.opts.kill_all, Signal::SIGTERM);
         self.phase = Phase::KillAll {
             signal: Signal::SIGTERM,
-            until: now + plan.kill_all_grace,
+            until: now + self.opts.kill_all_grace,
         };
         // Often nothing is left: find out now rather than at the next SIGCHLD.
         let drain = reaper::drain();

@@ -10,7 +10,10 @@ use std::path::Path;
 /// Runs the applet named by argv[0]'s file name, or by the first argument
 /// after `baseinit`; None when the call is for the init itself.
 pub fn dispatch(args: &[OsString]) -> Option<i32> {
-    let name = args.first().and_then(|a| Path::new(a).file_name()).and_then(|n| n.to_str())?;
+    let name = args
+        .first()
+        .and_then(|a| Path::new(a).file_name())
+        .and_then(|n| n.to_str())?;
     match name {
         "sv" => Some(sv::main(args)),
         "setuser" => Some(setuser::main(args)),

@@ -54,6 +54,11 @@ pub struct ServiceSpec {
     /// A `down` file: not started at boot.
     pub down: bool,
     pub policy: Policy,
+    /// The `log/` subdirectory's logger, reading this service's stdout.
+    pub log: Option<Box<ServiceSpec>>,
+    /// A hash of the definition's files (`run`, `finish`, `service.toml`, and
+    /// the logger's): a rescan restarts a service whose fingerprint changed.
+    pub fingerprint: u64,
 }
 
 /// One problem in a service tree.
@@ -100,19 +105,37 @@ fn line_column(text: &str, offset: usize) -> (usize, usize) {
     (line, column)
 }
 
+/// A scanned service tree: the valid services, every problem, and the names
+/// of the services that had problems (a rescan leaves those as they were).
+#[derive(Debug, Default)]
+pub struct Scan {
+    pub services: Vec<ServiceSpec>,
+    pub errors: Vec<ConfigError>,
+    pub broken: Vec<String>,
+}
+
 /// Loads every service under `dir`: each subdirectory (or symlink to one)
 /// whose name does not start with `.`, in name order. A missing `dir` is an
-/// error only when `required`.
+/// error only when `required`. Any problem anywhere is an error.
 pub fn load_services(dir: &Path, defaults: &Defaults, required: bool) -> Result<Vec<ServiceSpec>, Vec<ConfigError>> {
-    let mut errors = Vec::new();
+    let scan = scan_services(dir, defaults, required);
+    if scan.errors.is_empty() {
+        Ok(scan.services)
+    } else {
+        Err(scan.errors)
+    }
+}
+
+/// Like [`load_services`], but keeps the valid services next to the problems.
+pub fn scan_services(dir: &Path, defaults: &Defaults, required: bool) -> Scan {
+    let mut scan = Scan::default();
+    let errors = &mut scan.errors;
     let entries = match fs::read_dir(dir) {
         Ok(entries) => entries,
-        Err(e) if e.kind() == io::ErrorKind::NotFound && !required => return Ok(Vec::new()),
+        Err(e) if e.kind() == io::ErrorKind::NotFound && !required => return scan,
         Err(e) => {
-            return Err(vec![ConfigError::new(
-                dir,
-                format!("cannot read service directory: {e}"),
-            )]);
+            errors.push(ConfigError::new(dir, format!("cannot read service directory: {e}")));
+            return scan;
         }
     };
     let mut names: Vec<OsString> = Vec::new();
@@ -124,7 +147,6 @@ pub fn load_services(dir: &Path, defaults: &Defaults, required: bool) -> Result<
     }
     names.sort();
     let dir = std::path::absolute(dir).unwrap_or_else(|_| dir.to_owned());
-    let mut services = Vec::new();
     for name in names {
         if name.as_encoded_bytes().starts_with(b".") {
             continue;
@@ -135,10 +157,12 @@ pub fn load_services(dir: &Path, defaults: &Defaults, required: bool) -> Result<
             Ok(_) => continue, // runsvdir ignores plain files too
             Err(e) if e.kind() == io::ErrorKind::NotFound => {
                 errors.push(ConfigError::new(&path, "dangling symlink: its target does not exist"));
+                scan.broken.push(name.to_string_lossy().into_owned());
                 continue;
             }
             Err(e) => {
                 errors.push(ConfigError::new(&path, format!("cannot read: {e}")));
+                scan.broken.push(name.to_string_lossy().into_owned());
                 continue;
             }
         }
@@ -146,11 +170,32 @@ pub fn load_services(dir: &Path, defaults: &Defaults, required: bool) -> Result<
             errors.push(ConfigError::new(&path, "service name is not valid UTF-8"));
             continue;
         };
-        if let Some(spec) = load_service(name, &path, defaults, &mut errors) {
-            services.push(spec);
+        let before = errors.len();
+        let spec = load_service(name, &path, defaults, errors).and_then(|mut spec| {
+            let log_dir = path.join("log");
+            if log_dir.is_dir() {
+                let log = load_service(&format!("{name}/log"), &log_dir, defaults, errors)?;
+                spec.fingerprint = spec.fingerprint.rotate_left(1) ^ log.fingerprint;
+                spec.log = Some(Box::new(log));
+            }
+            Some(spec)
+        });
+        match spec {
+            Some(spec) if errors.len() == before => scan.services.push(spec),
+            _ => scan.broken.push(name.to_owned()),
         }
     }
-    if errors.is_empty() { Ok(services) } else { Err(errors) }
+    scan
+}
+
+/// A hash of the files that define a service, to notice edits on a rescan.
+fn fingerprint(dir: &Path) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut hasher = std::hash::DefaultHasher::new();
+    for file in ["run", "finish", "service.toml"] {
+        fs::read(dir.join(file)).ok().hash(&mut hasher);
+    }
+    hasher.finish()
 }
 
 /// Validates one service directory, adding its problems to `errors`.
@@ -296,6 +341,8 @@ fn load_service(name: &str, dir: &Path, defaults: &Defaults, errors: &mut Vec<Co
         finish,
         down: dir.join("down").exists(),
         policy,
+        log: None,
+        fingerprint: fingerprint(dir),
     })
 }
 

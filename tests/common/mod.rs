@@ -332,3 +332,29 @@ pub fn children_of(ppid: i32) -> Vec<(i32, char)> {
         })
         .collect()
 }
+
+/// Runs `command` to completion with its output captured; past `timeout` the
+/// watchdog kills it (by pid) and the test fails. For commands with small
+/// outputs (they go through pipes).
+pub fn run_with_watchdog(mut command: Command, timeout: Duration) -> std::process::Output {
+    command
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut child = command.spawn().expect("spawn");
+    let deadline = Instant::now() + timeout;
+    loop {
+        if child.try_wait().expect("try_wait").is_some() {
+            return child.wait_with_output().expect("output");
+        }
+        if Instant::now() >= deadline {
+            let _ = child.kill();
+            let out = child.wait_with_output().expect("output");
+            panic!(
+                "watchdog: {command:?} still running after {timeout:?}; stderr:\n{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}

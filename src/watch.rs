@@ -1,0 +1,118 @@
+//! Watching the service directory with inotify, so a service added, removed
+//! or edited at runtime is noticed at once, with no rescan timer.
+
+use std::collections::HashSet;
+use std::ffi::OsStr;
+use std::os::fd::{AsFd, AsRawFd, RawFd};
+use std::path::{Path, PathBuf};
+
+use nix::errno::Errno;
+use nix::sys::inotify::{AddWatchFlags, InitFlags, Inotify, WatchDescriptor};
+use tokio::io::Interest;
+use tokio::io::unix::AsyncFd;
+
+/// nix's Inotify, with the AsRawFd that tokio's AsyncFd asks for.
+struct Fd(Inotify);
+
+impl AsRawFd for Fd {
+    fn as_raw_fd(&self) -> RawFd {
+        self.0.as_fd().as_raw_fd()
+    }
+}
+
+/// An inotify watch on a service directory and on each service in it.
+pub struct ServiceWatch {
+    inotify: AsyncFd<Fd>,
+    dir: PathBuf,
+    top: Option<WatchDescriptor>,
+    services: HashSet<WatchDescriptor>,
+}
+
+impl ServiceWatch {
+    /// None (with a warning) when inotify is unavailable; SIGHUP still rescans.
+    pub fn new(dir: &Path) -> Option<Self> {
+        let made = Inotify::init(InitFlags::IN_NONBLOCK | InitFlags::IN_CLOEXEC)
+            .map_err(std::io::Error::from)
+            .and_then(|inotify| {
+                // SAFETY: `Fd` owns the inotify fd and keeps it open, unchanged,
+                // for as long as the AsyncFd that owns `Fd` lives.
+                unsafe { AsyncFd::register_with_interest(Fd(inotify), Interest::READABLE) }
+                    .map_err(|e| std::io::Error::other(e.to_string()))
+            });
+        match made {
+            Ok(inotify) => {
+                let mut watch = ServiceWatch {
+                    inotify,
+                    dir: dir.to_owned(),
+                    top: None,
+                    services: HashSet::new(),
+                };
+                watch.arm();
+                Some(watch)
+            }
+            Err(e) => {
+                tracing::warn!("cannot watch {} (send SIGHUP to rescan): {e}", dir.display());
+                None
+            }
+        }
+    }
+
+    /// (Re)adds watches: the directory itself and every service in it (and its
+    /// `log/`). Adding an existing watch is harmless.
+    fn arm(&mut self) {
+        let inotify = &self.inotify.get_ref().0;
+        let top = AddWatchFlags::IN_CREATE
+            | AddWatchFlags::IN_DELETE
+            | AddWatchFlags::IN_MOVED_FROM
+            | AddWatchFlags::IN_MOVED_TO
+            | AddWatchFlags::IN_ONLYDIR;
+        match inotify.add_watch(&self.dir, top) {
+            Ok(wd) => self.top = Some(wd),
+            Err(e) => tracing::debug!("cannot watch {}: {e}", self.dir.display()),
+        }
+        let inside = top | AddWatchFlags::IN_CLOSE_WRITE | AddWatchFlags::IN_ATTRIB;
+        let Ok(entries) = std::fs::read_dir(&self.dir) else {
+            return;
+        };
+        for entry in entries.flatten() {
+            if entry.file_name().as_encoded_bytes().starts_with(b".") {
+                continue;
+            }
+            let service = entry.path();
+            for dir in [service.clone(), service.join("log")] {
+                if dir.is_dir()
+                    && let Ok(wd) = inotify.add_watch(&dir, inside)
+                {
+                    self.services.insert(wd);
+                }
+            }
+        }
+    }
+
+    /// Waits until something that may change a definition happens.
+    pub async fn changed(&mut self) {
+        loop {
+            let Ok(mut guard) = self.inotify.readable().await else {
+                return std::future::pending().await;
+            };
+            match self.inotify.get_ref().0.read_events() {
+                Ok(events) => {
+                    let relevant = events.iter().any(|e| {
+                        let name = e.name.as_deref().unwrap_or(OsStr::new(""));
+                        // Our own runit state, and hidden files, are not definitions.
+                        name != "supervise" && !name.as_encoded_bytes().starts_with(b".")
+                    });
+                    if relevant {
+                        self.arm();
+                        return;
+                    }
+                }
+                Err(Errno::EAGAIN) => guard.clear_ready(),
+                Err(e) => {
+                    tracing::warn!("watching {}: {e}; send SIGHUP to rescan", self.dir.display());
+                    return std::future::pending().await;
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,415 @@
+//! Drop-in compatibility with my_init and runit, against the real binary as
+//! PID 1: stock runit `sv` driving baseinit, `log/` loggers, shutdown hooks,
+//! argv[0] `my_init`, `--enable-insecure-key`, runtime changes to the
+//! service directory.
+#![allow(clippy::disallowed_methods)]
+
+mod common;
+
+use std::fs;
+use std::process::Command;
+use std::time::Duration;
+
+use common::{Baseinit, Mode, Tree, namespaces_available, wait_for, wait_lines};
+use nix::libc;
+
+const LONG: Duration = Duration::from_secs(30);
+
+macro_rules! require_namespaces {
+    ($name:expr) => {
+        if !namespaces_available($name) {
+            return;
+        }
+    };
+}
+
+/// True when Debian's runit `sv` is installed; says so loudly when not, and
+/// fails with BASEINIT_REQUIRE_RUNIT=1 (CI).
+fn stock_sv_available(test: &str) -> bool {
+    if Command::new("sv").arg("-V").output().is_ok() {
+        return true;
+    }
+    if std::env::var("BASEINIT_REQUIRE_RUNIT").as_deref() == Ok("1") {
+        panic!("{test}: runit's sv is required (BASEINIT_REQUIRE_RUNIT=1) but not installed");
+    }
+    eprintln!("\n*** SKIPPED {test}: runit's sv is not installed (apt-get install runit) ***\n");
+    false
+}
+
+/// Runs stock `sv ARGS` against the tree's service directory.
+fn sv(tree: &Tree, args: &[&str]) -> (i32, String) {
+    let out = Command::new("sv")
+        .args(args)
+        .env("SVDIR", tree.service_dir())
+        .output()
+        .expect("run sv");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.code().unwrap_or(-1), text)
+}
+
+/// Waits until `sv status NAME` starts with `prefix`.
+fn wait_status(tree: &Tree, name: &str, prefix: &str) -> String {
+    wait_for(&format!("sv status {name} to say {prefix:?}"), LONG, || {
+        let (_, text) = sv(tree, &["status", name]);
+        text.starts_with(prefix).then_some(text)
+    })
+}
+
+/// The pid in a `run: NAME: (pid N) …` line.
+fn pid_of(status: &str) -> u32 {
+    let (_, rest) = status.split_once("(pid ").expect("a pid in the status");
+    rest.split(')').next().unwrap().parse().unwrap()
+}
+
+#[test]
+fn stock_runit_sv_controls_every_service() {
+    require_namespaces!("stock_runit_sv_controls_every_service");
+    if !stock_sv_available("stock_runit_sv_controls_every_service") {
+        return;
+    }
+    let tree = Tree::new();
+    tree.service(
+        "web",
+        r#"trap 'echo HUP >> "$OUT/web.hup"' HUP
+echo $$ >> "$OUT/web.pids"
+while :; do sleep 0.1; done"#,
+    );
+    tree.service_file("web", "check", &tree.script(r#"test -e "$OUT/web.pids""#), 0o755);
+    tree.service("oneshot", r#"echo ran >> "$OUT/oneshot"; sleep 0.2"#);
+    common::write_file(&tree.service_dir().join("oneshot/down"), "", 0o644);
+    tree.service("stubborn", r#"trap '' TERM; while :; do sleep 0.1; done"#);
+    tree.service_file("stubborn", "service.toml", "stop-timeout = \"20s\"\n", 0o644);
+    tree.service("never-ready", "exec sleep 60");
+    tree.service_file("never-ready", "check", "#!/bin/sh\nexit 1\n", 0o755);
+    let init = Baseinit::start(Mode::Pid1, &tree.args(&[]));
+    wait_lines(&tree, "web.pids", 1, LONG);
+
+    // status, with runit's format and exit code.
+    let status = wait_status(&tree, "web", "run: web: (pid ");
+    let (code, down) = sv(&tree, &["status", "oneshot"]);
+    assert_eq!(code, 0);
+    assert!(down.starts_with("down: oneshot: "), "{down}");
+
+    // down / up.
+    sv(&tree, &["down", "web"]);
+    wait_status(&tree, "web", "down: web: ");
+    sv(&tree, &["up", "web"]);
+    let up = wait_status(&tree, "web", "run: web: (pid ");
+    assert_ne!(pid_of(&up), pid_of(&status), "up starts a new run");
+
+    // once: runs one time, then stays down.
+    sv(&tree, &["once", "oneshot"]);
+    wait_lines(&tree, "oneshot", 1, LONG);
+    wait_status(&tree, "oneshot", "down: oneshot: ");
+    std::thread::sleep(Duration::from_millis(400));
+    assert_eq!(tree.read("oneshot"), "ran\n", "once must not restart it");
+
+    // restart with -w: a new pid, reported ok. sv compares start times in
+    // whole seconds (as with runsv), so let the current run age past one.
+    let before = pid_of(&wait_status(&tree, "web", "run: web: (pid "));
+    std::thread::sleep(Duration::from_millis(1100));
+    let (code, text) = sv(&tree, &["-w", "5", "restart", "web"]);
+    assert_eq!(code, 0, "{text}");
+    assert!(text.starts_with("ok: run: web: (pid "), "{text}");
+    assert_ne!(pid_of(&text), before);
+
+    // term and kill: the service dies and comes back at once.
+    for command in ["term", "kill"] {
+        let before = pid_of(&wait_status(&tree, "web", "run: web: (pid "));
+        sv(&tree, &[command, "web"]);
+        wait_for(&format!("web to restart after sv {command}"), LONG, || {
+            let (_, text) = sv(&tree, &["status", "web"]);
+            (text.starts_with("run: web: (pid ") && pid_of(&text) != before).then_some(())
+        });
+    }
+
+    // hup reaches the service.
+    sv(&tree, &["hup", "web"]);
+    wait_lines(&tree, "web.hup", 1, LONG);
+
+    // pause and cont.
+    let stat = |want: &str| {
+        let path = tree.service_dir().join("web/supervise/stat");
+        wait_for(&format!("stat to say {want:?}"), LONG, || {
+            (fs::read_to_string(&path).ok()? == want).then_some(())
+        })
+    };
+    sv(&tree, &["pause", "web"]);
+    stat("run, paused\n");
+    wait_for("sv status to say paused", LONG, || {
+        sv(&tree, &["status", "web"]).1.contains(", paused").then_some(())
+    });
+    sv(&tree, &["cont", "web"]);
+    stat("run\n");
+
+    // stop and start with -w.
+    let (code, text) = sv(&tree, &["-w", "5", "stop", "web"]);
+    assert_eq!(code, 0, "{text}");
+    assert!(text.starts_with("ok: down: web: "), "{text}");
+    let (code, text) = sv(&tree, &["-w", "5", "start", "web"]);
+    assert_eq!(code, 0, "{text}");
+    assert!(text.starts_with("ok: run: web: (pid "), "{text}");
+
+    // check: ok when ./check passes, timeout when it never does.
+    let (code, text) = sv(&tree, &["-w", "5", "check", "web"]);
+    assert_eq!(code, 0, "{text}");
+    let (code, text) = sv(&tree, &["-w", "1", "check", "never-ready"]);
+    assert_eq!(code, 1, "{text}");
+    assert!(text.starts_with("timeout: run: never-ready: "), "{text}");
+
+    // stop with -w on a service that ignores TERM: timeout, exit 1.
+    let (code, text) = sv(&tree, &["-w", "1", "stop", "stubborn"]);
+    assert_eq!(code, 1, "{text}");
+    assert!(text.starts_with("timeout: run: stubborn: "), "{text}");
+    assert!(text.contains("want down, got TERM"), "{text}");
+    // force-stop: TERM, then KILL at the -w timeout.
+    let (_, text) = sv(&tree, &["-w", "1", "force-stop", "stubborn"]);
+    assert!(
+        text.starts_with("kill: ") || text.starts_with("ok: down: stubborn"),
+        "{text}"
+    );
+    wait_status(&tree, "stubborn", "down: stubborn: ");
+
+    // exit: baseinit treats it as down.
+    sv(&tree, &["exit", "web"]);
+    wait_status(&tree, "web", "down: web: ");
+
+    init.signal(libc::SIGTERM);
+    let run = init.wait(LONG);
+    assert_eq!(run.code, 0, "stderr:\n{}", run.stderr);
+    // With baseinit gone, sv says so instead of hanging.
+    let (code, text) = sv(&tree, &["status", "web"]);
+    assert_ne!(code, 0, "{text}");
+    assert!(text.contains("not running") || text.contains("supervise/ok"), "{text}");
+}
+
+#[test]
+fn the_log_pipe_keeps_every_line_across_restarts_of_either_side() {
+    require_namespaces!("the_log_pipe_keeps_every_line_across_restarts_of_either_side");
+    let tree = Tree::new();
+    // The service writes 1..50000, crashes, is restarted, writes the rest.
+    tree.service(
+        "writer",
+        r#"if [ -e "$OUT/half" ]; then seq 50001 100000; echo done > "$OUT/written"; exec sleep 60; fi
+seq 1 50000; touch "$OUT/half"; exit 1"#,
+    );
+    tree.service_file("writer", "service.toml", "[backoff]\ninitial = \"10ms\"\n", 0o644);
+    // The logger quits by itself after 30000 lines and is restarted; `read`
+    // takes one byte at a time from a pipe, so it never swallows more.
+    tree.service_file(
+        "writer",
+        "log/run",
+        &tree.script(
+            r#"n=0
+while [ $n -lt 30000 ] && IFS= read -r line; do echo "$line"; n=$((n+1)); done >> "$OUT/logged"
+[ $n -lt 30000 ] && echo eof > "$OUT/eof"
+exit 0"#,
+        ),
+        0o755,
+    );
+    tree.service_file("writer", "log/service.toml", "[backoff]\ninitial = \"10ms\"\n", 0o644);
+    let init = Baseinit::start(Mode::Pid1, &tree.args(&[]));
+    wait_lines(&tree, "written", 1, LONG);
+    // Stop at once: lines still in the pipe must reach the logger anyway.
+    init.signal(libc::SIGTERM);
+    let run = init.wait(LONG);
+    assert_eq!(run.code, 0, "stderr:\n{}", run.stderr);
+    assert_eq!(
+        tree.read("eof"),
+        "eof\n",
+        "the logger read to EOF after its service stopped; stderr:\n{}",
+        run.stderr
+    );
+    let logged = tree.read("logged");
+    let lines: Vec<&str> = logged.lines().collect();
+    assert_eq!(lines.len(), 100_000, "every line exactly once");
+    for (i, line) in lines.iter().enumerate() {
+        assert_eq!(*line, (i + 1).to_string(), "line {} out of order", i + 1);
+    }
+    let restarts = run.stderr.matches("service writer/log: started").count();
+    assert!(restarts >= 4, "the logger restarted mid-way ({restarts} starts)");
+    assert!(
+        run.stderr.matches("service writer: started").count() >= 2,
+        "the service restarted mid-way"
+    );
+}
+
+#[test]
+fn shutdown_hooks_run_in_order_around_the_stop_and_failures_do_not_stop_it() {
+    require_namespaces!("shutdown_hooks_run_in_order_around_the_stop_and_failures_do_not_stop_it");
+    let tree = Tree::new();
+    let pre = tree.path().join("pre");
+    let post = tree.path().join("post");
+    let hook = |dir: &std::path::Path, name: &str, body: &str| {
+        common::write_file(&dir.join(name), &tree.script(body), 0o755);
+    };
+    hook(&pre, "10_first", r#"echo pre-10 >> "$OUT/order""#);
+    hook(&pre, "20_fails", r#"echo pre-20 >> "$OUT/order"; exit 3"#);
+    hook(&pre, "30_third", r#"echo pre-30 >> "$OUT/order""#);
+    hook(&post, "10_hangs", r#"echo post-10 >> "$OUT/order"; exec sleep 60"#);
+    hook(&post, "20_skipped", r#"echo post-20 >> "$OUT/order""#);
+    tree.service(
+        "svc",
+        r#"trap 'echo service-stopped >> "$OUT/order"; exit 0' TERM
+echo up > "$OUT/up"
+while :; do sleep 0.1; done"#,
+    );
+    let args = tree.args(&[
+        "--pre-shutdown-dir",
+        pre.to_str().unwrap(),
+        "--post-shutdown-dir",
+        post.to_str().unwrap(),
+        "--hook-timeout",
+        "0.5",
+    ]);
+    let mut init = Baseinit::start(Mode::Pid1, &args);
+    wait_lines(&tree, "up", 1, LONG);
+    init.mark();
+    init.signal(libc::SIGTERM);
+    let run = init.wait(LONG);
+    eprintln!(
+        "stop with a hanging post-shutdown hook (budget 0.5 s): {:?}",
+        run.elapsed
+    );
+    assert_eq!(run.code, 0, "stderr:\n{}", run.stderr);
+    assert_eq!(tree.read("order"), "pre-10\npre-20\npre-30\nservice-stopped\npost-10\n");
+    assert!(
+        run.stderr
+            .contains("20_fails failed with exit code 3; the shutdown goes on"),
+        "{}",
+        run.stderr
+    );
+    assert!(
+        run.stderr
+            .contains("10_hangs: still running at the end of the hook budget"),
+        "{}",
+        run.stderr
+    );
+    assert!(
+        run.stderr.contains("shutdown hooks ran out of time: skipping 1 more"),
+        "{}",
+        run.stderr
+    );
+}
+
+#[test]
+fn named_my_init_it_is_the_init() {
+    require_namespaces!("named_my_init_it_is_the_init");
+    let tree = Tree::new();
+    let link = tree.path().join("my_init");
+    std::os::unix::fs::symlink(common::BIN, &link).unwrap();
+    let mut command = Command::new("unshare");
+    command
+        .args([
+            "--user",
+            "--map-root-user",
+            "--pid",
+            "--fork",
+            "--mount-proc",
+            "--kill-child",
+        ])
+        .arg(&link)
+        .args(tree.args(&["--skip-runit", "--", "sh", "-c", "exit 5"]));
+    let out = common::run_with_watchdog(command, LONG);
+    assert_eq!(out.status.code(), Some(5), "{}", String::from_utf8_lossy(&out.stderr));
+}
+
+#[test]
+fn enable_insecure_key_runs_the_script_first_or_fails_clearly() {
+    require_namespaces!("enable_insecure_key_runs_the_script_first_or_fails_clearly");
+    let tree = Tree::new();
+    let script = tree.path().join("enable_insecure_key");
+    common::write_file(&script, &tree.script(r#"echo key >> "$OUT/order""#), 0o755);
+    tree.startup_script("10_boot", r#"echo startup >> "$OUT/order""#);
+    let key = script.to_str().unwrap();
+    let args = tree.args(&[
+        "--enable-insecure-key",
+        "--insecure-key-script",
+        key,
+        "--skip-runit",
+        "--",
+        "true",
+    ]);
+    let run = Baseinit::start(Mode::Pid1, &args).wait(LONG);
+    assert_eq!(run.code, 0, "stderr:\n{}", run.stderr);
+    assert_eq!(tree.read("order"), "key\nstartup\n");
+
+    let missing = tree.path().join("nope").display().to_string();
+    let args = tree.args(&[
+        "--enable-insecure-key",
+        "--insecure-key-script",
+        &missing,
+        "--skip-runit",
+        "--",
+        "true",
+    ]);
+    let run = Baseinit::start(Mode::Pid1, &args).wait(LONG);
+    assert_eq!(run.code, 1, "stderr:\n{}", run.stderr);
+    assert!(run.stderr.contains("--enable-insecure-key"), "{}", run.stderr);
+}
+
+#[test]
+fn services_added_changed_and_removed_at_runtime_are_applied() {
+    require_namespaces!("services_added_changed_and_removed_at_runtime_are_applied");
+    let tree = Tree::new();
+    let stays = r#"echo "$(basename "$PWD") $$" >> "$OUT/starts"
+trap 'echo "$(basename "$PWD")" >> "$OUT/stops"; exit 0' TERM
+while :; do sleep 0.1; done"#;
+    tree.service("a", stays);
+    tree.service("keep", stays);
+    let init = Baseinit::start(Mode::Pid1, &tree.args(&[]));
+    wait_lines(&tree, "starts", 2, LONG);
+
+    // Added: built elsewhere, then moved in (as `ln -s /etc/sv/b /etc/service/`).
+    let staging = tree.path().join("staging/b");
+    common::write_file(&staging.join("run"), &tree.script(stays), 0o755);
+    fs::rename(&staging, tree.service_dir().join("b")).unwrap();
+    wait_for("b to start", LONG, || tree.read("starts").contains("b ").then_some(()));
+
+    // Removed: stopped.
+    fs::rename(tree.service_dir().join("a"), tree.path().join("a-removed")).unwrap();
+    wait_for("a to stop", LONG, || tree.read("stops").contains("a\n").then_some(()));
+
+    // Changed: only that service restarts, with the new definition.
+    let changed = tree.script(&format!("echo changed > \"$OUT/changed\"\n{stays}"));
+    let new_run = tree.service_dir().join("b/run.new");
+    common::write_file(&new_run, &changed, 0o755);
+    fs::rename(&new_run, tree.service_dir().join("b/run")).unwrap();
+    wait_lines(&tree, "changed", 1, LONG);
+
+    // SIGHUP rescans too (and a broken definition leaves the service alone).
+    tree.service_file("keep", "service.toml", "bogus = 1\n", 0o644);
+    init.signal(libc::SIGHUP);
+    wait_for("the rescan to report the broken definition", LONG, || {
+        init.stderr_so_far()
+            .contains("received SIGHUP: rescanning")
+            .then_some(())
+    });
+    wait_for("the broken definition to be reported", LONG, || {
+        init.stderr_so_far()
+            .contains("keep/service.toml:1:1: unknown field `bogus`")
+            .then_some(())
+    });
+    init.signal(libc::SIGTERM);
+    let run = init.wait(LONG);
+    assert_eq!(run.code, 0, "stderr:\n{}", run.stderr);
+    let starts = tree.read("starts");
+    assert_eq!(
+        starts.matches("keep ").count(),
+        1,
+        "keep was never restarted:\n{starts}"
+    );
+    assert_eq!(
+        starts.matches("b ").count(),
+        2,
+        "b restarted once, for its change:\n{starts}"
+    );
+    assert!(
+        tree.read("stops").contains("keep\n"),
+        "keep kept running until the shutdown"
+    );
+}
