@@ -57,6 +57,11 @@ pub struct Cli {
     #[arg(long, value_name = "PATH", default_value = "/usr/sbin/enable_insecure_key")]
     pub insecure_key_script: PathBuf,
 
+    /// The container environment: one file per variable; DIR.sh and DIR.json
+    /// are written beside it
+    #[arg(long, value_name = "DIR", default_value = "/etc/container_environment")]
+    pub env_dir: PathBuf,
+
     /// Where runit state goes when a service directory is read-only
     #[arg(
         long,

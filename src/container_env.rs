@@ -67,13 +67,25 @@ pub struct EnvPaths {
     pub json: PathBuf,
 }
 
+impl EnvPaths {
+    /// my_init's layout: `DIR`, `DIR.sh`, `DIR.json`.
+    pub fn beside(dir: &std::path::Path) -> Self {
+        let with = |ext: &str| {
+            let mut path = dir.as_os_str().to_owned();
+            path.push(ext);
+            PathBuf::from(path)
+        };
+        EnvPaths {
+            dir: dir.to_owned(),
+            sh: with(".sh"),
+            json: with(".json"),
+        }
+    }
+}
+
 impl Default for EnvPaths {
     fn default() -> Self {
-        EnvPaths {
-            dir: "/etc/container_environment".into(),
-            sh: "/etc/container_environment.sh".into(),
-            json: "/etc/container_environment.json".into(),
-        }
+        EnvPaths::beside(std::path::Path::new("/etc/container_environment"))
     }
 }
 

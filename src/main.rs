@@ -42,6 +42,7 @@ fn run(cli: Cli) -> i32 {
         post_shutdown_dir: cli.post_shutdown_dir.clone(),
         hook_timeout: cli.hook_timeout,
         runtime_dir: cli.runtime_dir.clone(),
+        env: baseinit::container_env::EnvPaths::beside(&cli.env_dir),
         command: cli.command.clone(),
         defaults: cli.defaults(),
         kill_all: KillAll::choose(is_pid1, !cli.no_kill_all_on_exit),

@@ -11,6 +11,7 @@ use std::process::{Command, Stdio};
 use nix::libc;
 use nix::unistd::{Gid, Pid, Uid};
 
+use crate::container_env::Vars;
 use crate::exit::SpawnFailure;
 
 /// What a child's stdin is.
@@ -89,7 +90,9 @@ pub struct Redirect<'a> {
 
 /// Starts `launch` with `extra_args` appended, in a new process group whose id
 /// is the returned pid. The caller must register the pid before it next reaps.
-pub fn spawn(launch: &Launch, extra_args: &[OsString], redirect: Redirect<'_>) -> Result<Pid, SpawnError> {
+/// The child's environment is `base` (the container environment), then the
+/// user's identity, then the launch's own variables.
+pub fn spawn(launch: &Launch, extra_args: &[OsString], base: &Vars, redirect: Redirect<'_>) -> Result<Pid, SpawnError> {
     let error = |source| SpawnError {
         program: launch
             .argv
@@ -106,6 +109,7 @@ pub fn spawn(launch: &Launch, extra_args: &[OsString], redirect: Redirect<'_>) -
     if let Some(cwd) = &launch.cwd {
         command.current_dir(cwd);
     }
+    command.env_clear().envs(base);
     if let Some(creds) = &launch.credentials
         && let Some((user, home)) = &creds.identity
     {

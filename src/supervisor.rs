@@ -23,6 +23,7 @@ use tokio::task::JoinHandle;
 use tracing::{debug, error, info, warn};
 
 use crate::config::{self, Defaults, ServiceSpec, is_executable_file};
+use crate::container_env::{ContainerEnv, EnvPaths, Vars};
 use crate::exit::{ExitStatus, Outcome, SpawnFailure};
 use crate::process_group;
 use crate::reaper;
@@ -50,6 +51,8 @@ pub struct Options {
     pub hook_timeout: Duration,
     /// Where runit state goes when a service directory is read-only.
     pub runtime_dir: PathBuf,
+    /// The container environment's directory and dumps.
+    pub env: EnvPaths,
     pub command: Vec<OsString>,
     pub defaults: Defaults,
     pub kill_all: KillAll,
@@ -168,6 +171,8 @@ pub struct Supervisor {
     stop_started: Option<Instant>,
     commands: mpsc::UnboundedSender<(usize, u8)>,
     rescan_at: Option<Instant>,
+    /// The environment every child gets; None until boot imported it.
+    env: Option<ContainerEnv>,
 }
 
 /// The signals baseinit listens to. Installing them first thing means no
@@ -231,6 +236,7 @@ impl Supervisor {
             stop_started: None,
             commands,
             rescan_at: None,
+            env: None,
         };
         (supervisor, received)
     }
@@ -283,6 +289,7 @@ impl Supervisor {
     }
 
     fn boot(&mut self, now: Instant) {
+        self.env = Some(ContainerEnv::boot(self.opts.env.clone(), std::env::vars_os()));
         let mut pending = match &self.opts.startup {
             None => Vec::new(),
             Some((dir, rc_local)) => match startup::scripts(dir, Some(rc_local)) {
@@ -328,6 +335,11 @@ impl Supervisor {
                             error!("{} {how}: boot aborted", unit.label);
                             self.begin_shutdown(StopReason::BootFailed, now);
                             continue;
+                        }
+                        // A script may have added, changed or deleted
+                        // variables for everything started after it.
+                        if let Some(env) = &mut self.env {
+                            env.after_startup_script();
                         }
                     }
                     match pending.pop_front() {
@@ -596,6 +608,12 @@ impl Supervisor {
         }
     }
 
+    /// The environment children get.
+    fn base_env(&self) -> &Vars {
+        static EMPTY: Vars = Vars::new();
+        self.env.as_ref().map_or(&EMPTY, ContainerEnv::vars)
+    }
+
     /// The stdin and stdout of unit `i`'s children: the log pipe, if any.
     fn redirect(&self, i: usize) -> Redirect<'_> {
         let unit = &self.units[i];
@@ -617,7 +635,7 @@ impl Supervisor {
     fn act(&mut self, i: usize, action: Action) -> Option<Event> {
         match action {
             Action::StartRun => {
-                let result = spawn::spawn(&self.units[i].run, &[], self.redirect(i));
+                let result = spawn::spawn(&self.units[i].run, &[], self.base_env(), self.redirect(i));
                 let unit = &mut self.units[i];
                 match result {
                     Ok(pid) => {
@@ -642,7 +660,7 @@ impl Supervisor {
                 };
                 let (code, signal) = exit.map_or((-1, 0), ExitStatus::finish_args);
                 let args = [OsString::from(code.to_string()), OsString::from(signal.to_string())];
-                match spawn::spawn(finish, &args, self.redirect(i)) {
+                match spawn::spawn(finish, &args, self.base_env(), self.redirect(i)) {
                     Ok(pid) => {
                         self.pids.insert(pid, (i, Role::Finish));
                         debug!("{}: finish started (pid {pid}) with {code} {signal}", unit.label);
@@ -777,7 +795,7 @@ impl Supervisor {
                     cwd: Some(dir.clone()),
                     ..Launch::program(vec![script.into_os_string()])
                 };
-                match spawn::spawn(&launch, &[], self.redirect(i)) {
+                match spawn::spawn(&launch, &[], self.base_env(), self.redirect(i)) {
                     Ok(pid) => {
                         self.pids.insert(pid, (i, Role::Control(command)));
                         return;

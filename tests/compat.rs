@@ -242,8 +242,8 @@ exit 0"#,
 fn shutdown_hooks_run_in_order_around_the_stop_and_failures_do_not_stop_it() {
     require_namespaces!("shutdown_hooks_run_in_order_around_the_stop_and_failures_do_not_stop_it");
     let tree = Tree::new();
-    let pre = tree.path().join("pre");
-    let post = tree.path().join("post");
+    let pre = tree.path().join("pre_shutdown.d");
+    let post = tree.path().join("post_shutdown.d");
     let hook = |dir: &std::path::Path, name: &str, body: &str| {
         common::write_file(&dir.join(name), &tree.script(body), 0o755);
     };
@@ -258,14 +258,7 @@ fn shutdown_hooks_run_in_order_around_the_stop_and_failures_do_not_stop_it() {
 echo up > "$OUT/up"
 while :; do sleep 0.1; done"#,
     );
-    let args = tree.args(&[
-        "--pre-shutdown-dir",
-        pre.to_str().unwrap(),
-        "--post-shutdown-dir",
-        post.to_str().unwrap(),
-        "--hook-timeout",
-        "0.5",
-    ]);
+    let args = tree.args(&["--hook-timeout", "0.5"]);
     let mut init = Baseinit::start(Mode::Pid1, &args);
     wait_lines(&tree, "up", 1, LONG);
     init.mark();
@@ -412,4 +405,121 @@ while :; do sleep 0.1; done"#;
         tree.read("stops").contains("keep\n"),
         "keep kept running until the shutdown"
     );
+}
+
+/// `env -0` output as (name, value) byte pairs.
+fn parse_env0(bytes: &[u8]) -> std::collections::BTreeMap<Vec<u8>, Vec<u8>> {
+    bytes
+        .split(|b| *b == 0)
+        .filter(|entry| !entry.is_empty())
+        .filter_map(|entry| {
+            let eq = entry.iter().position(|b| *b == b'=')?;
+            Some((entry[..eq].to_vec(), entry[eq + 1..].to_vec()))
+        })
+        .collect()
+}
+
+#[test]
+fn the_container_environment_is_imported_exported_and_reimported_like_my_init() {
+    require_namespaces!("the_container_environment_is_imported_exported_and_reimported_like_my_init");
+    use std::os::unix::ffi::OsStrExt;
+    let tree = Tree::new();
+    let env_dir = tree.env_dir();
+    common::write_file(&env_dir.join("FROM_FILE"), "file value\n", 0o600);
+    common::write_file(&env_dir.join("OVERRIDDEN"), "from the file\n", 0o600);
+    common::write_file(&env_dir.join("DELETED_BY_SCRIPT"), "soon gone", 0o600);
+    // A script adds and deletes variables for everything started after it.
+    tree.startup_script(
+        "10_edit",
+        &format!(
+            "printf 'added by a script' > '{dir}/ADDED'\nrm '{dir}/DELETED_BY_SCRIPT'",
+            dir = env_dir.display()
+        ),
+    );
+    tree.startup_script("20_record", r#"env -0 > "$OUT/startup.env""#);
+    tree.service("svc", r#"env -0 > "$OUT/service.env"; exec sleep 60"#);
+    let weird: &[u8] = b"it's \"quoted\"\n$HOME \\ back\\slash \xff\xfe end";
+    let init = Baseinit::start_with(Mode::Pid1, &tree.args(&[]), |c| {
+        c.env("OVERRIDDEN", "from docker run -e")
+            .env("WEIRD", std::ffi::OsStr::from_bytes(weird))
+            .env("1NOT_A_SHELL_NAME", "x")
+            .env("HOME", "/home/somebody");
+    });
+    wait_for("the service to record its environment", LONG, || {
+        fs::metadata(tree.out("service.env"))
+            .ok()
+            .filter(|m| m.len() > 0)
+            .map(|_| ())
+    });
+    init.signal(libc::SIGTERM);
+    let run = init.wait(LONG);
+    assert_eq!(run.code, 0, "stderr:\n{}", run.stderr);
+
+    for who in ["startup.env", "service.env"] {
+        let env = parse_env0(&fs::read(tree.out(who)).unwrap());
+        let get = |name: &str| env.get(name.as_bytes()).map(|v| v.as_slice());
+        assert_eq!(
+            get("FROM_FILE"),
+            Some(&b"file value"[..]),
+            "{who}: imported, one newline stripped"
+        );
+        assert_eq!(
+            get("OVERRIDDEN"),
+            Some(&b"from docker run -e"[..]),
+            "{who}: docker run -e wins"
+        );
+        assert_eq!(get("WEIRD"), Some(weird), "{who}");
+        assert_eq!(
+            get("HOME"),
+            Some(&b"/home/somebody"[..]),
+            "{who}: HOME is kept (my_init loses it)"
+        );
+        if who == "service.env" {
+            assert_eq!(
+                get("ADDED"),
+                Some(&b"added by a script"[..]),
+                "re-import after a startup script"
+            );
+            assert_eq!(get("DELETED_BY_SCRIPT"), None, "a script can delete a variable");
+        }
+    }
+
+    // The files: one per variable, raw, none for the skip-list.
+    assert_eq!(fs::read(env_dir.join("OVERRIDDEN")).unwrap(), b"from docker run -e");
+    assert_eq!(fs::read(env_dir.join("WEIRD")).unwrap(), weird);
+    assert_eq!(fs::read(env_dir.join("1NOT_A_SHELL_NAME")).unwrap(), b"x");
+    assert!(!env_dir.join("HOME").exists(), "HOME is never written as a file");
+    // The .sh gives back exactly the values through a real shell.
+    let sh = tree.path().join("container_environment.sh");
+    let out = Command::new("sh")
+        .arg("-c")
+        .arg(format!(". '{}'; env -0", sh.display()))
+        .env_clear()
+        .output()
+        .unwrap();
+    let sourced = parse_env0(&out.stdout);
+    assert_eq!(sourced.get(&b"WEIRD"[..]).map(|v| v.as_slice()), Some(weird));
+    assert_eq!(
+        sourced.get(&b"ADDED"[..]).map(|v| v.as_slice()),
+        Some(&b"added by a script"[..])
+    );
+    assert!(!sourced.contains_key(&b"DELETED_BY_SCRIPT"[..]));
+    assert!(
+        !fs::read_to_string(&sh)
+            .unwrap_or_default()
+            .contains("1NOT_A_SHELL_NAME")
+    );
+    // The .json is one object.
+    let json = fs::read_to_string(tree.path().join("container_environment.json")).unwrap();
+    assert!(
+        json.starts_with('{') && json.contains("\"ADDED\":\"added by a script\""),
+        "{json}"
+    );
+    // Each odd name is reported once.
+    assert_eq!(run.stderr.matches("1NOT_A_SHELL_NAME").count(), 1, "{}", run.stderr);
+    // Permissions as the base image expects.
+    use std::os::unix::fs::PermissionsExt;
+    let mode = |p: &std::path::Path| fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode(&sh), 0o640);
+    assert_eq!(mode(&tree.path().join("container_environment.json")), 0o640);
 }

@@ -79,6 +79,11 @@ impl Tree {
         self.path().join("startup")
     }
 
+    /// The container environment directory (its .sh and .json sit beside it).
+    pub fn env_dir(&self) -> PathBuf {
+        self.path().join("container_environment")
+    }
+
     /// A file in the tree for services to write to (`$OUT` in scripts).
     pub fn out(&self, name: &str) -> PathBuf {
         self.path().join(name)
@@ -113,6 +118,15 @@ impl Tree {
             self.startup_dir().display().to_string(),
             "--rc-local".to_owned(),
             self.path().join("rc.local").display().to_string(),
+            // Tests run as root: never the real /etc.
+            "--env-dir".to_owned(),
+            self.env_dir().display().to_string(),
+            "--pre-shutdown-dir".to_owned(),
+            self.path().join("pre_shutdown.d").display().to_string(),
+            "--post-shutdown-dir".to_owned(),
+            self.path().join("post_shutdown.d").display().to_string(),
+            "--runtime-dir".to_owned(),
+            self.path().join("run").display().to_string(),
         ];
         args.extend(extra.iter().map(|s| s.to_string()));
         args
