@@ -523,3 +523,85 @@ fn the_container_environment_is_imported_exported_and_reimported_like_my_init() 
     assert_eq!(mode(&sh), 0o640);
     assert_eq!(mode(&tree.path().join("container_environment.json")), 0o640);
 }
+
+#[test]
+fn control_scripts_override_sv_commands_when_they_exit_zero() {
+    require_namespaces!("control_scripts_override_sv_commands_when_they_exit_zero");
+    if !stock_sv_available("control_scripts_override_sv_commands_when_they_exit_zero") {
+        return;
+    }
+    let tree = Tree::new();
+    tree.service(
+        "web",
+        r#"trap 'echo HUP >> "$OUT/signals"' HUP
+trap 'echo TERM >> "$OUT/signals"' TERM
+echo up >> "$OUT/up"
+while :; do sleep 0.1; done"#,
+    );
+    // t: handled by the script (exit 0), so no SIGTERM; h: the script fails,
+    // so the default SIGHUP still goes out.
+    tree.service_file(
+        "web",
+        "control/t",
+        &tree.script(r#"echo control-t >> "$OUT/control""#),
+        0o755,
+    );
+    tree.service_file(
+        "web",
+        "control/h",
+        &tree.script(r#"echo control-h >> "$OUT/control"; exit 1"#),
+        0o755,
+    );
+    let init = Baseinit::start(Mode::Pid1, &tree.args(&[]));
+    wait_lines(&tree, "up", 1, LONG);
+    sv(&tree, &["term", "web"]);
+    wait_lines(&tree, "control", 1, LONG);
+    sv(&tree, &["hup", "web"]);
+    wait_lines(&tree, "signals", 1, LONG);
+    init.signal(libc::SIGTERM);
+    let run = init.wait(LONG);
+    assert_eq!(run.code, 0, "stderr:\n{}", run.stderr);
+    assert_eq!(tree.read("control"), "control-t\ncontrol-h\n");
+    // The first signal the service saw was the HUP: control/t swallowed sv term.
+    assert_eq!(tree.read("signals").lines().next(), Some("HUP"));
+    assert_eq!(tree.read("up"), "up\n", "never restarted");
+}
+
+#[test]
+fn my_init_flags_skip_startup_files_and_no_kill_all_on_exit() {
+    require_namespaces!("my_init_flags_skip_startup_files_and_no_kill_all_on_exit");
+    // An escaped process (own session, so no service stop reaches it) that
+    // records a SIGTERM: the kill-all sends one; without it, the kernel's
+    // SIGKILL at PID 1's exit gives it no chance.
+    for (flags, expect_term) in [(&[][..], true), (&["--no-kill-all-on-exit"][..], false)] {
+        let tree = Tree::new();
+        tree.startup_script("10_never", r#"echo ran > "$OUT/startup.ran""#);
+        let escapee = tree.script(
+            r#"trap 'echo TERM > "$OUT/escapee"; exit 0' TERM; echo up > "$OUT/up"; while :; do sleep 0.05; done"#,
+        );
+        common::write_file(&tree.out("escapee.sh"), &escapee, 0o755);
+        tree.service(
+            "spawner",
+            &format!("setsid {} &\nexec sleep 60", tree.out("escapee.sh").display()),
+        );
+        let mut args = vec!["--skip-startup-files"];
+        args.extend_from_slice(flags);
+        let init = Baseinit::start(Mode::Pid1, &tree.args(&args));
+        wait_lines(&tree, "up", 1, LONG);
+        init.signal(libc::SIGTERM);
+        let run = init.wait(LONG);
+        assert_eq!(run.code, 0, "stderr:\n{}", run.stderr);
+        assert!(
+            !tree.out("startup.ran").exists(),
+            "--skip-startup-files ran a startup script"
+        );
+        // Give a SIGTERMed escapee time to write (it is gone either way).
+        std::thread::sleep(Duration::from_millis(100));
+        assert_eq!(
+            tree.out("escapee").exists(),
+            expect_term,
+            "{flags:?}; stderr:\n{}",
+            run.stderr
+        );
+    }
+}
