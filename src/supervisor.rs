@@ -488,49 +488,47 @@ impl Supervisor {
     /// and starts them unless they have a `down` file.
     fn add_service(&mut self, mut spec: ServiceSpec, now: Instant) {
         let log = spec.log.take();
+        let (down, dir, name) = (spec.down, spec.dir.clone(), spec.name.clone());
+        let i = self.add_spec_unit(Kind::Service, spec);
+        if let Some(log) = log {
+            match nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC) {
+                Ok((reader, writer)) => {
+                    let (log_down, log_dir) = (log.down, log.dir.clone());
+                    let l = self.add_spec_unit(Kind::Logger, *log);
+                    self.units[l].log_pipe = Some(reader);
+                    self.units[i].log_pipe = Some(writer);
+                    self.units[i].logger = Some(l);
+                    // The logger first, so it reads from the first line on.
+                    self.open_and_start(l, &log_dir, log_down, now);
+                }
+                Err(e) => error!("service {name}: cannot create the log pipe: {e}; logging to stdout"),
+            }
+        }
+        self.open_and_start(i, &dir, down, now);
+    }
+
+    /// A unit for a service or logger definition, known by its name.
+    fn add_spec_unit(&mut self, kind: Kind, spec: ServiceSpec) -> usize {
         let i = self.add_unit(
             format!("service {}", spec.name),
-            Kind::Service,
+            kind,
             spec.run,
             spec.finish,
             spec.policy,
         );
-        self.units[i].name = spec.name.clone();
-        self.units[i].dir = Some(spec.dir.clone());
-        self.units[i].fingerprint = spec.fingerprint;
-        self.by_name.insert(spec.name.clone(), i);
-        if let Some(log) = log {
-            match nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC) {
-                Ok((reader, writer)) => {
-                    let l = self.add_unit(
-                        format!("service {}", log.name),
-                        Kind::Logger,
-                        log.run,
-                        log.finish,
-                        log.policy,
-                    );
-                    self.units[l].name = log.name.clone();
-                    self.units[l].dir = Some(log.dir.clone());
-                    self.units[l].log_pipe = Some(reader);
-                    self.units[i].log_pipe = Some(writer);
-                    self.units[i].logger = Some(l);
-                    self.by_name.insert(log.name.clone(), l);
-                    self.open_supervise(l, &log.dir);
-                    // The logger first, so it reads from the first line on.
-                    if log.down {
-                        info!("{}: has a `down` file, not started", self.units[l].label);
-                    } else {
-                        self.feed(l, Event::Up, now);
-                    }
-                }
-                Err(e) => error!(
-                    "service {}: cannot create the log pipe: {e}; logging to stdout",
-                    spec.name
-                ),
-            }
-        }
-        self.open_supervise(i, &spec.dir);
-        if spec.down {
+        let unit = &mut self.units[i];
+        unit.dir = Some(spec.dir);
+        unit.fingerprint = spec.fingerprint;
+        unit.name = spec.name.clone();
+        self.by_name.insert(spec.name, i);
+        i
+    }
+
+    /// Opens unit `i`'s supervise directory and starts it, unless it is down
+    /// by a `down` file.
+    fn open_and_start(&mut self, i: usize, dir: &Path, down: bool, now: Instant) {
+        self.open_supervise(i, dir);
+        if down {
             info!("{}: has a `down` file, not started", self.units[i].label);
             self.publish(i);
         } else {

@@ -10,18 +10,10 @@ use std::fs;
 use std::process::Command;
 use std::time::Duration;
 
-use common::{Baseinit, Mode, Tree, namespaces_available, wait_for, wait_lines};
+use common::{Baseinit, Mode, Tree, require_namespaces, wait_for, wait_lines};
 use nix::libc;
 
 const LONG: Duration = Duration::from_secs(30);
-
-macro_rules! require_namespaces {
-    ($name:expr) => {
-        if !namespaces_available($name) {
-            return;
-        }
-    };
-}
 
 /// True when Debian's runit `sv` is installed; says so loudly when not, and
 /// fails with BASEINIT_REQUIRE_RUNIT=1 (CI).
@@ -295,20 +287,9 @@ fn named_my_init_it_is_the_init() {
     let tree = Tree::new();
     let link = tree.path().join("my_init");
     std::os::unix::fs::symlink(common::BIN, &link).unwrap();
-    let mut command = Command::new("unshare");
-    command
-        .args([
-            "--user",
-            "--map-root-user",
-            "--pid",
-            "--fork",
-            "--mount-proc",
-            "--kill-child",
-        ])
-        .arg(&link)
-        .args(tree.args(&["--skip-runit", "--", "sh", "-c", "exit 5"]));
-    let out = common::run_with_watchdog(command, LONG);
-    assert_eq!(out.status.code(), Some(5), "{}", String::from_utf8_lossy(&out.stderr));
+    let args = tree.args(&["--skip-runit", "--", "sh", "-c", "exit 5"]);
+    let run = Baseinit::start_named(Mode::Pid1, &link, &args, |_| {}).wait(LONG);
+    assert_eq!(run.code, 5, "stderr:\n{}", run.stderr);
 }
 
 #[test]

@@ -9,19 +9,11 @@ use std::fs;
 use std::os::unix::process::CommandExt;
 use std::time::Duration;
 
-use common::{Baseinit, Mode, Tree, children_of, namespaces_available, wait_for, wait_lines};
+use common::{Baseinit, Mode, Tree, children_of, require_namespaces, wait_for, wait_lines};
 use nix::libc;
 
 const SIGTERM: i32 = libc::SIGTERM;
 const LONG: Duration = Duration::from_secs(30);
-
-macro_rules! require_namespaces {
-    ($name:expr) => {
-        if !namespaces_available($name) {
-            return;
-        }
-    };
-}
 
 /// The "N orphans reaped" figure from baseinit's final log line.
 fn orphans_reaped(stderr: &str) -> u64 {

@@ -15,6 +15,17 @@ use std::time::{Duration, Instant};
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_baseinit");
 
+/// Returns from the test (after a loud message) when PID namespaces are
+/// unavailable; see [`namespaces_available`].
+macro_rules! require_namespaces {
+    ($name:expr) => {
+        if !common::namespaces_available($name) {
+            return;
+        }
+    };
+}
+pub(crate) use require_namespaces;
+
 /// How long any single test may wait for baseinit before the watchdog kills
 /// it (and with it the whole namespace).
 pub const WATCHDOG: Duration = Duration::from_secs(60);
@@ -181,6 +192,12 @@ impl Baseinit {
 
     /// `setup` adjusts the command (environment, pre_exec) before spawning.
     pub fn start_with(mode: Mode, args: &[String], setup: impl FnOnce(&mut Command)) -> Self {
+        Self::start_named(mode, Path::new(BIN), args, setup)
+    }
+
+    /// Like [`Baseinit::start_with`], through `program` (e.g. a symlink to
+    /// the binary under another name).
+    pub fn start_named(mode: Mode, program: &Path, args: &[String], setup: impl FnOnce(&mut Command)) -> Self {
         let logs = tempfile::tempdir().expect("tempdir");
         let stdout = logs.path().join("stdout");
         let stderr = logs.path().join("stderr");
@@ -198,7 +215,7 @@ impl Baseinit {
                 ]);
                 c
             }
-            Mode::Subreaper => Command::new(BIN),
+            Mode::Subreaper => Command::new(program),
         };
         command
             .args(args)
@@ -345,30 +362,4 @@ pub fn children_of(ppid: i32) -> Vec<(i32, char)> {
             (parent == ppid).then_some((pid, state))
         })
         .collect()
-}
-
-/// Runs `command` to completion with its output captured; past `timeout` the
-/// watchdog kills it (by pid) and the test fails. For commands with small
-/// outputs (they go through pipes).
-pub fn run_with_watchdog(mut command: Command, timeout: Duration) -> std::process::Output {
-    command
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    let mut child = command.spawn().expect("spawn");
-    let deadline = Instant::now() + timeout;
-    loop {
-        if child.try_wait().expect("try_wait").is_some() {
-            return child.wait_with_output().expect("output");
-        }
-        if Instant::now() >= deadline {
-            let _ = child.kill();
-            let out = child.wait_with_output().expect("output");
-            panic!(
-                "watchdog: {command:?} still running after {timeout:?}; stderr:\n{}",
-                String::from_utf8_lossy(&out.stderr)
-            );
-        }
-        std::thread::sleep(Duration::from_millis(5));
-    }
 }
