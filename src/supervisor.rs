@@ -537,7 +537,9 @@ impl Supervisor {
     }
 
     fn open_supervise(&mut self, i: usize, dir: &Path) {
-        let name = self.units[i].name.replace('/', "_");
+        // A logger's name is NAME/log: its fallback state nests under its
+        // service's, where baseinit's `sv` looks for it.
+        let name = self.units[i].name.clone();
         match Supervise::open(dir, &self.opts.runtime_dir, &name) {
             Ok((sup, control)) => {
                 debug!("{}: runit state in {}", self.units[i].label, sup.dir().display());

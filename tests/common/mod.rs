@@ -16,7 +16,8 @@ use std::time::{Duration, Instant};
 pub const BIN: &str = env!("CARGO_BIN_EXE_baseinit");
 
 /// Returns from the test (after a loud message) when PID namespaces are
-/// unavailable; see [`namespaces_available`].
+/// unavailable; see [`namespaces_available`]. (Not every test file uses it.)
+#[allow(unused_macros)]
 macro_rules! require_namespaces {
     ($name:expr) => {
         if !common::namespaces_available($name) {
@@ -24,6 +25,7 @@ macro_rules! require_namespaces {
         }
     };
 }
+#[allow(unused_imports)]
 pub(crate) use require_namespaces;
 
 /// How long any single test may wait for baseinit before the watchdog kills
