@@ -28,9 +28,17 @@ fn stock_sv_available(test: &str) -> bool {
     false
 }
 
-/// Runs stock `sv ARGS` against the tree's service directory.
+/// Runs `sv ARGS` against the tree's service directory: the stock one, or
+/// baseinit's own when the tree has an `sv` symlink to the binary (see
+/// [`use_baseinit_sv`]).
 fn sv(tree: &Tree, args: &[&str]) -> (i32, String) {
-    let out = Command::new("sv")
+    let ours = tree.path().join("bin/sv");
+    let program = if ours.exists() {
+        ours.into_os_string()
+    } else {
+        "sv".into()
+    };
+    let out = Command::new(program)
         .args(args)
         .env("SVDIR", tree.service_dir())
         .output()
@@ -57,13 +65,30 @@ fn pid_of(status: &str) -> u32 {
     rest.split(')').next().unwrap().parse().unwrap()
 }
 
+/// Makes [`sv`] use baseinit's own `sv` applet, through a symlink named `sv`.
+fn use_baseinit_sv(tree: &Tree) {
+    fs::create_dir_all(tree.path().join("bin")).unwrap();
+    std::os::unix::fs::symlink(common::BIN, tree.path().join("bin/sv")).unwrap();
+}
+
 #[test]
 fn stock_runit_sv_controls_every_service() {
     require_namespaces!("stock_runit_sv_controls_every_service");
     if !stock_sv_available("stock_runit_sv_controls_every_service") {
         return;
     }
+    sv_controls_every_service(Tree::new());
+}
+
+#[test]
+fn baseinits_own_sv_controls_every_service_without_runit() {
+    require_namespaces!("baseinits_own_sv_controls_every_service_without_runit");
     let tree = Tree::new();
+    use_baseinit_sv(&tree);
+    sv_controls_every_service(tree);
+}
+
+fn sv_controls_every_service(tree: Tree) {
     tree.service(
         "web",
         r#"trap 'echo HUP >> "$OUT/web.hup"' HUP
