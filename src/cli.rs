@@ -9,6 +9,7 @@ use clap::Parser;
 use crate::config::{Defaults, parse_duration};
 
 pub const DEFAULT_KILL_ALL_TIMEOUT: Duration = Duration::from_secs(1);
+pub const DEFAULT_HOOK_TIMEOUT: Duration = Duration::from_millis(500);
 
 /// PID 1 for containers: runs startup scripts, supervises the services of a
 /// runit-style directory, reaps orphans, and stops everything in order.
@@ -46,7 +47,7 @@ pub struct Cli {
 
     /// Seconds all pre-shutdown hooks together (and all post-shutdown hooks
     /// together) may take; a hook still running then is stopped
-    #[arg(long, value_name = "SECONDS", env = "BASEINIT_HOOK_TIMEOUT", default_value = "1", value_parser = |s: &str| seconds(s, "BASEINIT_HOOK_TIMEOUT"))]
+    #[arg(long, value_name = "SECONDS", env = "BASEINIT_HOOK_TIMEOUT", default_value = "0.5", value_parser = |s: &str| seconds(s, "BASEINIT_HOOK_TIMEOUT"))]
     pub hook_timeout: Duration,
 
     /// Run the insecure-key script (as my_init) before the startup scripts
@@ -86,7 +87,7 @@ pub struct Cli {
 
     /// Seconds a `finish` script may run before SIGKILL, where service.toml
     /// does not set finish-timeout
-    #[arg(long, value_name = "SECONDS", env = "BASEINIT_FINISH_TIMEOUT", default_value = "2", value_parser = |s: &str| seconds(s, "BASEINIT_FINISH_TIMEOUT"))]
+    #[arg(long, value_name = "SECONDS", env = "BASEINIT_FINISH_TIMEOUT", default_value = "1", value_parser = |s: &str| seconds(s, "BASEINIT_FINISH_TIMEOUT"))]
     pub finish_timeout: Duration,
 
     /// Seconds from the final kill-all's SIGTERM to its SIGKILL

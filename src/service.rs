@@ -213,6 +213,9 @@ enum Want {
     Down,
     /// Run now, but do not restart (`sv once`).
     Once,
+    /// A retired logger: one more run that reads its pipe to EOF, with no
+    /// signal and a kill deadline, then down.
+    Drain,
 }
 
 /// One service's lifecycle: its state plus the counters that outlive a run.
@@ -317,24 +320,26 @@ impl Lifecycle {
                 out.push(Action::Settled);
                 Down
             }
-            // A logger between two runs still has its pipe to read: one last
-            // run, to EOF.
-            (Backoff { .. }, Event::Retire) => {
-                self.want = Want::Once;
-                self.start(out)
-            }
+            // A running logger reads to EOF and exits by itself; it is killed
+            // only if it outlives its stop timeout.
             (Running { pid, since }, Event::Retire) => {
                 self.want = Want::Down;
-                Stopping {
-                    pid,
-                    since,
-                    escalation: Escalation::Signaled {
-                        kill_at: now + self.policy.stop_timeout,
-                    },
-                }
+                self.drain(pid, since, now)
+            }
+            // A logger between two runs, or busy with `finish` or its
+            // leftovers, still has its pipe to read: one last run, to EOF.
+            (Backoff { .. }, Event::Retire) => {
+                self.want = Want::Drain;
+                self.start(out)
+            }
+            (Starting | Draining { .. } | Finishing { .. }, Event::Retire) => {
+                self.want = Want::Drain;
+                state
             }
             (Running { pid, .. }, Event::Signal(signal)) => {
-                self.prompt_restart = true;
+                // What `sv restart` and `sv force-*` send: the run is meant to
+                // end and come back. Other signals (hup, usr1, …) are not.
+                self.prompt_restart |= matches!(signal, Signal::SIGTERM | Signal::SIGKILL);
                 out.push(Action::SignalGroup {
                     pgid: pid,
                     signal,
@@ -361,14 +366,15 @@ impl Lifecycle {
                 state
             }
 
-            (Starting, Event::Spawned(pid)) => {
-                if self.want == Want::Down {
-                    // Asked to stop before the spawn was confirmed.
-                    self.stop(pid, now, now, out)
-                } else {
-                    Running { pid, since: now }
+            (Starting, Event::Spawned(pid)) => match self.want {
+                // Asked to stop before the spawn was confirmed.
+                Want::Down => self.stop(pid, now, now, out),
+                Want::Drain => {
+                    self.want = Want::Down;
+                    self.drain(pid, now, now)
                 }
-            }
+                Want::Up | Want::Once => Running { pid, since: now },
+            },
             (Starting, Event::SpawnFailed) => self.decide(
                 Termination {
                     status: None,
@@ -490,6 +496,18 @@ impl Lifecycle {
         }
     }
 
+    /// A logger's last run: no signal, killed at its stop timeout if it has
+    /// not reached EOF and exited by then.
+    fn drain(&self, pid: Pid, since: Instant, now: Instant) -> State {
+        State::Stopping {
+            pid,
+            since,
+            escalation: Escalation::Signaled {
+                kill_at: now + self.policy.stop_timeout,
+            },
+        }
+    }
+
     /// Sends the stop signal to `run`'s group and starts the stop clock.
     fn stop(&self, pid: Pid, since: Instant, now: Instant, out: &mut Vec<Action>) -> State {
         self.signal_stop(pid, Why::Stop, out);
@@ -549,6 +567,9 @@ impl Lifecycle {
     /// The run is over: stay down or come back, per the wish and the policy.
     fn decide(&mut self, exit: Termination, now: Instant, out: &mut Vec<Action>) -> State {
         self.last_exit = Some(exit);
+        if self.want == Want::Drain {
+            return self.start(out);
+        }
         let wanted = self.want == Want::Up
             && match self.policy.restart {
                 RestartPolicy::Always => true,
@@ -1072,16 +1093,42 @@ mod tests {
         m.on(Event::Retire, t0);
         assert_eq!(m.on(exited(0, true), t0 + MS), vec![Action::Settled]);
 
-        // Retired between two runs: one last run reads the pipe to EOF.
+        // Retired between two runs: one last run reads the pipe to EOF,
+        // with no signal but a kill deadline.
         let mut m = Lifecycle::new(policy());
         m.on(Event::Up, t0);
         m.on(Event::Spawned(pid(4)), t0);
         m.on(exited(0, true), t0 + MS);
         assert!(matches!(m.state(), State::Backoff { .. }));
         assert_eq!(m.on(Event::Retire, t0 + MS), vec![Action::StartRun]);
-        m.on(Event::Spawned(pid(5)), t0 + MS);
-        assert_eq!(m.run_pid(), Some(pid(5)), "not stopped: it reads to EOF");
+        assert_eq!(
+            m.on(Event::Spawned(pid(5)), t0 + MS),
+            vec![],
+            "not signalled: it reads to EOF"
+        );
+        assert_eq!(m.run_pid(), Some(pid(5)));
+        assert_eq!(m.deadline(), Some(t0 + MS + 5000 * MS));
         assert_eq!(m.on(exited(0, true), t0 + 2 * MS), vec![Action::Settled]);
+
+        // Retired while its finish runs: after finish, one last run to EOF.
+        let mut m = Lifecycle::new(Policy {
+            has_finish: true,
+            ..policy()
+        });
+        m.on(Event::Up, t0);
+        m.on(Event::Spawned(pid(4)), t0);
+        m.on(exited(1, true), t0 + MS);
+        m.on(Event::Spawned(pid(5)), t0 + MS); // finish
+        assert_eq!(m.on(Event::Retire, t0 + MS), vec![]);
+        assert_eq!(m.on(Event::FinishExited, t0 + 2 * MS), vec![Action::StartRun]);
+        assert_eq!(m.on(Event::Spawned(pid(6)), t0 + 2 * MS), vec![]);
+        m.on(exited(0, true), t0 + 3 * MS);
+        m.on(Event::Spawned(pid(7)), t0 + 3 * MS); // its finish
+        assert_eq!(
+            m.on(Event::FinishExited, t0 + 4 * MS),
+            vec![Action::Settled],
+            "once only"
+        );
     }
 
     #[test]
@@ -1105,6 +1152,12 @@ mod tests {
             m.on(exited(1, true), t0 + 2 * MS)[0],
             Action::Restart { after: 100 * MS }
         );
+        // hup is not meant to end the run: a later crash backs off.
+        let mut m = Lifecycle::new(policy());
+        m.on(Event::Up, t0);
+        m.on(Event::Spawned(pid(5)), t0);
+        m.on(Event::Signal(Signal::SIGHUP), t0);
+        assert_eq!(m.on(exited(1, true), t0 + MS)[0], Action::Restart { after: 100 * MS });
         // A signal to a service that is down does nothing.
         let mut m = Lifecycle::new(policy());
         assert_eq!(m.on(Event::Signal(Signal::SIGHUP), t0), vec![]);

@@ -31,10 +31,11 @@ impl KillAll {
     }
 }
 
-/// How a shutdown that starts now unfolds. Services all get their stop
-/// signal at once; each is killed at its own stop timeout and its `finish`
-/// at its finish timeout. `services_by` bounds the whole service phase even
-/// if a process cannot be killed (uninterruptible sleep).
+/// How a shutdown unfolds once the pre-shutdown hooks are done. Services all
+/// get their stop signal at once; each is killed at its own stop timeout and
+/// its `finish` at its finish timeout; loggers stop after their services.
+/// `services_by` bounds the whole service phase even if a process cannot be
+/// killed (uninterruptible sleep).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct StopPlan {
     pub started: Instant,
@@ -42,25 +43,31 @@ pub struct StopPlan {
     pub kill_all: KillAll,
     /// From the kill-all's SIGTERM to its SIGKILL.
     pub kill_all_grace: Duration,
+    /// What each hook stage (pre, post) may take.
+    pub hook_budget: Duration,
 }
 
 impl StopPlan {
+    /// `running`: the policy of every unit still up, and whether it is a
+    /// logger (which stops only once its service has).
     pub fn new<'a>(
         now: Instant,
-        running: impl IntoIterator<Item = &'a Policy>,
+        running: impl IntoIterator<Item = (&'a Policy, bool)>,
         kill_all: KillAll,
         kill_all_grace: Duration,
+        hook_budget: Duration,
     ) -> Self {
-        let slowest = running
-            .into_iter()
-            .map(Self::worst_case_for)
-            .max()
-            .unwrap_or(Duration::ZERO);
+        let (mut services, mut loggers) = (Duration::ZERO, Duration::ZERO);
+        for (policy, logger) in running {
+            let slowest = if logger { &mut loggers } else { &mut services };
+            *slowest = (*slowest).max(Self::worst_case_for(policy));
+        }
         StopPlan {
             started: now,
-            services_by: now + slowest,
+            services_by: now + services + loggers,
             kill_all,
             kill_all_grace,
+            hook_budget,
         }
     }
 
@@ -75,13 +82,14 @@ impl StopPlan {
         policy.stop_timeout + KILL_WAIT + finish
     }
 
-    /// The longest the whole shutdown can take.
+    /// The longest the whole shutdown can take, hooks included.
     pub fn worst_case(&self) -> Duration {
         let kill_all = match self.kill_all {
             KillAll::Off => Duration::ZERO,
             _ => self.kill_all_grace + KILL_WAIT,
         };
-        self.services_by - self.started + kill_all
+        let hooks = 2 * (self.hook_budget + KILL_WAIT);
+        hooks + (self.services_by - self.started) + kill_all
     }
 }
 
@@ -154,20 +162,43 @@ mod tests {
     fn the_service_phase_lasts_as_long_as_the_slowest_service_can() {
         let now = Instant::now();
         let policies = [policy(1, None), policy(3, Some(2)), policy(4, None)];
-        let plan = StopPlan::new(now, &policies, KillAll::Namespace, Duration::from_secs(2));
+        let plan = StopPlan::new(
+            now,
+            policies.iter().map(|p| (p, false)),
+            KillAll::Namespace,
+            Duration::from_secs(2),
+            Duration::ZERO,
+        );
         // 3 s stop + kill wait + 2 s finish + kill wait beats 4 s + kill wait.
         assert_eq!(plan.services_by - now, Duration::from_secs(5) + 2 * KILL_WAIT);
-        assert_eq!(plan.worst_case(), Duration::from_secs(7) + 3 * KILL_WAIT);
+        assert_eq!(plan.worst_case(), Duration::from_secs(7) + 5 * KILL_WAIT);
+    }
+
+    #[test]
+    fn loggers_get_their_time_after_their_services() {
+        let now = Instant::now();
+        let units = [(policy(3, None), false), (policy(2, None), true)];
+        let plan = StopPlan::new(
+            now,
+            units.iter().map(|(p, l)| (p, *l)),
+            KillAll::Off,
+            Duration::ZERO,
+            Duration::ZERO,
+        );
+        assert_eq!(plan.services_by - now, Duration::from_secs(5) + 2 * KILL_WAIT);
     }
 
     #[test]
     fn nothing_running_means_straight_to_kill_all() {
         let now = Instant::now();
-        let plan = StopPlan::new(now, &[], KillAll::Off, Duration::from_secs(2));
+        let plan = StopPlan::new(now, [], KillAll::Off, Duration::from_secs(2), Duration::ZERO);
         assert_eq!(plan.services_by, now);
-        assert_eq!(plan.worst_case(), Duration::ZERO);
+        assert_eq!(plan.worst_case(), 2 * KILL_WAIT, "only the (empty) hook stages' waits");
     }
 
+    /// A service that ignores its stop signal and has a `finish` that hangs,
+    /// hooks that hang in both stages, survivors of the kill-all: with the
+    /// defaults, still inside Docker's 10 s.
     #[test]
     fn default_worst_case_fits_inside_dockers_ten_seconds() {
         let d = Defaults::default();
@@ -178,10 +209,12 @@ mod tests {
         };
         let plan = StopPlan::new(
             Instant::now(),
-            [&p],
+            [(&p, false)],
             KillAll::Namespace,
             crate::cli::DEFAULT_KILL_ALL_TIMEOUT,
+            crate::cli::DEFAULT_HOOK_TIMEOUT,
         );
+        assert_eq!(plan.worst_case(), Duration::from_millis(9250));
         assert!(plan.worst_case() < Duration::from_secs(10), "{:?}", plan.worst_case());
     }
 

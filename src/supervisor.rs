@@ -95,6 +95,8 @@ struct Unit {
     status_since: SystemTime,
     paused: bool,
     got_term: bool,
+    /// A write of the runit state failed already (warned once).
+    state_write_failed: bool,
     control_task: Option<JoinHandle<()>>,
     /// A service's logger (index into `units`).
     logger: Option<usize>,
@@ -111,7 +113,12 @@ struct Unit {
 
 enum Leaving {
     Removed,
-    Replaced(Box<ServiceSpec>),
+    /// The latest definition, and whether it starts down (an operator's
+    /// `sv down` of the old one carries over).
+    Replaced {
+        spec: Box<ServiceSpec>,
+        down: bool,
+    },
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -468,7 +475,7 @@ impl Supervisor {
             };
             debug!("{} service(s) in {}", specs.len(), self.opts.service_dir.display());
             for spec in specs {
-                self.add_service(spec, now);
+                self.add_service(spec, false, now);
             }
         }
         if !self.opts.command.is_empty() {
@@ -485,15 +492,21 @@ impl Supervisor {
     }
 
     /// Adds a service (and its logger), opens their supervise directories,
-    /// and starts them unless they have a `down` file.
-    fn add_service(&mut self, mut spec: ServiceSpec, now: Instant) {
+    /// and starts them unless they have a `down` file (or `keep_down`).
+    fn add_service(&mut self, mut spec: ServiceSpec, keep_down: bool, now: Instant) {
         let log = spec.log.take();
-        let (down, dir, name) = (spec.down, spec.dir.clone(), spec.name.clone());
+        let down = match (spec.down, keep_down) {
+            (true, _) => Some("has a `down` file"),
+            (false, true) => Some("was down by sv before its definition changed"),
+            (false, false) => None,
+        };
+        let (dir, name) = (spec.dir.clone(), spec.name.clone());
         let i = self.add_spec_unit(Kind::Service, spec);
         if let Some(log) = log {
             match nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC) {
                 Ok((reader, writer)) => {
-                    let (log_down, log_dir) = (log.down, log.dir.clone());
+                    let log_down = log.down.then_some("has a `down` file");
+                    let log_dir = log.dir.clone();
                     let l = self.add_spec_unit(Kind::Logger, *log);
                     self.units[l].log_pipe = Some(reader);
                     self.units[i].log_pipe = Some(writer);
@@ -524,12 +537,12 @@ impl Supervisor {
         i
     }
 
-    /// Opens unit `i`'s supervise directory and starts it, unless it is down
-    /// by a `down` file.
-    fn open_and_start(&mut self, i: usize, dir: &Path, down: bool, now: Instant) {
+    /// Opens unit `i`'s supervise directory and starts it, unless it is to
+    /// stay down (and `down` says why).
+    fn open_and_start(&mut self, i: usize, dir: &Path, down: Option<&str>, now: Instant) {
         self.open_supervise(i, dir);
-        if down {
-            info!("{}: has a `down` file, not started", self.units[i].label);
+        if let Some(why) = down {
+            info!("{}: {why}, not started", self.units[i].label);
             self.publish(i);
         } else {
             self.feed(i, Event::Up, now);
@@ -584,6 +597,7 @@ impl Supervisor {
             status_since: SystemTime::now(),
             paused: false,
             got_term: false,
+            state_write_failed: false,
             control_task: None,
             logger: None,
             log_pipe: None,
@@ -742,8 +756,9 @@ impl Supervisor {
             return;
         };
         let (state, pid) = match unit.life.state() {
+            // Transient within one event: the spawn's result follows at once.
+            State::Starting => return,
             State::Down | State::Backoff { .. } => (RunState::Down, None),
-            State::Starting => (RunState::Run, None),
             State::Running { pid, .. } | State::Stopping { pid, .. } => (RunState::Run, Some(pid.as_raw())),
             State::Draining { .. } => (RunState::Finish, None),
             State::Finishing { pid, .. } => (RunState::Finish, pid.map(|p| p.as_raw())),
@@ -768,11 +783,20 @@ impl Supervisor {
             state,
         };
         if let Err(e) = sup.write(&status) {
-            warn!(
-                "{}: cannot write runit state in {}: {e}",
-                unit.label,
-                sup.dir().display()
-            );
+            // Once per unit: a moved-away directory fails on every change.
+            if std::mem::replace(&mut unit.state_write_failed, true) {
+                debug!(
+                    "{}: cannot write runit state in {}: {e}",
+                    unit.label,
+                    sup.dir().display()
+                );
+            } else {
+                warn!(
+                    "{}: cannot write runit state in {}: {e}",
+                    unit.label,
+                    sup.dir().display()
+                );
+            }
         }
     }
 
@@ -813,6 +837,12 @@ impl Supervisor {
         match command {
             Command::Up | Command::Once if stopping => {
                 info!("{}: ignoring sv {command:?}: shutting down", unit.label);
+            }
+            Command::Up | Command::Once if unit.leaving.is_some() => {
+                info!(
+                    "{}: ignoring sv {command:?}: it is being removed or replaced",
+                    unit.label
+                );
             }
             Command::Up => self.feed(i, Event::Up, now),
             Command::Once => self.feed(i, Event::Once, now),
@@ -874,6 +904,9 @@ impl Supervisor {
             self.feed(i, event, now);
         }
         for (i, command, status) in controls {
+            if self.units[i].retired {
+                continue;
+            }
             if status.success() {
                 debug!("{}: control script handled {command:?}", self.units[i].label);
             } else {
@@ -969,33 +1002,58 @@ impl Supervisor {
         let mut seen: Vec<String> = scan.broken.clone();
         for spec in scan.services {
             seen.push(spec.name.clone());
-            match self.by_name.get(&spec.name).copied() {
-                None => {
-                    info!("service {}: new, starting", spec.name);
-                    self.add_service(spec, now);
+            let Some(i) = self.by_name.get(&spec.name).copied() else {
+                info!("service {}: new, starting", spec.name);
+                self.add_service(spec, false, now);
+                continue;
+            };
+            let unit = &mut self.units[i];
+            match &mut unit.leaving {
+                // Still stopping from an earlier rescan: what follows it is
+                // now this latest definition.
+                Some(Leaving::Removed) => {
+                    info!("{}: back in the service directory, restarting it", unit.label);
+                    unit.leaving = Some(Leaving::Replaced {
+                        spec: Box::new(spec),
+                        down: false,
+                    });
                 }
-                Some(i) if self.units[i].fingerprint != spec.fingerprint && self.units[i].leaving.is_none() => {
-                    info!("service {}: definition changed, restarting it", spec.name);
-                    self.units[i].leaving = Some(Leaving::Replaced(Box::new(spec)));
+                Some(Leaving::Replaced { spec: next, .. }) => **next = spec,
+                None if unit.fingerprint != spec.fingerprint => {
+                    info!("{}: definition changed, restarting it", unit.label);
+                    let down = unit.life.wants_down();
+                    unit.leaving = Some(Leaving::Replaced {
+                        spec: Box::new(spec),
+                        down,
+                    });
                     self.feed(i, Event::Down, now);
                 }
-                Some(_) => {}
+                None => {}
             }
+        }
+        if !scan.complete {
+            // Nothing could be listed: nothing is known to be gone.
+            return self.advance(now);
         }
         let gone: Vec<usize> = self
             .units
             .iter()
             .enumerate()
-            .filter(|(_, u)| u.kind == Kind::Service && !u.retired && u.leaving.is_none() && !seen.contains(&u.name))
+            .filter(|(_, u)| u.kind == Kind::Service && !u.retired && !seen.contains(&u.name))
             .map(|(i, _)| i)
             .collect();
         for i in gone {
+            let unit = &mut self.units[i];
+            if matches!(unit.leaving, Some(Leaving::Removed)) {
+                continue;
+            }
             info!(
                 "{}: removed from {}, stopping it",
-                self.units[i].label,
+                unit.label,
                 self.opts.service_dir.display()
             );
-            self.units[i].leaving = Some(Leaving::Removed);
+            // Removed while being replaced: the replacement is off too.
+            unit.leaving = Some(Leaving::Removed);
             self.feed(i, Event::Down, now);
         }
         self.advance(now);
@@ -1021,8 +1079,8 @@ impl Supervisor {
                 self.retire(l);
             }
             self.retire(i);
-            if let Some(Leaving::Replaced(spec)) = self.units[i].leaving.take() {
-                self.add_service(*spec, now);
+            if let Some(Leaving::Replaced { spec, down }) = self.units[i].leaving.take() {
+                self.add_service(*spec, down, now);
             }
         }
     }
@@ -1149,14 +1207,13 @@ impl Supervisor {
     /// Stops every running unit at once, loggers excepted: they stop after
     /// their service, reading what it wrote to the end.
     fn stop_units(&mut self, now: Instant) {
+        let running = self.units.iter().filter(|u| !u.retired && !u.life.is_down());
         let plan = StopPlan::new(
             now,
-            self.units
-                .iter()
-                .filter(|u| !u.retired && !u.life.is_down())
-                .map(|u| u.life.policy()),
+            running.map(|u| (u.life.policy(), u.kind == Kind::Logger)),
             self.opts.kill_all,
             self.opts.kill_all_grace,
+            self.opts.hook_timeout,
         );
         debug!("stop plan: at most {} ms", plan.worst_case().as_millis());
         self.phase = Phase::Stopping(plan);

@@ -25,6 +25,9 @@ pub struct ServiceWatch {
     inotify: AsyncFd<Fd>,
     dir: PathBuf,
     top: Option<WatchDescriptor>,
+    /// The parent directory, for the service directory itself being created,
+    /// moved back or replaced.
+    parent: Option<WatchDescriptor>,
     services: HashSet<WatchDescriptor>,
 }
 
@@ -45,6 +48,7 @@ impl ServiceWatch {
                     inotify,
                     dir: dir.to_owned(),
                     top: None,
+                    parent: None,
                     services: HashSet::new(),
                 };
                 watch.arm();
@@ -61,16 +65,22 @@ impl ServiceWatch {
     /// `log/`). Adding an existing watch is harmless.
     fn arm(&mut self) {
         let inotify = &self.inotify.get_ref().0;
-        let top = AddWatchFlags::IN_CREATE
+        let entries = AddWatchFlags::IN_CREATE
             | AddWatchFlags::IN_DELETE
             | AddWatchFlags::IN_MOVED_FROM
             | AddWatchFlags::IN_MOVED_TO
             | AddWatchFlags::IN_ONLYDIR;
+        let top = entries | AddWatchFlags::IN_DELETE_SELF | AddWatchFlags::IN_MOVE_SELF;
         match inotify.add_watch(&self.dir, top) {
             Ok(wd) => self.top = Some(wd),
             Err(e) => tracing::debug!("cannot watch {}: {e}", self.dir.display()),
         }
-        let inside = top | AddWatchFlags::IN_CLOSE_WRITE | AddWatchFlags::IN_ATTRIB;
+        if let Some(parent) = self.dir.parent()
+            && let Ok(wd) = inotify.add_watch(parent, entries)
+        {
+            self.parent = Some(wd);
+        }
+        let inside = entries | AddWatchFlags::IN_CLOSE_WRITE | AddWatchFlags::IN_ATTRIB;
         let Ok(entries) = std::fs::read_dir(&self.dir) else {
             return;
         };
@@ -99,6 +109,10 @@ impl ServiceWatch {
                 Ok(events) => {
                     let relevant = events.iter().any(|e| {
                         let name = e.name.as_deref().unwrap_or(OsStr::new(""));
+                        if Some(e.wd) == self.parent {
+                            // Only the service directory itself matters there.
+                            return Some(name) == self.dir.file_name();
+                        }
                         // Our own runit state, and hidden files, are not definitions.
                         name != "supervise" && !name.as_encoded_bytes().starts_with(b".")
                     });

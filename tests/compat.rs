@@ -611,3 +611,110 @@ fn my_init_flags_skip_startup_files_and_no_kill_all_on_exit() {
         );
     }
 }
+
+#[test]
+fn rescans_handle_services_that_are_still_stopping() {
+    require_namespaces!("rescans_handle_services_that_are_still_stopping");
+    if !stock_sv_available("rescans_handle_services_that_are_still_stopping") {
+        return;
+    }
+    let tree = Tree::new();
+    // Each service is slow to stop (1 s), logs its starts with $V, and its
+    // finish says it ran.
+    let slow = r#"echo "$(basename "$PWD") V=$V" >> "$OUT/starts"
+trap '' TERM
+while :; do sleep 0.05; done"#;
+    let toml = |v: u32| format!("stop-timeout = \"1s\"\n[environment]\nV = \"{v}\"\n");
+    let make = |dir: &std::path::Path, v: u32| {
+        common::write_file(&dir.join("run"), &tree.script(slow), 0o755);
+        common::write_file(
+            &dir.join("finish"),
+            &tree.script(r#"echo "$(basename "$PWD")" >> "$OUT/finished""#),
+            0o755,
+        );
+        common::write_file(&dir.join("service.toml"), &toml(v), 0o644);
+    };
+    // linked: lives outside and is linked in, runit's usual way.
+    let real = tree.path().join("sv/linked");
+    make(&real, 1);
+    std::os::unix::fs::symlink(&real, tree.service_dir().join("linked")).unwrap();
+    for name in ["back", "edited", "held"] {
+        make(&tree.service_dir().join(name), 1);
+    }
+    let init = Baseinit::start(Mode::Pid1, &tree.args(&[]));
+    wait_lines(&tree, "starts", 4, LONG);
+    sv(&tree, &["down", "held"]);
+    wait_status(&tree, "held", "down: held: ");
+
+    // linked: its symlink removed; it still stops cleanly and runs finish.
+    fs::remove_file(tree.service_dir().join("linked")).unwrap();
+    // back: removed, then back before its slow stop is over.
+    fs::rename(tree.service_dir().join("back"), tree.path().join("back.away")).unwrap();
+    wait_for("back to be told to stop", LONG, || {
+        init.stderr_so_far().contains("service back: removed").then_some(())
+    });
+    fs::rename(tree.path().join("back.away"), tree.service_dir().join("back")).unwrap();
+    // edited: changed twice while stopping: the last definition wins.
+    let edit = |v: u32| {
+        let new = tree.service_dir().join("edited/service.toml.new");
+        common::write_file(&new, &toml(v), 0o644);
+        fs::rename(&new, tree.service_dir().join("edited/service.toml")).unwrap();
+    };
+    edit(2);
+    wait_for("edited to be told to restart", LONG, || {
+        init.stderr_so_far()
+            .contains("service edited: definition changed")
+            .then_some(())
+    });
+    edit(3);
+    // held: changed while down by sv: stays down.
+    let new = tree.service_dir().join("held/service.toml.new");
+    common::write_file(&new, &toml(9), 0o644);
+    fs::rename(&new, tree.service_dir().join("held/service.toml")).unwrap();
+    wait_for("the new back and edited to start", LONG, || {
+        let starts = tree.read("starts");
+        (starts.contains("edited V=3") && starts.matches("back V=1").count() == 2).then_some(())
+    });
+    // sv up on a service being removed is ignored.
+    fs::rename(tree.service_dir().join("back"), tree.path().join("back.gone")).unwrap();
+    wait_for("back to be told to stop", LONG, || {
+        (init.stderr_so_far().matches("service back: removed").count() == 2).then_some(())
+    });
+    let control = tree.path().join("back.gone/supervise/control");
+    fs::write(&control, "u").unwrap();
+    wait_for("the sv up to be refused", LONG, || {
+        init.stderr_so_far()
+            .contains("service back: ignoring sv Up")
+            .then_some(())
+    });
+    // The service directory moved away and back: nothing stops.
+    let before = tree.read("starts");
+    fs::rename(tree.service_dir(), tree.path().join("service.away")).unwrap();
+    init.signal(libc::SIGHUP);
+    std::thread::sleep(Duration::from_millis(300));
+    fs::rename(tree.path().join("service.away"), tree.service_dir()).unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    init.signal(libc::SIGTERM);
+    let run = init.wait(LONG);
+    assert_eq!(run.code, 0, "stderr:\n{}", run.stderr);
+    let starts = tree.read("starts");
+    assert_eq!(starts, before, "nothing restarted by the move");
+    assert!(
+        !starts.contains("edited V=2"),
+        "the stale definition never ran:\n{starts}"
+    );
+    assert!(!starts.contains("held V=9"), "held stayed down:\n{starts}");
+    assert!(
+        tree.read("finished").contains("linked\n"),
+        "finish ran for the unlinked service"
+    );
+    assert!(
+        !run.stderr.contains("service edited: removed"),
+        "edited was never removed"
+    );
+    assert!(
+        !run.stderr.contains("service linked: finish: cannot start"),
+        "stderr:\n{}",
+        run.stderr
+    );
+}

@@ -31,7 +31,7 @@ pub struct Defaults {
 
 impl Defaults {
     pub const STOP_TIMEOUT: Duration = Duration::from_secs(5);
-    pub const FINISH_TIMEOUT: Duration = Duration::from_secs(2);
+    pub const FINISH_TIMEOUT: Duration = Duration::from_secs(1);
 }
 
 impl Default for Defaults {
@@ -112,6 +112,9 @@ pub struct Scan {
     pub services: Vec<ServiceSpec>,
     pub errors: Vec<ConfigError>,
     pub broken: Vec<String>,
+    /// The directory itself was listed. When not, no service can be told to
+    /// be gone: a rescan must remove nothing.
+    pub complete: bool,
 }
 
 /// Loads every service under `dir`: each subdirectory (or symlink to one)
@@ -132,12 +135,15 @@ pub fn scan_services(dir: &Path, defaults: &Defaults, required: bool) -> Scan {
     let errors = &mut scan.errors;
     let entries = match fs::read_dir(dir) {
         Ok(entries) => entries,
+        // Not complete: at boot that means no services; on a rescan, that
+        // nothing is known to be gone (the directory may be moved back).
         Err(e) if e.kind() == io::ErrorKind::NotFound && !required => return scan,
         Err(e) => {
             errors.push(ConfigError::new(dir, format!("cannot read service directory: {e}")));
             return scan;
         }
     };
+    scan.complete = true;
     let mut names: Vec<OsString> = Vec::new();
     for entry in entries {
         match entry {
@@ -171,6 +177,10 @@ pub fn scan_services(dir: &Path, defaults: &Defaults, required: bool) -> Scan {
             continue;
         };
         let before = errors.len();
+        // The real directory, as runsv's chdir would: removing a symlink from
+        // the service directory must not pull `finish`, `control/` or the
+        // supervise state out from under a service that is still stopping.
+        let path = fs::canonicalize(&path).unwrap_or(path);
         let spec = load_service(name, &path, defaults, errors).and_then(|mut spec| {
             let log_dir = path.join("log");
             if log_dir.is_dir() {
@@ -627,8 +637,11 @@ A = "1"
         fs::write(target.path().join("run"), "#!/bin/sh\n").unwrap();
         fs::set_permissions(target.path().join("run"), fs::Permissions::from_mode(0o755)).unwrap();
         symlink(target.path(), t.0.path().join("linked")).unwrap();
-        let names: Vec<String> = t.load().unwrap().into_iter().map(|s| s.name).collect();
+        let specs = t.load().unwrap();
+        let names: Vec<&str> = specs.iter().map(|s| s.name.as_str()).collect();
         assert_eq!(names, ["a", "b", "linked"]);
+        // A symlinked service lives in its real directory.
+        assert_eq!(specs[2].dir, fs::canonicalize(target.path()).unwrap());
     }
 
     #[test]
