@@ -718,3 +718,73 @@ while :; do sleep 0.05; done"#;
         run.stderr
     );
 }
+
+#[test]
+fn env_init_directory_names_the_startup_directory() {
+    require_namespaces!("env_init_directory_names_the_startup_directory");
+    let tree = Tree::new();
+    let elsewhere = tree.path().join("elsewhere.d");
+    common::write_file(&elsewhere.join("10_x"), &tree.script(r#"echo ran > "$OUT/ran""#), 0o755);
+    // Tree::args names --startup-dir; without it, my_init's variable decides.
+    let args: Vec<String> = tree
+        .args(&["--skip-runit", "--", "true"])
+        .chunks(2)
+        .filter(|pair| pair[0] != "--startup-dir")
+        .flatten()
+        .cloned()
+        .collect();
+    let run = Baseinit::start_with(Mode::Pid1, &args, |c| {
+        c.env("ENV_INIT_DIRECTORY", &elsewhere);
+    })
+    .wait(LONG);
+    assert_eq!(run.code, 0, "stderr:\n{}", run.stderr);
+    assert_eq!(tree.read("ran"), "ran\n");
+}
+
+#[test]
+fn as_a_non_root_user_an_unwritable_environment_is_one_warning_not_a_failure() {
+    let tree = Tree::new();
+    if !nix::unistd::Uid::effective().is_root() {
+        eprintln!("\n*** SKIPPED: needs root to switch to nobody ***\n");
+        return;
+    }
+    // A root-owned 0700 directory: nobody can neither read nor write there.
+    let locked = tree.path().join("locked");
+    fs::create_dir(&locked).unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    fs::set_permissions(&locked, fs::Permissions::from_mode(0o700)).unwrap();
+    // The rest of the tree must be reachable for nobody.
+    fs::set_permissions(tree.path(), fs::Permissions::from_mode(0o755)).unwrap();
+    let env_dir = locked.join("container_environment").display().to_string();
+    let runtime = tree.path().join("run").display().to_string();
+    let args: Vec<String> = [
+        "setuser",
+        "nobody",
+        common::BIN,
+        "--skip-startup-files",
+        "--skip-runit",
+        "--env-dir",
+        &env_dir,
+        "--runtime-dir",
+        &runtime,
+        "--",
+        "sh",
+        "-c",
+        "exit 4",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    let run = Baseinit::start(Mode::Subreaper, &args).wait(LONG);
+    assert_eq!(
+        run.code, 4,
+        "the main command ran and its code came back; stderr:\n{}",
+        run.stderr
+    );
+    assert_eq!(
+        run.stderr.matches(" WARN ").count(),
+        1,
+        "exactly one warning:\n{}",
+        run.stderr
+    );
+}
