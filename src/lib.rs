@@ -3,6 +3,7 @@
 //! The map of the crate, in the order data flows:
 //! - [`applets`]: `sv` and `setuser`, by argv[0] or as `baseinit sv`.
 //! - [`container_env`]: my_init's container environment import and export.
+//! - [`check`]: `baseinit check`, validating an image's configuration.
 //! - [`cli`]: flags and their environment-variable twins (my_init's names).
 //! - [`config`]: service directories and `service.toml` → validated [`config::ServiceSpec`]s.
 //! - [`startup`]: which startup scripts run, in what order.
@@ -18,6 +19,7 @@
 //! - [`logging`]: baseinit's own log on stderr.
 
 pub mod applets;
+pub mod check;
 pub mod cli;
 pub mod config;
 pub mod container_env;

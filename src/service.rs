@@ -27,8 +27,7 @@ use crate::exit::ExitStatus;
 pub const KILL_WAIT: Duration = Duration::from_millis(250);
 
 /// When a service that exited is started again.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Deserialize)]
-#[serde(rename_all = "kebab-case")]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum RestartPolicy {
     /// Whatever the exit status (runit's behaviour).
     Always,
@@ -36,6 +35,29 @@ pub enum RestartPolicy {
     OnFailure,
     /// Never: one run, then down.
     Never,
+}
+
+impl<'de> serde::Deserialize<'de> for RestartPolicy {
+    /// By hand, for a message that names the choices whatever was written
+    /// (serde's derive says only "wanted string or table" for a number).
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct V;
+        impl serde::de::Visitor<'_> for V {
+            type Value = RestartPolicy;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("one of \"always\", \"on-failure\", \"never\"")
+            }
+            fn visit_str<E: serde::de::Error>(self, s: &str) -> Result<RestartPolicy, E> {
+                match s {
+                    "always" => Ok(RestartPolicy::Always),
+                    "on-failure" => Ok(RestartPolicy::OnFailure),
+                    "never" => Ok(RestartPolicy::Never),
+                    _ => Err(E::invalid_value(serde::de::Unexpected::Str(s), &self)),
+                }
+            }
+        }
+        deserializer.deserialize_any(V)
+    }
 }
 
 /// Exponential backoff between quick repeated deaths.

@@ -20,6 +20,7 @@ pub fn dispatch(args: &[OsString]) -> Option<i32> {
         _ => match args.get(1).and_then(|a| a.to_str()) {
             Some("sv") => Some(sv::main(&args[1..])),
             Some("setuser") => Some(setuser::main(&args[1..])),
+            Some("check") => Some(crate::check::main(&args[1..])),
             _ => None,
         },
     }

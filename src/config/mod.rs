@@ -260,6 +260,9 @@ fn load_service(name: &str, dir: &Path, defaults: &Defaults, errors: &mut Vec<Co
 
     let finish_path = dir.join("finish");
     let has_finish = check_executable(&finish_path, errors);
+    // `check` is run by sv, not by baseinit, but a non-executable one would
+    // make every `sv check` fail: catch it here too.
+    check_executable(&dir.join("check"), errors);
 
     let cwd = match &raw.working_directory {
         None => dir.to_owned(),
