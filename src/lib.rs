@@ -13,6 +13,7 @@
 //!   [`process_group`]: signalling groups and telling when they are empty.
 //! - [`supervise`]: runit's `supervise/` state files and control FIFOs.
 //! - [`watch`]: inotify on the service directory.
+//! - [`status`]: `baseinit status` and `health`, over a root-only socket.
 //! - [`shutdown`]: the stop plan and the final kill-all.
 //! - [`exit`]: child statuses and baseinit's exit-code table.
 //! - [`inherited`]: cleaning up the signal mask, dispositions and fds baseinit inherited.
@@ -32,6 +33,7 @@ pub mod service;
 pub mod shutdown;
 pub mod spawn;
 pub mod startup;
+pub mod status;
 pub mod supervise;
 pub mod supervisor;
 pub mod watch;

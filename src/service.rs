@@ -251,6 +251,9 @@ pub struct Lifecycle {
     last_exit: Option<Termination>,
     /// The next exit was asked for (Event::Signal): restart without backoff.
     prompt_restart: bool,
+    /// Its restart policy ended it for good (`never`, or `on-failure` after
+    /// a success): down, and rightly so.
+    done: bool,
 }
 
 impl Lifecycle {
@@ -263,6 +266,7 @@ impl Lifecycle {
             restarts: 0,
             last_exit: None,
             prompt_restart: false,
+            done: false,
         }
     }
 
@@ -282,6 +286,33 @@ impl Lifecycle {
     /// shutdown, `sv down`) or to run once.
     pub fn wants_down(&self) -> bool {
         self.want != Want::Up
+    }
+
+    /// Whether the service should be running now: wanted up and not ended
+    /// for good by its restart policy. Health is this being true of Running.
+    pub fn expected_up(&self) -> bool {
+        self.want == Want::Up && !self.done
+    }
+
+    /// A name for the state, for status output.
+    pub fn state_name(&self) -> &'static str {
+        match self.state {
+            State::Down => "down",
+            State::Starting => "starting",
+            State::Running { .. } => "run",
+            State::Stopping { .. } => "stopping",
+            State::Draining { .. } => "draining",
+            State::Finishing { .. } => "finish",
+            State::Backoff { .. } => "backoff",
+        }
+    }
+
+    /// When the current run started.
+    pub fn running_since(&self) -> Option<Instant> {
+        match self.state {
+            State::Running { since, .. } | State::Stopping { since, .. } => Some(since),
+            _ => None,
+        }
     }
 
     /// How the last run ended.
@@ -331,6 +362,7 @@ impl Lifecycle {
         match (state, event) {
             (_, Event::Up) => {
                 self.want = Want::Up;
+                self.done = false;
                 if state == Down { self.start(out) } else { state }
             }
             (Running { pid, since }, Event::Down) => {
@@ -598,6 +630,7 @@ impl Lifecycle {
                 RestartPolicy::OnFailure => exit.status.is_none_or(|s| !s.success()),
                 RestartPolicy::Never => false,
             };
+        self.done = !wanted && self.want == Want::Up;
         if !wanted {
             out.push(Action::Settled);
             return State::Down;
@@ -766,6 +799,8 @@ mod tests {
                 assert_eq!(actions, vec![Action::Settled], "{restart:?} {code}");
                 assert!(m.is_down());
             }
+            // Ended by its policy, a service is not expected up (not unhealthy).
+            assert_eq!(m.expected_up(), restarts, "{restart:?} {code}");
         }
     }
 

@@ -31,6 +31,7 @@ use crate::service::{Action, Backoff, Event, KILL_WAIT, Lifecycle, Policy, Resta
 use crate::shutdown::{self, KillAll, StopPlan};
 use crate::spawn::{self, Launch, Redirect, StdinMode};
 use crate::startup;
+use crate::status;
 use crate::supervise::{self, Command, RunState, Status, Supervise};
 use crate::watch::ServiceWatch;
 
@@ -180,6 +181,7 @@ pub struct Supervisor {
     rescan_at: Option<Instant>,
     /// The environment every child gets; None until boot imported it.
     env: Option<ContainerEnv>,
+    started_at: Instant,
 }
 
 /// The signals baseinit listens to. Installing them first thing means no
@@ -244,6 +246,7 @@ impl Supervisor {
             commands,
             rescan_at: None,
             env: None,
+            started_at: Instant::now(),
         };
         (supervisor, received)
     }
@@ -257,6 +260,10 @@ impl Supervisor {
                 return Outcome::BootFailed;
             }
         };
+        let (status_requests, mut requests) = mpsc::channel::<status::Request>(16);
+        if let Some(listener) = status::listen(&self.opts.runtime_dir) {
+            tokio::spawn(status::serve(listener, status_requests));
+        }
         // Children we inherited (baseinit exec'd by a shell with jobs) may
         // already be zombies with no SIGCHLD left to tell us.
         self.reap(Instant::now());
@@ -278,6 +285,9 @@ impl Supervisor {
                 _ = signals.user2.recv() => self.forward(Signal::SIGUSR2),
                 _ = signals.window.recv() => self.forward(Signal::SIGWINCH),
                 Some((i, byte)) = commands.recv() => self.on_command(i, byte, Instant::now()),
+                Some(reply) = requests.recv() => {
+                    let _ = reply.send(self.snapshot());
+                }
                 () = watched(&mut watch) => {
                     self.rescan_at = Some(Instant::now() + RESCAN_SETTLE);
                 }
@@ -1256,6 +1266,55 @@ impl Supervisor {
         self.no_children = drain.no_children;
     }
 
+    /// What `baseinit status` shows.
+    fn snapshot(&self) -> status::Snapshot {
+        let phase = match self.phase {
+            Phase::Startup { .. } => "booting",
+            Phase::Running => "running",
+            Phase::Hooks { .. } | Phase::Stopping(_) | Phase::KillAll { .. } | Phase::Done => "stopping",
+        };
+        let now = Instant::now();
+        let services = self
+            .units
+            .iter()
+            .filter(|u| !u.retired && matches!(u.kind, Kind::Service | Kind::Logger | Kind::Main))
+            .map(|u| {
+                let last_exit = u.life.last_exit().map(|e| match e.status {
+                    Some(ExitStatus::Exited(code)) => status::LastExit::Code(code),
+                    Some(ExitStatus::Signaled(signal)) => status::LastExit::Signal(signal),
+                    None => status::LastExit::NotStarted,
+                });
+                status::ServiceStatus {
+                    name: if u.kind == Kind::Main {
+                        u.label.clone()
+                    } else {
+                        u.name.clone()
+                    },
+                    kind: match u.kind {
+                        Kind::Logger => "logger",
+                        Kind::Main => "main",
+                        _ => "service",
+                    }
+                    .to_owned(),
+                    state: u.life.state_name().to_owned(),
+                    pid: u.life.run_pid().map(Pid::as_raw),
+                    uptime_ms: u.life.running_since().map(|t| millis(now - t)),
+                    restarts: u.life.restarts(),
+                    last_exit,
+                    expected_up: u.life.expected_up() && u.leaving.is_none(),
+                    ready: matches!(u.life.state(), State::Running { .. }),
+                }
+            })
+            .collect();
+        status::Snapshot {
+            version: env!("CARGO_PKG_VERSION").to_owned(),
+            pid1: self.opts.kill_all == KillAll::Namespace || nix::unistd::getpid().as_raw() == 1,
+            phase: phase.to_owned(),
+            uptime_ms: millis(now - self.started_at),
+            services,
+        }
+    }
+
     fn outcome(&self) -> Outcome {
         match self.reason {
             Some(StopReason::BootFailed) => Outcome::BootFailed,
@@ -1273,4 +1332,8 @@ impl Supervisor {
             }
         }
     }
+}
+
+fn millis(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
 }

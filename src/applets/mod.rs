@@ -21,6 +21,8 @@ pub fn dispatch(args: &[OsString]) -> Option<i32> {
             Some("sv") => Some(sv::main(&args[1..])),
             Some("setuser") => Some(setuser::main(&args[1..])),
             Some("check") => Some(crate::check::main(&args[1..])),
+            Some("status") => Some(crate::status::status_main(&args[1..])),
+            Some("health") => Some(crate::status::health_main(&args[1..])),
             _ => None,
         },
     }

@@ -1,0 +1,126 @@
+//! `baseinit status` and `baseinit health` against a running instance as PID 1.
+#![allow(clippy::disallowed_methods)]
+
+mod common;
+
+use std::process::Command;
+use std::time::Duration;
+
+use common::{BIN, Baseinit, Mode, Tree, require_namespaces, wait_for, wait_lines};
+use nix::libc;
+
+const LONG: Duration = Duration::from_secs(30);
+
+/// Runs `baseinit ARGS` against the tree's runtime directory: (code, stdout, stderr).
+fn baseinit(tree: &Tree, args: &[&str]) -> (i32, String, String) {
+    let out = Command::new(BIN)
+        .args(args)
+        .env("BASEINIT_RUNTIME_DIR", tree.path().join("run"))
+        .env("SVDIR", tree.service_dir())
+        .output()
+        .expect("run baseinit");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn status_and_health_report_a_crash_loop_and_recover_when_it_is_stopped() {
+    require_namespaces!("status_and_health_report_a_crash_loop_and_recover_when_it_is_stopped");
+    let tree = Tree::new();
+    tree.service("web", r#"echo up > "$OUT/web"; exec sleep 60"#);
+    tree.service("crashy", r#"echo x >> "$OUT/crashy"; exit 3"#);
+    tree.service_file("crashy", "service.toml", "[backoff]\ninitial = \"300ms\"\n", 0o644);
+    tree.service("oneshot", r#"echo done > "$OUT/oneshot""#);
+    tree.service_file("oneshot", "service.toml", "restart = \"never\"\n", 0o644);
+    let init = Baseinit::start(Mode::Pid1, &tree.args(&[]));
+    wait_lines(&tree, "web", 1, LONG);
+    wait_lines(&tree, "oneshot", 1, LONG);
+    wait_lines(&tree, "crashy", 3, LONG);
+
+    let (code, table, _) = baseinit(&tree, &["status"]);
+    assert_eq!(code, 0);
+    assert!(table.starts_with("baseinit "), "{table}");
+    assert!(table.contains("(PID 1, running)"), "{table}");
+    let row = |name: &str| {
+        table
+            .lines()
+            .find(|l| l.starts_with(&format!("{name} ")))
+            .unwrap_or_default()
+            .to_owned()
+    };
+    assert!(row("web").contains(" run "), "{table}");
+    assert!(row("oneshot").contains(" down "), "{table}");
+    assert!(row("crashy").contains("code 3"), "{table}");
+
+    let (code, json, _) = baseinit(&tree, &["status", "--json"]);
+    assert_eq!(code, 0);
+    let snap: serde_json::Value = serde_json::from_str(&json).unwrap();
+    let web = snap["services"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["name"] == "web")
+        .unwrap();
+    assert_eq!(web["state"], "run");
+    assert!(web["pid"].as_i64().unwrap() > 0);
+    let crashy = snap["services"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["name"] == "crashy")
+        .unwrap();
+    assert!(crashy["restarts"].as_u64().unwrap() >= 2, "{json}");
+    assert_eq!(crashy["last_exit"]["code"], 3);
+
+    // Unhealthy while crashy loops; oneshot, done by its policy, is fine.
+    let (code, out, _) = baseinit(&tree, &["health"]);
+    assert_eq!(code, 1, "{out}");
+    assert!(out.starts_with("unhealthy: crashy: "), "{out}");
+    assert!(!out.contains("oneshot"), "{out}");
+    let (code, _, _) = baseinit(&tree, &["status", "--check"]);
+    assert_eq!(code, 1);
+
+    // Stopped on purpose, it is no longer expected up: healthy.
+    baseinit(&tree, &["sv", "down", "crashy"]);
+    wait_for("health to turn healthy", LONG, || {
+        let (code, out, _) = baseinit(&tree, &["health"]);
+        (code == 0 && out == "healthy\n").then_some(())
+    });
+
+    init.signal(libc::SIGTERM);
+    let run = init.wait(LONG);
+    assert_eq!(run.code, 0, "stderr:\n{}", run.stderr);
+    // Nothing answers any more: a clear message, not a hang.
+    let (code, _, err) = baseinit(&tree, &["status"]);
+    assert_eq!(code, 1);
+    assert!(err.contains("no baseinit answers at"), "{err}");
+    let (code, out, _) = baseinit(&tree, &["health"]);
+    assert_eq!(code, 1);
+    assert!(out.starts_with("unhealthy: no baseinit answers"), "{out}");
+}
+
+#[test]
+fn status_is_for_root_only() {
+    require_namespaces!("status_is_for_root_only");
+    if !nix::unistd::Uid::effective().is_root() {
+        eprintln!("\n*** SKIPPED status_is_for_root_only: needs root to switch to nobody ***\n");
+        return;
+    }
+    let tree = Tree::new();
+    tree.service("web", r#"echo up > "$OUT/web"; exec sleep 60"#);
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(tree.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let init = Baseinit::start(Mode::Pid1, &tree.args(&[]));
+    wait_lines(&tree, "web", 1, LONG);
+    let socket = tree.path().join("run/control.sock");
+    let mode = std::fs::metadata(&socket).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600, "the socket is root's alone");
+    let (code, _, err) = baseinit(&tree, &["setuser", "nobody", BIN, "status"]);
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("permission denied") && err.contains("only root"), "{err}");
+    init.signal(libc::SIGTERM);
+    assert_eq!(init.wait(LONG).code, 0);
+}
