@@ -94,6 +94,30 @@ pub struct Cli {
     #[arg(long, value_name = "SECONDS", env = "KILL_ALL_PROCESSES_TIMEOUT", default_value = "1", value_parser = |s: &str| seconds(s, "KILL_ALL_PROCESSES_TIMEOUT"))]
     pub kill_all_timeout: Duration,
 
+    /// Where services' stdout and stderr go, unless service.toml says
+    #[arg(
+        long,
+        value_enum,
+        value_name = "MODE",
+        env = "BASEINIT_OUTPUT",
+        default_value = "prefix"
+    )]
+    pub output: crate::config::OutputMode,
+
+    /// Service lines and baseinit's own log as text, or one JSON object per line
+    #[arg(
+        long,
+        value_enum,
+        value_name = "FORMAT",
+        env = "BASEINIT_LOG_FORMAT",
+        default_value = "text"
+    )]
+    pub log_format: crate::output::Format,
+
+    /// Put a timestamp before each service line (text format)
+    #[arg(long)]
+    pub log_timestamps: bool,
+
     /// Log warnings and errors only
     #[arg(long, short, conflicts_with = "verbose")]
     pub quiet: bool,

@@ -18,6 +18,7 @@
 //! - [`exit`]: child statuses and baseinit's exit-code table.
 //! - [`inherited`]: cleaning up the signal mask, dispositions and fds baseinit inherited.
 //! - [`logging`]: baseinit's own log on stderr.
+//! - [`output`]: services' stdout and stderr, as whole prefixed (or JSON) lines.
 
 pub mod applets;
 pub mod check;
@@ -27,6 +28,7 @@ pub mod container_env;
 pub mod exit;
 pub mod inherited;
 pub mod logging;
+pub mod output;
 pub mod process_group;
 pub mod reaper;
 pub mod service;

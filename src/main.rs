@@ -17,7 +17,7 @@ fn main() {
         std::process::exit(code);
     }
     let cli = Cli::parse_from(&args);
-    baseinit::logging::init(cli.quiet, cli.verbose);
+    baseinit::logging::init(cli.quiet, cli.verbose, cli.log_format == baseinit::output::Format::Json);
     std::process::exit(run(cli));
 }
 
@@ -43,6 +43,11 @@ fn run(cli: Cli) -> i32 {
         hook_timeout: cli.hook_timeout,
         runtime_dir: cli.runtime_dir.clone(),
         env: baseinit::container_env::EnvPaths::beside(&cli.env_dir),
+        output: cli.output,
+        style: baseinit::output::Style {
+            format: cli.log_format,
+            timestamps: cli.log_timestamps,
+        },
         command: cli.command.clone(),
         defaults: cli.defaults(),
         kill_all: KillAll::choose(is_pid1, !cli.no_kill_all_on_exit),

@@ -80,12 +80,14 @@ impl SpawnError {
     }
 }
 
-/// Pipe ends a child gets instead of its usual stdin or stdout (a service and
-/// its `log/` logger share a pipe).
+/// Pipe ends a child gets instead of its usual stdin, stdout or stderr (a
+/// service and its `log/` logger share a pipe; prefixed output goes through
+/// pipes baseinit reads).
 #[derive(Clone, Copy, Debug, Default)]
 pub struct Redirect<'a> {
     pub stdin: Option<BorrowedFd<'a>>,
     pub stdout: Option<BorrowedFd<'a>>,
+    pub stderr: Option<BorrowedFd<'a>>,
 }
 
 /// Starts `launch` with `extra_args` appended, in a new process group whose id
@@ -123,6 +125,9 @@ pub fn spawn(launch: &Launch, extra_args: &[OsString], base: &Vars, redirect: Re
     });
     if let Some(fd) = redirect.stdout {
         command.stdout(Stdio::from(fd.try_clone_to_owned().map_err(error)?));
+    }
+    if let Some(fd) = redirect.stderr {
+        command.stderr(Stdio::from(fd.try_clone_to_owned().map_err(error)?));
     }
     let creds = launch.credentials.as_ref().map(|c| {
         (

@@ -22,9 +22,10 @@ use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tracing::{debug, error, info, warn};
 
-use crate::config::{self, Defaults, ServiceSpec, is_executable_file};
+use crate::config::{self, Defaults, OutputMode, ServiceSpec, is_executable_file};
 use crate::container_env::{ContainerEnv, EnvPaths, Vars};
 use crate::exit::{ExitStatus, Outcome, SpawnFailure};
+use crate::output::{self, Stream};
 use crate::process_group;
 use crate::reaper;
 use crate::service::{Action, Backoff, Event, KILL_WAIT, Lifecycle, Policy, RestartPolicy, State, Why};
@@ -54,6 +55,10 @@ pub struct Options {
     pub runtime_dir: PathBuf,
     /// The container environment's directory and dumps.
     pub env: EnvPaths,
+    /// Where services' output goes unless their service.toml says.
+    pub output: OutputMode,
+    /// How prefixed service lines look.
+    pub style: output::Style,
     pub command: Vec<OsString>,
     pub defaults: Defaults,
     pub kill_all: KillAll,
@@ -105,11 +110,21 @@ struct Unit {
     /// and finish's stdout. Dropped once the service is down for good, so the
     /// logger reads to EOF. A logger: the read end, its stdin.
     log_pipe: Option<OwnedFd>,
+    /// Prefixed output: the write ends of its stdout and stderr pipes (its
+    /// children's stdout and stderr), kept across restarts, and the handles
+    /// that make their readers flush a last line without newline.
+    output: Option<ServiceOutput>,
     /// Being replaced (changed definition) or removed by a rescan: what comes
     /// after it settles.
     leaving: Option<Leaving>,
     /// Gone: no longer supervised.
     retired: bool,
+}
+
+struct ServiceOutput {
+    stdout: OwnedFd,
+    stderr: OwnedFd,
+    flush: [output::Flush; 2],
 }
 
 enum Leaving {
@@ -182,6 +197,10 @@ pub struct Supervisor {
     /// The environment every child gets; None until boot imported it.
     env: Option<ContainerEnv>,
     started_at: Instant,
+    /// Where prefixed output goes; None when its writer could not start.
+    sink: Option<output::Sink>,
+    /// The tasks reading services' output pipes, awaited at exit.
+    readers: Vec<JoinHandle<()>>,
 }
 
 /// The signals baseinit listens to. Installing them first thing means no
@@ -247,6 +266,8 @@ impl Supervisor {
             rescan_at: None,
             env: None,
             started_at: Instant::now(),
+            sink: None,
+            readers: Vec::new(),
         };
         (supervisor, received)
     }
@@ -258,6 +279,16 @@ impl Supervisor {
             Err(e) => {
                 error!("cannot install signal handlers: {e}");
                 return Outcome::BootFailed;
+            }
+        };
+        let writer = match output::start(self.opts.style) {
+            Ok((sink, writer)) => {
+                self.sink = Some(sink);
+                Some(writer)
+            }
+            Err(e) => {
+                warn!("cannot start the output writer ({e}): services write to baseinit's stdout directly");
+                None
             }
         };
         let (status_requests, mut requests) = mpsc::channel::<status::Request>(16);
@@ -294,6 +325,7 @@ impl Supervisor {
                 () = sleep_until(wake) => self.on_tick(Instant::now()),
             }
         }
+        self.drain_output(writer).await;
         let outcome = self.outcome();
         let took = self.stop_started.map(|t| t.elapsed()).unwrap_or_default();
         info!(
@@ -539,12 +571,71 @@ impl Supervisor {
             spec.finish,
             spec.policy,
         );
+        if spec.output.unwrap_or(self.opts.output) == OutputMode::Prefix {
+            self.units[i].output = self.open_output(&spec.name);
+        }
         let unit = &mut self.units[i];
         unit.dir = Some(spec.dir);
         unit.fingerprint = spec.fingerprint;
         unit.name = spec.name.clone();
         self.by_name.insert(spec.name, i);
         i
+    }
+
+    /// Pipes for a service's stdout and stderr, with their readers started.
+    /// None (the service then writes to baseinit's stdout directly) when
+    /// they cannot be made.
+    fn open_output(&mut self, name: &str) -> Option<ServiceOutput> {
+        let sink = self.sink.as_ref()?;
+        let mut tasks = Vec::new();
+        let mut open = |stream| -> std::io::Result<(OwnedFd, output::Flush)> {
+            let (reader, writer) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)?;
+            let (flush, task) = sink.read(name, stream, reader)?;
+            tasks.push(task);
+            Ok((writer, flush))
+        };
+        let pipes = (open(Stream::Stdout), open(Stream::Stderr));
+        self.readers.extend(tasks);
+        match pipes {
+            (Ok((stdout, out_flush)), Ok((stderr, err_flush))) => Some(ServiceOutput {
+                stdout,
+                stderr,
+                flush: [out_flush, err_flush],
+            }),
+            (Err(e), _) | (_, Err(e)) => {
+                warn!("service {name}: cannot set up its output pipes ({e}): it writes to stdout directly");
+                None
+            }
+        }
+    }
+
+    /// Makes unit `i`'s output readers write out a last line without newline:
+    /// its run (and finish) ended, so everything it wrote is in the pipes.
+    fn flush_output(&self, i: usize) {
+        if let Some(out) = &self.units[i].output {
+            for flush in &out.flush {
+                let _ = flush.send(());
+            }
+        }
+    }
+
+    /// At exit: close every pipe's write end so the readers read what is
+    /// left to EOF, wait for them, then for the writer. Bounded: a process
+    /// left holding a pipe (no kill-all) or a stdout nobody reads must not
+    /// keep PID 1 from exiting.
+    async fn drain_output(&mut self, writer: Option<output::Writer>) {
+        for unit in &mut self.units {
+            unit.output = None;
+            unit.log_pipe = None;
+        }
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(2);
+        for reader in std::mem::take(&mut self.readers) {
+            let _ = tokio::time::timeout_at(deadline, reader).await;
+        }
+        self.sink = None;
+        if let Some(writer) = writer {
+            writer.finish(Duration::from_secs(2));
+        }
     }
 
     /// Opens unit `i`'s supervise directory and starts it, unless it is to
@@ -611,6 +702,7 @@ impl Supervisor {
             control_task: None,
             logger: None,
             log_pipe: None,
+            output: None,
             leaving: None,
             retired: false,
         });
@@ -638,18 +730,26 @@ impl Supervisor {
         self.env.as_ref().map_or(&EMPTY, ContainerEnv::vars)
     }
 
-    /// The stdin and stdout of unit `i`'s children: the log pipe, if any.
+    /// The stdio of unit `i`'s children: a service writes its stdout to its
+    /// logger's pipe if it has a logger, else to its output pipe; a logger
+    /// reads the log pipe; stderr goes to the output pipe.
     fn redirect(&self, i: usize) -> Redirect<'_> {
         let unit = &self.units[i];
-        let pipe = unit.log_pipe.as_ref().map(|fd| fd.as_fd());
+        let log = unit.log_pipe.as_ref().map(|fd| fd.as_fd());
+        let (out, err) = match &unit.output {
+            Some(o) => (Some(o.stdout.as_fd()), Some(o.stderr.as_fd())),
+            None => (None, None),
+        };
         match unit.kind {
             Kind::Service => Redirect {
                 stdin: None,
-                stdout: pipe,
+                stdout: log.or(out),
+                stderr: err,
             },
             Kind::Logger => Redirect {
-                stdin: pipe,
-                stdout: None,
+                stdin: log,
+                stdout: out,
+                stderr: err,
             },
             _ => Redirect::default(),
         }
@@ -745,9 +845,11 @@ impl Supervisor {
                 } else {
                     info!("{}: restarting in {} ms ({why})", unit.label, after.as_millis());
                 }
+                self.flush_output(i);
                 None
             }
             Action::Settled => {
+                self.flush_output(i);
                 let unit = &self.units[i];
                 if matches!(unit.kind, Kind::Service | Kind::Logger) && !unit.life.wants_down() {
                     info!("{}: not restarting (restart policy)", unit.label);
@@ -1101,6 +1203,7 @@ impl Supervisor {
         unit.retired = true;
         unit.supervise = None;
         unit.log_pipe = None;
+        unit.output = None;
         if let Some(task) = unit.control_task.take() {
             task.abort();
         }

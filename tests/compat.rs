@@ -756,7 +756,11 @@ fn as_a_non_root_user_an_unwritable_environment_is_one_warning_not_a_failure() {
     // The rest of the tree must be reachable for nobody.
     fs::set_permissions(tree.path(), fs::Permissions::from_mode(0o755)).unwrap();
     let env_dir = locked.join("container_environment").display().to_string();
-    let runtime = tree.path().join("run").display().to_string();
+    // A runtime directory nobody may use: only the environment is unwritable.
+    let runtime_dir = tree.path().join("run");
+    fs::create_dir(&runtime_dir).unwrap();
+    fs::set_permissions(&runtime_dir, fs::Permissions::from_mode(0o777)).unwrap();
+    let runtime = runtime_dir.display().to_string();
     let args: Vec<String> = [
         "setuser",
         "nobody",

@@ -43,6 +43,16 @@ impl Default for Defaults {
     }
 }
 
+/// Where a service's stdout and stderr go.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "kebab-case")]
+pub enum OutputMode {
+    /// Through baseinit, one whole line at a time, prefixed with the name.
+    Prefix,
+    /// Straight to baseinit's own stdout and stderr, untouched.
+    Inherit,
+}
+
 /// One validated service.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ServiceSpec {
@@ -56,6 +66,8 @@ pub struct ServiceSpec {
     pub policy: Policy,
     /// The `log/` subdirectory's logger, reading this service's stdout.
     pub log: Option<Box<ServiceSpec>>,
+    /// `output` in service.toml; None takes the global `--output`.
+    pub output: Option<OutputMode>,
     /// A hash of the definition's files (`run`, `finish`, `service.toml`, and
     /// the logger's): a rescan restarts a service whose fingerprint changed.
     pub fingerprint: u64,
@@ -355,6 +367,7 @@ fn load_service(name: &str, dir: &Path, defaults: &Defaults, errors: &mut Vec<Co
         down: dir.join("down").exists(),
         policy,
         log: None,
+        output: raw.output,
         fingerprint: fingerprint(dir),
     })
 }
@@ -668,7 +681,7 @@ A = "1"
         t.run("o").toml("o", "stop-timeout = \"400d\"\n");
         let errors = t.errors();
         let expected = [
-            "a/service.toml:1:11: unknown variant `sometimes`, expected one of `always`, `on-failure`, `never`",
+            "a/service.toml:1:11: invalid value: string \"sometimes\", expected one of \"always\", \"on-failure\", \"never\"",
             "b/service.toml:3:7: backoff.max is shorter than backoff.initial",
             "c/service.toml:1:16: invalid duration \"soon\": expected number at 0 (write e.g. \"5s\" or \"250ms\")",
             "d/service.toml:1:11: both `command` and a `run` file are given: keep one",

@@ -24,6 +24,7 @@ pub struct RawService {
     pub environment: Option<BTreeMap<String, String>>,
     pub user: Option<Spanned<String>>,
     pub group: Option<Spanned<String>>,
+    pub output: Option<crate::config::OutputMode>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -1,0 +1,365 @@
+//! Services' stdout and stderr: read from pipes, split into whole lines,
+//! prefixed with the service's name (or made JSON), and written to baseinit's
+//! own stdout and stderr by one writer.
+//!
+//! Each service has one pipe per stream, kept across restarts. A reader task
+//! per pipe turns bytes into lines (at most [`MAX_LINE`] bytes held; a longer
+//! line is split with a visible marker) and sends them over a bounded channel
+//! to a single writer thread, which owns baseinit's stdout and stderr. One
+//! writer means lines from different services never tear into each other,
+//! whatever their length. When baseinit's stdout is slow, the writer blocks,
+//! the channel fills, the readers stop reading and the services block on
+//! their own writes: back-pressure, no dropped line, and the supervisor task
+//! never waits on any of it.
+
+use std::io::{self, Write};
+use std::os::fd::OwnedFd;
+use std::time::SystemTime;
+
+use serde::Serialize;
+use tokio::net::unix::pipe;
+use tokio::sync::mpsc;
+
+/// The longest line held before it is split.
+pub const MAX_LINE: usize = 16 * 1024;
+/// Lines in flight between the readers and the writer (at most
+/// `CHANNEL * MAX_LINE` bytes).
+const CHANNEL: usize = 64;
+/// Appended to the pieces of a split line but the last.
+pub const CONTINUED: &str = " [line continues]";
+
+/// Which of the service's streams, and so which of baseinit's.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Stream {
+    Stdout,
+    Stderr,
+}
+
+/// How service lines are written.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Format {
+    /// `name | line` (and `name (stderr) | line`)
+    Text,
+    /// One JSON object per line: timestamp, level, service, stream, message
+    Json,
+}
+
+/// How lines look.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Style {
+    pub format: Format,
+    /// Text format: a timestamp before the prefix.
+    pub timestamps: bool,
+}
+
+/// A finished line, ready to write.
+struct Line {
+    stream: Stream,
+    bytes: Vec<u8>,
+}
+
+/// The writer thread's end: readers are made from it.
+#[derive(Clone)]
+pub struct Sink {
+    lines: mpsc::Sender<Line>,
+    style: Style,
+}
+
+/// Tells a reader to empty its pipe and write out a last line that has no
+/// newline (the service has exited).
+pub type Flush = mpsc::UnboundedSender<()>;
+
+/// Starts the writer thread; `finish` waits for it.
+pub fn start(style: Style) -> io::Result<(Sink, Writer)> {
+    let (lines, mut received) = mpsc::channel::<Line>(CHANNEL);
+    let (done, finished) = std::sync::mpsc::channel();
+    std::thread::Builder::new().name("output".into()).spawn(move || {
+        let (stdout, stderr) = (io::stdout(), io::stderr());
+        while let Some(line) = received.blocking_recv() {
+            // A closed or failing stdout loses lines, never PID 1.
+            let _ = match line.stream {
+                Stream::Stdout => stdout.lock().write_all(&line.bytes),
+                Stream::Stderr => stderr.lock().write_all(&line.bytes),
+            };
+        }
+        let _ = done.send(());
+    })?;
+    Ok((Sink { lines, style }, Writer { finished }))
+}
+
+/// The writer thread, to wait for at exit.
+pub struct Writer {
+    finished: std::sync::mpsc::Receiver<()>,
+}
+
+impl Writer {
+    /// Waits until every line sent has been written, or `timeout` passed (a
+    /// stdout nobody reads must not keep PID 1 from exiting). Every sender
+    /// must be gone for the writer to finish.
+    pub fn finish(self, timeout: std::time::Duration) {
+        let _ = self.finished.recv_timeout(timeout);
+    }
+}
+
+impl Sink {
+    /// Starts reading `pipe` (the read end of a service's stream) and returns
+    /// the handle to flush it, and the task, which ends at EOF.
+    pub fn read(
+        &self,
+        service: &str,
+        stream: Stream,
+        pipe: OwnedFd,
+    ) -> io::Result<(Flush, tokio::task::JoinHandle<()>)> {
+        let receiver = pipe::Receiver::from_owned_fd(pipe)?;
+        let (flush, flushes) = mpsc::unbounded_channel();
+        let lines = LineSplitter::new(service, stream, self.style);
+        let task = tokio::spawn(read_pipe(receiver, lines, flushes, self.lines.clone()));
+        Ok((flush, task))
+    }
+}
+
+async fn read_pipe(
+    receiver: pipe::Receiver,
+    mut lines: LineSplitter,
+    mut flushes: mpsc::UnboundedReceiver<()>,
+    out: mpsc::Sender<Line>,
+) {
+    let mut buf = vec![0u8; 8192];
+    loop {
+        tokio::select! {
+            ready = receiver.readable() => {
+                if ready.is_err() {
+                    break;
+                }
+                match receiver.try_read(&mut buf) {
+                    Ok(0) => break, // EOF: every write end is closed
+                    Ok(n) => {
+                        for line in lines.push(&buf[..n]) {
+                            if out.send(line).await.is_err() {
+                                return;
+                            }
+                        }
+                    }
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                    Err(_) => break,
+                }
+            }
+            Some(()) = flushes.recv() => {
+                // The service exited: what it wrote is all in the pipe now.
+                loop {
+                    match receiver.try_read(&mut buf) {
+                        Ok(n) if n > 0 => {
+                            for line in lines.push(&buf[..n]) {
+                                if out.send(line).await.is_err() {
+                                    return;
+                                }
+                            }
+                        }
+                        _ => break,
+                    }
+                }
+                if let Some(line) = lines.finish() {
+                    let _ = out.send(line).await;
+                }
+            }
+        }
+    }
+    if let Some(line) = lines.finish() {
+        let _ = out.send(line).await;
+    }
+}
+
+/// Bytes in, whole formatted lines out.
+struct LineSplitter {
+    service: String,
+    stream: Stream,
+    style: Style,
+    partial: Vec<u8>,
+    /// The line being built was split: its next piece says so.
+    continued: bool,
+}
+
+impl LineSplitter {
+    fn new(service: &str, stream: Stream, style: Style) -> Self {
+        LineSplitter {
+            service: service.to_owned(),
+            stream,
+            style,
+            partial: Vec::new(),
+            continued: false,
+        }
+    }
+
+    fn push(&mut self, mut bytes: &[u8]) -> Vec<Line> {
+        let mut out = Vec::new();
+        while !bytes.is_empty() {
+            match bytes.iter().position(|b| *b == b'\n') {
+                Some(end) if self.partial.len() + end <= MAX_LINE => {
+                    self.partial.extend_from_slice(&bytes[..end]);
+                    out.push(self.emit(false));
+                    bytes = &bytes[end + 1..];
+                }
+                _ => {
+                    let room = MAX_LINE - self.partial.len();
+                    let take = room.min(bytes.len());
+                    self.partial.extend_from_slice(&bytes[..take]);
+                    bytes = &bytes[take..];
+                    if self.partial.len() == MAX_LINE {
+                        out.push(self.emit(true));
+                    }
+                }
+            }
+        }
+        out
+    }
+
+    /// A last line with no newline, if any.
+    fn finish(&mut self) -> Option<Line> {
+        (!self.partial.is_empty()).then(|| self.emit(false))
+    }
+
+    fn emit(&mut self, split: bool) -> Line {
+        let text = std::mem::take(&mut self.partial);
+        let line = format_line(&self.service, self.stream, self.style, &text, self.continued, split);
+        self.continued = split;
+        Line {
+            stream: self.stream,
+            bytes: line,
+        }
+    }
+}
+
+#[derive(Serialize)]
+struct JsonLine<'a> {
+    timestamp: String,
+    level: &'a str,
+    service: &'a str,
+    stream: Stream,
+    message: String,
+}
+
+/// One output line, newline included.
+fn format_line(service: &str, stream: Stream, style: Style, text: &[u8], continued: bool, split: bool) -> Vec<u8> {
+    let mut out = Vec::with_capacity(text.len() + service.len() + 48);
+    match style.format {
+        Format::Text => {
+            if style.timestamps {
+                out.extend_from_slice(
+                    humantime::format_rfc3339_micros(SystemTime::now())
+                        .to_string()
+                        .as_bytes(),
+                );
+                out.push(b' ');
+            }
+            out.extend_from_slice(service.as_bytes());
+            if stream == Stream::Stderr {
+                out.extend_from_slice(b" (stderr)");
+            }
+            out.extend_from_slice(b" | ");
+            if continued {
+                out.extend_from_slice(b"[continued] ");
+            }
+            out.extend_from_slice(text);
+            if split {
+                out.extend_from_slice(CONTINUED.as_bytes());
+            }
+        }
+        Format::Json => {
+            let mut message = String::from_utf8_lossy(text).into_owned();
+            if continued {
+                message.insert_str(0, "[continued] ");
+            }
+            if split {
+                message.push_str(CONTINUED);
+            }
+            let line = JsonLine {
+                timestamp: humantime::format_rfc3339_micros(SystemTime::now()).to_string(),
+                level: match stream {
+                    Stream::Stdout => "info",
+                    Stream::Stderr => "warn",
+                },
+                service,
+                stream,
+                message,
+            };
+            // Serializing strings and an enum cannot fail.
+            if let Ok(json) = serde_json::to_vec(&line) {
+                out = json;
+            }
+        }
+    }
+    out.push(b'\n');
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const TEXT: Style = Style {
+        format: Format::Text,
+        timestamps: false,
+    };
+
+    fn texts(lines: Vec<Line>) -> Vec<String> {
+        lines.into_iter().map(|l| String::from_utf8(l.bytes).unwrap()).collect()
+    }
+
+    #[test]
+    fn whole_lines_come_out_whatever_the_chunks() {
+        let mut s = LineSplitter::new("web", Stream::Stdout, TEXT);
+        assert!(s.push(b"hel").is_empty());
+        assert_eq!(texts(s.push(b"lo\nwor")), ["web | hello\n"]);
+        assert_eq!(texts(s.push(b"ld\n\nlast")), ["web | world\n", "web | \n"]);
+        assert_eq!(texts(s.finish().into_iter().collect()), ["web | last\n"]);
+        assert!(s.finish().is_none());
+    }
+
+    #[test]
+    fn stderr_is_marked() {
+        let mut s = LineSplitter::new("db", Stream::Stderr, TEXT);
+        assert_eq!(texts(s.push(b"oops\n")), ["db (stderr) | oops\n"]);
+    }
+
+    #[test]
+    fn an_overlong_line_is_split_with_a_marker() {
+        let mut s = LineSplitter::new("w", Stream::Stdout, TEXT);
+        let mut long = vec![b'x'; MAX_LINE * 2 + 10];
+        long.push(b'\n');
+        let out = texts(s.push(&long));
+        assert_eq!(out.len(), 3);
+        assert!(out[0].ends_with(" [line continues]\n") && out[0].starts_with("w | xxx"));
+        assert!(out[1].starts_with("w | [continued] xxx") && out[1].ends_with(" [line continues]\n"));
+        assert_eq!(out[2], format!("w | [continued] {}\n", "x".repeat(10)));
+        // Memory stays bounded: nothing is held after a split line ends.
+        assert!(s.partial.is_empty());
+    }
+
+    #[test]
+    fn json_lines_parse_back() {
+        let style = Style {
+            format: Format::Json,
+            timestamps: false,
+        };
+        let mut s = LineSplitter::new("web", Stream::Stderr, style);
+        let out = texts(s.push(b"said \"hi\" \xff\n"));
+        let v: serde_json::Value = serde_json::from_str(out[0].trim_end()).unwrap();
+        assert_eq!(v["service"], "web");
+        assert_eq!(v["stream"], "stderr");
+        assert_eq!(v["level"], "warn");
+        assert_eq!(v["message"], "said \"hi\" \u{fffd}");
+        assert!(v["timestamp"].as_str().unwrap().ends_with('Z'));
+    }
+
+    #[test]
+    fn timestamps_come_first() {
+        let style = Style {
+            format: Format::Text,
+            timestamps: true,
+        };
+        let mut s = LineSplitter::new("web", Stream::Stdout, style);
+        let out = texts(s.push(b"x\n"));
+        assert!(out[0].ends_with("Z web | x\n"), "{}", out[0]);
+    }
+}
