@@ -14,7 +14,7 @@ use crate::startup;
 /// Validates service directories, service.toml files, startup scripts and the
 /// container environment directory, and prints every problem at once.
 #[derive(Debug, Parser)]
-#[command(name = "baseinit check", version)]
+#[command(name = "baseinit check", bin_name = "baseinit check", version)]
 pub struct CheckCli {
     /// Service directory to check
     #[arg(long, value_name = "DIR", default_value = "/etc/service")]

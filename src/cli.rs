@@ -14,7 +14,18 @@ pub const DEFAULT_HOOK_TIMEOUT: Duration = Duration::from_millis(500);
 /// PID 1 for containers: runs startup scripts, supervises the services of a
 /// runit-style directory, reaps orphans, and stops everything in order.
 #[derive(Debug, Parser)]
-#[command(name = "baseinit", version)]
+#[command(
+    name = "baseinit",
+    version,
+    after_help = "Commands (each has its own --help):
+  baseinit check     validate services, startup scripts and the environment (for RUN in a Dockerfile)
+  baseinit status    what the running baseinit supervises (root only)
+  baseinit health    exit 0 when every service that should be up is up (HEALTHCHECK, probes)
+  baseinit sv        runit's sv: control services (also as a symlink named sv)
+  baseinit setuser   run a command as another user (also as a symlink named setuser)
+
+Named my_init (a symlink), baseinit is the init, as phusion's my_init."
+)]
 pub struct Cli {
     /// Service directory: one subdirectory per service [default: /etc/service]
     #[arg(long, value_name = "DIR")]

@@ -180,7 +180,7 @@ pub fn ask(runtime_dir: &Path) -> Result<Snapshot, String> {
 
 /// Shows what the running baseinit supervises.
 #[derive(Debug, Parser)]
-#[command(name = "baseinit status", version)]
+#[command(name = "baseinit status", bin_name = "baseinit status", version)]
 pub struct StatusCli {
     /// Print the JSON snapshot instead of a table
     #[arg(long)]
@@ -203,7 +203,7 @@ pub struct StatusCli {
 /// Exits 0 when every service that should be up is up and baseinit is not
 /// booting or stopping; for Docker HEALTHCHECK and Kubernetes probes.
 #[derive(Debug, Parser)]
-#[command(name = "baseinit health", version)]
+#[command(name = "baseinit health", bin_name = "baseinit health", version)]
 pub struct HealthCli {
     /// The running baseinit's runtime directory
     #[arg(
