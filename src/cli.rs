@@ -61,6 +61,11 @@ pub struct Cli {
     #[arg(long, value_name = "SECONDS", env = "BASEINIT_HOOK_TIMEOUT", default_value = "0.5", value_parser = |s: &str| seconds(s, "BASEINIT_HOOK_TIMEOUT"))]
     pub hook_timeout: Duration,
 
+    /// Seconds a startup script may run; one still running then is stopped and
+    /// boot fails [default: no limit, as my_init]
+    #[arg(long, value_name = "SECONDS", env = "STARTUP_TIMEOUT", value_parser = |s: &str| seconds(s, "STARTUP_TIMEOUT"))]
+    pub startup_timeout: Option<Duration>,
+
     /// Run the insecure-key script (as my_init) before the startup scripts
     #[arg(long)]
     pub enable_insecure_key: bool,

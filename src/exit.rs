@@ -78,13 +78,16 @@ pub enum Outcome {
     MainCommandFailed(SpawnFailure),
     /// Boot failed: a broken service tree, a failed startup script.
     BootFailed,
+    /// An essential service ended for good (or a service failed with
+    /// `on-failure = "exit"`): its status.
+    ServiceEnded(ExitStatus),
 }
 
 impl Outcome {
     pub fn exit_code(self) -> i32 {
         match self {
             Outcome::Stopped => 0,
-            Outcome::MainCommand(status) => status.code(),
+            Outcome::MainCommand(status) | Outcome::ServiceEnded(status) => status.code(),
             Outcome::MainCommandFailed(SpawnFailure::NotFound) => NOT_FOUND,
             Outcome::MainCommandFailed(SpawnFailure::NotExecutable) => CANNOT_EXECUTE,
             Outcome::BootFailed => BOOT_FAILED,
@@ -128,6 +131,8 @@ mod tests {
             (Outcome::MainCommandFailed(SpawnFailure::NotFound), 127),
             (Outcome::MainCommandFailed(SpawnFailure::NotExecutable), 126),
             (Outcome::BootFailed, 1),
+            (Outcome::ServiceEnded(ExitStatus::Exited(4)), 4),
+            (Outcome::ServiceEnded(ExitStatus::Signaled(9)), 137),
         ];
         for (outcome, code) in table {
             assert_eq!(outcome.exit_code(), code, "{outcome:?}");

@@ -52,6 +52,7 @@ fn run(cli: Cli) -> i32 {
         defaults: cli.defaults(),
         kill_all: KillAll::choose(is_pid1, !cli.no_kill_all_on_exit),
         kill_all_grace: cli.kill_all_timeout,
+        startup_timeout: cli.startup_timeout,
     };
     tracing::debug!(
         "baseinit {} starting as {}",

@@ -86,6 +86,38 @@ impl Backoff {
     }
 }
 
+/// What happens when a service crash-loops: more than `max_restarts`
+/// automatic restarts within `window`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct FailurePolicy {
+    pub max_restarts: u32,
+    pub window: Duration,
+    pub action: FailureAction,
+}
+
+/// A failed service's fate.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FailureAction {
+    /// Stay failed, then try again after this long, with a fresh count.
+    RestartLater(Duration),
+    /// Stay down until an operator brings it up (`sv up`).
+    Stop,
+    /// Shut the container down (the supervisor does, on Action::Failed).
+    Exit,
+}
+
+impl FailurePolicy {
+    /// 10 restarts in a minute: with the default backoff a crash loop gets
+    /// there in about 43 s (0.1 + 0.2 + … + 10 s), so a service that keeps
+    /// crashing is marked failed within a minute, and retried every minute.
+    pub const DEFAULT_RETRY_AFTER: Duration = Duration::from_secs(60);
+    pub const DEFAULT: FailurePolicy = FailurePolicy {
+        max_restarts: 10,
+        window: Duration::from_secs(60),
+        action: FailureAction::RestartLater(Self::DEFAULT_RETRY_AFTER),
+    };
+}
+
 /// What the machine needs to know about its service, fixed at load time.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Policy {
@@ -101,6 +133,9 @@ pub struct Policy {
     /// stopped before the next step. Startup scripts may leave daemons behind
     /// on purpose, so they do not drain.
     pub drain_group: bool,
+    pub failure: FailurePolicy,
+    /// A run still going after this long is stopped (startup scripts' timeout).
+    pub run_timeout: Option<Duration>,
 }
 
 /// Inputs to the machine.
@@ -129,8 +164,8 @@ pub enum Event {
     RunExited { status: ExitStatus, group_empty: bool },
     /// The process group left behind by `run` has no member left.
     GroupEmpty,
-    /// The `finish` process was reaped.
-    FinishExited,
+    /// The `finish` process was reaped (125: do not restart, as s6).
+    FinishExited(ExitStatus),
     /// Time passed: deadlines at or before `now` fire.
     Tick,
 }
@@ -166,6 +201,11 @@ pub enum Action {
     AbandonGroup { pgid: Pid },
     /// The service will start again after `after`.
     Restart { after: Duration },
+    /// It crash-looped past its limit: it is failed now (and, with
+    /// FailureAction::Exit, the container must stop).
+    Failed { action: FailureAction },
+    /// The run went past its `run_timeout` and is being stopped.
+    TimedOut,
     /// The service reached Down and stays there until wanted up again.
     Settled,
 }
@@ -227,6 +267,10 @@ pub enum State {
     Backoff {
         until: Instant,
     },
+    /// Crash-looped past its limit; retried at `until` if set.
+    Failed {
+        until: Option<Instant>,
+    },
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -252,8 +296,10 @@ pub struct Lifecycle {
     /// The next exit was asked for (Event::Signal): restart without backoff.
     prompt_restart: bool,
     /// Its restart policy ended it for good (`never`, or `on-failure` after
-    /// a success): down, and rightly so.
+    /// a success, or `finish` exited 125): down, and rightly so.
     done: bool,
+    /// When automatic restarts happened, within the failure window.
+    recent_restarts: std::collections::VecDeque<Instant>,
 }
 
 impl Lifecycle {
@@ -267,6 +313,7 @@ impl Lifecycle {
             last_exit: None,
             prompt_restart: false,
             done: false,
+            recent_restarts: std::collections::VecDeque::new(),
         }
     }
 
@@ -304,6 +351,7 @@ impl Lifecycle {
             State::Draining { .. } => "draining",
             State::Finishing { .. } => "finish",
             State::Backoff { .. } => "backoff",
+            State::Failed { .. } => "failed",
         }
     }
 
@@ -346,8 +394,9 @@ impl Lifecycle {
             State::Stopping { escalation, .. }
             | State::Draining { escalation, .. }
             | State::Finishing { escalation, .. } => Some(escalation.deadline()),
-            State::Backoff { until } => Some(until),
-            State::Down | State::Starting | State::Running { .. } => None,
+            State::Backoff { until } | State::Failed { until: Some(until) } => Some(until),
+            State::Running { since, .. } => self.policy.run_timeout.map(|t| since + t),
+            State::Down | State::Starting | State::Failed { until: None } => None,
         }
     }
 
@@ -363,13 +412,22 @@ impl Lifecycle {
             (_, Event::Up) => {
                 self.want = Want::Up;
                 self.done = false;
-                if state == Down { self.start(out) } else { state }
+                match state {
+                    Down => self.start(out),
+                    // An operator's `sv up` of a failed service: a fresh try.
+                    Failed { .. } => {
+                        self.recent_restarts.clear();
+                        self.quick_deaths = 0;
+                        self.start(out)
+                    }
+                    _ => state,
+                }
             }
             (Running { pid, since }, Event::Down) => {
                 self.want = Want::Down;
                 self.stop(pid, since, now, out)
             }
-            (Backoff { .. }, Event::Down) => {
+            (Backoff { .. } | Failed { .. }, Event::Down) => {
                 self.want = Want::Down;
                 out.push(Action::Settled);
                 Down
@@ -499,7 +557,15 @@ impl Lifecycle {
                 exit,
                 escalation,
             },
-            (Finishing { pid: None, exit, .. }, Event::SpawnFailed) | (Finishing { exit, .. }, Event::FinishExited) => {
+            (Finishing { pid: None, exit, .. }, Event::SpawnFailed) => self.decide(exit, now, out),
+            (Finishing { exit, .. }, Event::FinishExited(status)) => {
+                if status == ExitStatus::Exited(125) && self.want == Want::Up {
+                    // s6's convention: the service must not come back.
+                    self.done = true;
+                    self.last_exit = Some(exit);
+                    out.push(Action::Settled);
+                    return Down;
+                }
                 self.decide(exit, now, out)
             }
             (
@@ -521,6 +587,17 @@ impl Lifecycle {
             (Backoff { until }, Event::Tick) if now >= until => {
                 self.restarts += 1;
                 self.start(out)
+            }
+            (Failed { until: Some(until) }, Event::Tick) if now >= until => {
+                self.recent_restarts.clear();
+                self.quick_deaths = 0;
+                self.restarts += 1;
+                self.start(out)
+            }
+            (Running { pid, since }, Event::Tick) if self.policy.run_timeout.is_some_and(|t| now >= since + t) => {
+                out.push(Action::TimedOut);
+                self.want = Want::Down;
+                self.stop(pid, since, now, out)
             }
 
             // Anything else is stale or early (a Tick before its deadline, a
@@ -645,6 +722,28 @@ impl Lifecycle {
             self.quick_deaths = self.quick_deaths.saturating_add(1);
             self.policy.backoff.delay(self.quick_deaths)
         };
+        // The crash-loop limit counts automatic restarts only: an operator's
+        // restart (`prompt`) is not a crash.
+        if !prompt {
+            while self
+                .recent_restarts
+                .front()
+                .is_some_and(|t| now.saturating_duration_since(*t) > self.policy.failure.window)
+            {
+                self.recent_restarts.pop_front();
+            }
+            if self.recent_restarts.len() >= self.policy.failure.max_restarts as usize {
+                let action = self.policy.failure.action;
+                out.push(Action::Failed { action });
+                return State::Failed {
+                    until: match action {
+                        FailureAction::RestartLater(after) => Some(now + after),
+                        FailureAction::Stop | FailureAction::Exit => None,
+                    },
+                };
+            }
+            self.recent_restarts.push_back(now);
+        }
         out.push(Action::Restart { after: delay });
         if delay.is_zero() {
             self.restarts += 1;
@@ -674,6 +773,11 @@ mod tests {
             finish_timeout: 2000 * MS,
             has_finish: false,
             drain_group: true,
+            failure: FailurePolicy {
+                max_restarts: 1000,
+                ..FailurePolicy::DEFAULT
+            },
+            run_timeout: None,
         }
     }
 
@@ -863,7 +967,7 @@ mod tests {
                 }),
                 (
                     70,
-                    Event::FinishExited,
+                    Event::FinishExited(ExitStatus::Exited(0)),
                     vec![Action::Restart { after: 100 * MS }],
                     &|t0| State::Backoff { until: t0 + 170 * MS },
                 ),
@@ -1000,7 +1104,10 @@ mod tests {
         m.on(Event::Spawned(pid(2)), t0); // finish
         assert_eq!(m.on(Event::Down, t0), vec![]);
         assert!(matches!(m.state(), State::Finishing { .. }));
-        assert_eq!(m.on(Event::FinishExited, t0), vec![Action::Settled]);
+        assert_eq!(
+            m.on(Event::FinishExited(ExitStatus::Exited(0)), t0),
+            vec![Action::Settled]
+        );
         assert!(m.is_down());
 
         let mut m = Lifecycle::new(policy());
@@ -1107,7 +1214,7 @@ mod tests {
         for event in [
             Event::Tick,
             Event::GroupEmpty,
-            Event::FinishExited,
+            Event::FinishExited(ExitStatus::Exited(0)),
             exited(0, true),
             Event::Down,
         ] {
@@ -1116,7 +1223,12 @@ mod tests {
         }
         m.on(Event::Up, t0);
         m.on(Event::Spawned(pid(1)), t0);
-        for event in [Event::Tick, Event::GroupEmpty, Event::FinishExited, Event::Up] {
+        for event in [
+            Event::Tick,
+            Event::GroupEmpty,
+            Event::FinishExited(ExitStatus::Exited(0)),
+            Event::Up,
+        ] {
             assert_eq!(m.on(event, t0), vec![], "{event:?} while running");
             assert_eq!(m.run_pid(), Some(pid(1)));
         }
@@ -1177,12 +1289,15 @@ mod tests {
         m.on(exited(1, true), t0 + MS);
         m.on(Event::Spawned(pid(5)), t0 + MS); // finish
         assert_eq!(m.on(Event::Retire, t0 + MS), vec![]);
-        assert_eq!(m.on(Event::FinishExited, t0 + 2 * MS), vec![Action::StartRun]);
+        assert_eq!(
+            m.on(Event::FinishExited(ExitStatus::Exited(0)), t0 + 2 * MS),
+            vec![Action::StartRun]
+        );
         assert_eq!(m.on(Event::Spawned(pid(6)), t0 + 2 * MS), vec![]);
         m.on(exited(0, true), t0 + 3 * MS);
         m.on(Event::Spawned(pid(7)), t0 + 3 * MS); // its finish
         assert_eq!(
-            m.on(Event::FinishExited, t0 + 4 * MS),
+            m.on(Event::FinishExited(ExitStatus::Exited(0)), t0 + 4 * MS),
             vec![Action::Settled],
             "once only"
         );
@@ -1218,6 +1333,163 @@ mod tests {
         // A signal to a service that is down does nothing.
         let mut m = Lifecycle::new(policy());
         assert_eq!(m.on(Event::Signal(Signal::SIGHUP), t0), vec![]);
+    }
+
+    /// Crash `n` quick deaths in a row (each restart after its backoff);
+    /// returns the actions of the last death.
+    fn crash(m: &mut Lifecycle, now: &mut Instant, n: u32) -> Vec<Action> {
+        let mut last = Vec::new();
+        for k in 0..n {
+            if m.state() == State::Starting || matches!(m.state(), State::Down) {
+                m.on(Event::Up, *now);
+            }
+            m.on(Event::Spawned(pid(100 + k as i32)), *now);
+            *now += MS;
+            last = m.on(exited(1, true), *now);
+            if let State::Backoff { until } = m.state() {
+                *now = until;
+                m.on(Event::Tick, *now);
+            }
+        }
+        last
+    }
+
+    #[test]
+    fn a_crash_loop_past_the_limit_fails_with_each_action() {
+        let limited = |action| Policy {
+            failure: FailurePolicy {
+                max_restarts: 3,
+                window: Duration::from_secs(60),
+                action,
+            },
+            ..policy()
+        };
+        // restart-later: failed, then a fresh try at the retry time.
+        let mut m = Lifecycle::new(limited(FailureAction::RestartLater(Duration::from_secs(30))));
+        let mut now = Instant::now();
+        m.on(Event::Up, now);
+        let actions = crash(&mut m, &mut now, 4);
+        assert_eq!(
+            actions,
+            vec![Action::Failed {
+                action: FailureAction::RestartLater(Duration::from_secs(30))
+            }]
+        );
+        assert_eq!(
+            m.state(),
+            State::Failed {
+                until: Some(now + Duration::from_secs(30))
+            }
+        );
+        assert_eq!(m.state_name(), "failed");
+        assert!(m.expected_up(), "failed is unhealthy");
+        assert_eq!(m.on(Event::Tick, now + Duration::from_secs(30)), vec![Action::StartRun]);
+        // The count starts over: three more quick deaths are allowed.
+        let mut now = now + Duration::from_secs(30);
+        let actions = crash(&mut m, &mut now, 3);
+        assert!(matches!(actions.first(), Some(Action::Restart { .. })), "{actions:?}");
+
+        // stop: failed until sv up.
+        let mut m = Lifecycle::new(limited(FailureAction::Stop));
+        let mut now = Instant::now();
+        m.on(Event::Up, now);
+        crash(&mut m, &mut now, 4);
+        assert_eq!(m.state(), State::Failed { until: None });
+        assert_eq!(m.deadline(), None);
+        assert_eq!(m.on(Event::Up, now), vec![Action::StartRun], "sv up: a fresh try");
+
+        // exit: the supervisor is told.
+        let mut m = Lifecycle::new(limited(FailureAction::Exit));
+        let mut now = Instant::now();
+        m.on(Event::Up, now);
+        assert_eq!(
+            crash(&mut m, &mut now, 4),
+            vec![Action::Failed {
+                action: FailureAction::Exit
+            }]
+        );
+        // A failed service stops at once on Down.
+        assert_eq!(m.on(Event::Down, now), vec![Action::Settled]);
+    }
+
+    #[test]
+    fn restarts_outside_the_window_and_operator_restarts_do_not_count() {
+        let mut m = Lifecycle::new(Policy {
+            failure: FailurePolicy {
+                max_restarts: 2,
+                window: Duration::from_secs(10),
+                action: FailureAction::Stop,
+            },
+            ..policy()
+        });
+        let mut now = Instant::now();
+        m.on(Event::Up, now);
+        crash(&mut m, &mut now, 2);
+        now += Duration::from_secs(11); // the first two fall out of the window
+        let actions = crash(&mut m, &mut now, 2);
+        assert!(matches!(actions.first(), Some(Action::Restart { .. })), "{actions:?}");
+        // sv term twice: not crashes.
+        for k in 0..3 {
+            m.on(Event::Signal(Signal::SIGTERM), now);
+            now += MS;
+            m.on(exited(143 - 128, true), now);
+            m.on(Event::Spawned(pid(500 + k)), now);
+        }
+        assert!(matches!(m.state(), State::Running { .. }));
+    }
+
+    #[test]
+    fn finish_exiting_125_means_do_not_restart() {
+        let mut m = Lifecycle::new(Policy {
+            has_finish: true,
+            ..policy()
+        });
+        let t0 = Instant::now();
+        m.on(Event::Up, t0);
+        m.on(Event::Spawned(pid(1)), t0);
+        m.on(exited(1, true), t0);
+        m.on(Event::Spawned(pid(2)), t0);
+        assert_eq!(
+            m.on(Event::FinishExited(ExitStatus::Exited(125)), t0),
+            vec![Action::Settled]
+        );
+        assert!(m.is_down());
+        assert!(!m.expected_up(), "ended on purpose: not unhealthy");
+        // Any other finish status: the restart policy decides.
+        let mut m = Lifecycle::new(Policy {
+            has_finish: true,
+            ..policy()
+        });
+        m.on(Event::Up, t0);
+        m.on(Event::Spawned(pid(1)), t0);
+        m.on(exited(1, true), t0);
+        m.on(Event::Spawned(pid(2)), t0);
+        assert_eq!(
+            m.on(Event::FinishExited(ExitStatus::Exited(1)), t0),
+            vec![Action::Restart { after: 100 * MS }]
+        );
+    }
+
+    #[test]
+    fn a_run_past_its_timeout_is_stopped() {
+        let mut m = Lifecycle::new(Policy {
+            restart: RestartPolicy::Never,
+            run_timeout: Some(Duration::from_secs(2)),
+            ..policy()
+        });
+        let t0 = Instant::now();
+        m.on(Event::Up, t0);
+        m.on(Event::Spawned(pid(9)), t0);
+        assert_eq!(m.deadline(), Some(t0 + Duration::from_secs(2)));
+        assert_eq!(
+            m.on(Event::Tick, t0 + Duration::from_secs(2)),
+            vec![
+                Action::TimedOut,
+                sig(9, Signal::SIGTERM, Why::Stop),
+                sig(9, Signal::SIGCONT, Why::Stop)
+            ]
+        );
+        assert!(matches!(m.state(), State::Stopping { .. }));
     }
 
     #[test]

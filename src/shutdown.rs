@@ -155,6 +155,8 @@ mod tests {
             finish_timeout: Duration::from_secs(finish.unwrap_or(0)),
             has_finish: finish.is_some(),
             drain_group: true,
+            failure: crate::service::FailurePolicy::DEFAULT,
+            run_timeout: None,
         }
     }
 

@@ -28,7 +28,9 @@ use crate::exit::{ExitStatus, Outcome, SpawnFailure};
 use crate::output::{self, Stream};
 use crate::process_group;
 use crate::reaper;
-use crate::service::{Action, Backoff, Event, KILL_WAIT, Lifecycle, Policy, RestartPolicy, State, Why};
+use crate::service::{
+    Action, Backoff, Event, FailureAction, FailurePolicy, KILL_WAIT, Lifecycle, Policy, RestartPolicy, State, Why,
+};
 use crate::shutdown::{self, KillAll, StopPlan};
 use crate::spawn::{self, Launch, Redirect, StdinMode};
 use crate::startup;
@@ -63,6 +65,9 @@ pub struct Options {
     pub defaults: Defaults,
     pub kill_all: KillAll,
     pub kill_all_grace: Duration,
+    /// A startup script still running after this long is stopped, and boot
+    /// fails (`--startup-timeout`, `STARTUP_TIMEOUT`).
+    pub startup_timeout: Option<Duration>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -91,6 +96,8 @@ struct Unit {
     /// The service directory (for `control/`); None for other kinds.
     dir: Option<PathBuf>,
     fingerprint: u64,
+    /// `essential = true`.
+    essential: bool,
     run: Launch,
     finish: Option<Launch>,
     life: Lifecycle,
@@ -142,6 +149,9 @@ enum StopReason {
     Signal(Signal),
     MainExited,
     BootFailed,
+    /// An essential service ended for good, or a service failed with
+    /// `on-failure = "exit"` (index into `units`).
+    ServiceEnded(usize),
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -481,9 +491,11 @@ impl Supervisor {
     /// Starts a unit that runs once (a startup script or a hook).
     fn start_once(&mut self, kind: Kind, what: &str, path: PathBuf, now: Instant) -> usize {
         let mut policy = self.policy_for_once(false);
-        if kind == Kind::Hook {
+        match kind {
             // A hook stopped for running out of time gets SIGKILL soon after.
-            policy.stop_timeout = KILL_WAIT;
+            Kind::Hook => policy.stop_timeout = KILL_WAIT,
+            Kind::Startup => policy.run_timeout = self.opts.startup_timeout,
+            _ => {}
         }
         let label = format!("{what} {}", path.display());
         let i = self.add_unit(label, kind, Launch::program(vec![path.into_os_string()]), None, policy);
@@ -577,6 +589,7 @@ impl Supervisor {
         let unit = &mut self.units[i];
         unit.dir = Some(spec.dir);
         unit.fingerprint = spec.fingerprint;
+        unit.essential = spec.essential;
         unit.name = spec.name.clone();
         self.by_name.insert(spec.name, i);
         i
@@ -680,7 +693,15 @@ impl Supervisor {
             finish_timeout: self.opts.defaults.finish_timeout,
             has_finish: false,
             drain_group,
+            failure: FailurePolicy::DEFAULT,
+            run_timeout: None,
         }
+    }
+
+    /// A service that ends the container: the first one decides the exit
+    /// code; any later one changes nothing (the shutdown is under way).
+    fn service_ended(&mut self, i: usize) {
+        self.begin_shutdown(StopReason::ServiceEnded(i), Instant::now());
     }
 
     fn add_unit(&mut self, label: String, kind: Kind, run: Launch, finish: Option<Launch>, policy: Policy) -> usize {
@@ -690,6 +711,7 @@ impl Supervisor {
             name: String::new(),
             dir: None,
             fingerprint: 0,
+            essential: false,
             run,
             finish,
             life: Lifecycle::new(policy),
@@ -853,9 +875,43 @@ impl Supervisor {
                 let unit = &self.units[i];
                 if matches!(unit.kind, Kind::Service | Kind::Logger) && !unit.life.wants_down() {
                     info!("{}: not restarting (restart policy)", unit.label);
+                    if unit.essential {
+                        error!("{}: an essential service ended: shutting down", unit.label);
+                        self.service_ended(i);
+                    }
                 } else {
                     debug!("{}: down", unit.label);
                 }
+                None
+            }
+            Action::Failed { action } => {
+                self.flush_output(i);
+                let unit = &self.units[i];
+                let failure = unit.life.policy().failure;
+                let what = match action {
+                    FailureAction::RestartLater(after) => format!("retrying in {} s", after.as_secs()),
+                    FailureAction::Stop => "it stays down until `sv up`".to_owned(),
+                    FailureAction::Exit => "shutting down (on-failure = \"exit\")".to_owned(),
+                };
+                error!(
+                    "{}: failed: {} restarts within {} s; {what}",
+                    unit.label,
+                    failure.max_restarts,
+                    failure.window.as_secs()
+                );
+                if action == FailureAction::Exit || unit.essential {
+                    self.service_ended(i);
+                }
+                None
+            }
+            Action::TimedOut => {
+                let unit = &self.units[i];
+                let after = unit.life.policy().run_timeout.unwrap_or_default();
+                error!(
+                    "{}: still running after {} ms: stopping it",
+                    unit.label,
+                    after.as_millis()
+                );
                 None
             }
         }
@@ -870,7 +926,7 @@ impl Supervisor {
         let (state, pid) = match unit.life.state() {
             // Transient within one event: the spawn's result follows at once.
             State::Starting => return,
-            State::Down | State::Backoff { .. } => (RunState::Down, None),
+            State::Down | State::Backoff { .. } | State::Failed { .. } => (RunState::Down, None),
             State::Running { pid, .. } | State::Stopping { pid, .. } => (RunState::Run, Some(pid.as_raw())),
             State::Draining { .. } => (RunState::Finish, None),
             State::Finishing { pid, .. } => (RunState::Finish, pid.map(|p| p.as_raw())),
@@ -1002,8 +1058,13 @@ impl Supervisor {
                     ));
                 }
                 Some((i, Role::Finish)) => {
-                    debug!("{}: finish exited with {}", self.units[i].label, child.status);
-                    events.push((i, Event::FinishExited));
+                    let unit = &self.units[i];
+                    if child.status == ExitStatus::Exited(125) && !unit.life.wants_down() {
+                        info!("{}: finish exited 125: not restarting", unit.label);
+                    } else {
+                        debug!("{}: finish exited with {}", unit.label, child.status);
+                    }
+                    events.push((i, Event::FinishExited(child.status)));
                 }
                 Some((i, Role::Control(command))) => controls.push((i, command, child.status)),
                 None => {
@@ -1296,6 +1357,7 @@ impl Supervisor {
             StopReason::Signal(_) => {}
             StopReason::MainExited => info!("main command ended: shutting down"),
             StopReason::BootFailed => error!("boot failed: shutting down"),
+            StopReason::ServiceEnded(_) => {}
         }
         self.begin_hooks(HookStage::Pre, now);
     }
@@ -1421,6 +1483,14 @@ impl Supervisor {
     fn outcome(&self) -> Outcome {
         match self.reason {
             Some(StopReason::BootFailed) => Outcome::BootFailed,
+            Some(StopReason::ServiceEnded(i)) => {
+                let unit = &self.units[i];
+                match (unit.life.last_exit().and_then(|e| e.status), unit.spawn_failure) {
+                    (Some(status), _) => Outcome::ServiceEnded(status),
+                    (None, Some(failure)) => Outcome::MainCommandFailed(failure),
+                    (None, None) => Outcome::BootFailed,
+                }
+            }
             Some(StopReason::MainExited | StopReason::Signal(_)) | None => {
                 let Some(main) = self.main.map(|m| &self.units[m]) else {
                     return Outcome::Stopped;

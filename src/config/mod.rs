@@ -19,7 +19,7 @@ use toml::Spanned;
 use raw::RawService;
 pub use raw::{parse_duration, parse_signal};
 
-use crate::service::{Backoff, Policy, RestartPolicy};
+use crate::service::{Backoff, FailureAction, FailurePolicy, Policy, RestartPolicy};
 use crate::spawn::{Credentials, Launch, StdinMode};
 
 /// Settings that apply where a service does not set its own.
@@ -68,6 +68,9 @@ pub struct ServiceSpec {
     pub log: Option<Box<ServiceSpec>>,
     /// `output` in service.toml; None takes the global `--output`.
     pub output: Option<OutputMode>,
+    /// `essential = true`: when it ends for good (or fails), the container
+    /// stops, with its exit code.
+    pub essential: bool,
     /// A hash of the definition's files (`run`, `finish`, `service.toml`, and
     /// the logger's): a rescan restarts a service whose fingerprint changed.
     pub fingerprint: u64,
@@ -309,6 +312,18 @@ fn load_service(name: &str, dir: &Path, defaults: &Defaults, errors: &mut Vec<Co
         finish_timeout: raw.finish_timeout.map_or(defaults.finish_timeout, |d| d.0),
         has_finish,
         drain_group: true,
+        failure: FailurePolicy {
+            max_restarts: raw.max_restarts.unwrap_or(FailurePolicy::DEFAULT.max_restarts),
+            window: raw.restart_window.map_or(FailurePolicy::DEFAULT.window, |d| d.0),
+            action: match raw.on_failure.unwrap_or(raw::OnFailure::RestartLater) {
+                raw::OnFailure::RestartLater => {
+                    FailureAction::RestartLater(raw.retry_after.map_or(FailurePolicy::DEFAULT_RETRY_AFTER, |d| d.0))
+                }
+                raw::OnFailure::Stop => FailureAction::Stop,
+                raw::OnFailure::Exit => FailureAction::Exit,
+            },
+        },
+        run_timeout: None,
     };
     if let Some(b) = backoff {
         // Zero would make a crashing service restart in a tight loop.
@@ -368,6 +383,7 @@ fn load_service(name: &str, dir: &Path, defaults: &Defaults, errors: &mut Vec<Co
         policy,
         log: None,
         output: raw.output,
+        essential: raw.essential.unwrap_or(false),
         fingerprint: fingerprint(dir),
     })
 }
@@ -619,6 +635,8 @@ A = "1"
                 finish_timeout: Duration::from_secs(3),
                 has_finish: false,
                 drain_group: true,
+                failure: FailurePolicy::DEFAULT,
+                run_timeout: None,
             }
         );
     }

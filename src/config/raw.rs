@@ -25,6 +25,20 @@ pub struct RawService {
     pub user: Option<Spanned<String>>,
     pub group: Option<Spanned<String>>,
     pub output: Option<crate::config::OutputMode>,
+    pub max_restarts: Option<u32>,
+    pub restart_window: Option<DurationValue>,
+    pub on_failure: Option<OnFailure>,
+    pub retry_after: Option<DurationValue>,
+    pub essential: Option<bool>,
+}
+
+/// `on-failure`: what a crash-looping service's failure leads to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum OnFailure {
+    RestartLater,
+    Stop,
+    Exit,
 }
 
 #[derive(Debug, Default, Deserialize)]
