@@ -66,6 +66,11 @@ pub struct Cli {
     #[arg(long, value_name = "SECONDS", env = "STARTUP_TIMEOUT", value_parser = |s: &str| seconds(s, "STARTUP_TIMEOUT"))]
     pub startup_timeout: Option<Duration>,
 
+    /// Start the main command only once every service is ready; with a value,
+    /// wait at most that many seconds (then boot fails)
+    #[arg(long, value_name = "SECONDS", num_args = 0..=1, require_equals = true, default_missing_value = "0", value_parser = |s: &str| seconds(s, "--wait-for-services"))]
+    pub wait_for_services: Option<Duration>,
+
     /// Run the insecure-key script (as my_init) before the startup scripts
     #[arg(long)]
     pub enable_insecure_key: bool,

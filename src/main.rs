@@ -53,6 +53,7 @@ fn run(cli: Cli) -> i32 {
         kill_all: KillAll::choose(is_pid1, !cli.no_kill_all_on_exit),
         kill_all_grace: cli.kill_all_timeout,
         startup_timeout: cli.startup_timeout,
+        wait_for_services: cli.wait_for_services.map(|d| (!d.is_zero()).then_some(d)),
     };
     tracing::debug!(
         "baseinit {} starting as {}",
@@ -66,6 +67,6 @@ fn run(cli: Cli) -> i32 {
             return BOOT_FAILED;
         }
     };
-    let (supervisor, commands) = Supervisor::new(opts);
-    runtime.block_on(supervisor.run(commands)).exit_code()
+    let (supervisor, channels) = Supervisor::new(opts);
+    runtime.block_on(supervisor.run(channels)).exit_code()
 }

@@ -341,6 +341,12 @@ impl Lifecycle {
         self.want == Want::Up && !self.done
     }
 
+    /// It ran and ended for good with success (a one-shot setup job):
+    /// services that come after it may start.
+    pub fn finished_ok(&self) -> bool {
+        self.done && self.last_exit.and_then(|e| e.status).is_some_and(ExitStatus::success)
+    }
+
     /// A name for the state, for status output.
     pub fn state_name(&self) -> &'static str {
         match self.state {

@@ -3,7 +3,7 @@
 
 use std::ffi::OsString;
 use std::io;
-use std::os::fd::BorrowedFd;
+use std::os::fd::{AsRawFd, BorrowedFd};
 use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
@@ -88,6 +88,8 @@ pub struct Redirect<'a> {
     pub stdin: Option<BorrowedFd<'a>>,
     pub stdout: Option<BorrowedFd<'a>>,
     pub stderr: Option<BorrowedFd<'a>>,
+    /// A pipe end the child gets at this fd number (s6's notification-fd).
+    pub notify: Option<(BorrowedFd<'a>, i32)>,
 }
 
 /// Starts `launch` with `extra_args` appended, in a new process group whose id
@@ -140,6 +142,7 @@ pub fn spawn(launch: &Launch, extra_args: &[OsString], base: &Vars, redirect: Re
     // `baseinit -- cmd &` in an interactive shell must not steal it.
     // SAFETY: plain syscalls on fd 0.
     let foreground = launch.foreground && unsafe { libc::isatty(0) == 1 && libc::tcgetpgrp(0) == libc::getpgrp() };
+    let notify = redirect.notify.map(|(fd, target)| (fd.as_raw_fd(), target));
     // SAFETY: the closure runs in the forked child before exec and calls only
     // async-signal-safe functions (signal, setpgid, syscall, setgroups,
     // setgid, setuid, isatty, tcsetpgrp); it does not allocate: the
@@ -165,6 +168,18 @@ pub fn spawn(launch: &Launch, extra_args: &[OsString], base: &Vars, redirect: Re
                 // group without ignoring SIGTTOU for the call.
                 libc::signal(libc::SIGTTOU, libc::SIG_IGN);
                 libc::tcsetpgrp(0, libc::getpid());
+            }
+            if let Some((fd, target)) = notify {
+                // dup2 gives the new fd no close-on-exec; when it is already
+                // at its place, clear the flag instead.
+                let ok = if fd == target {
+                    libc::fcntl(fd, libc::F_SETFD, 0) == 0
+                } else {
+                    libc::dup2(fd, target) == target
+                };
+                if !ok {
+                    return Err(io::Error::last_os_error());
+                }
             }
             // Last, so nothing above can re-ignore a signal.
             clean_signals();

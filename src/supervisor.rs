@@ -22,7 +22,7 @@ use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tracing::{debug, error, info, warn};
 
-use crate::config::{self, Defaults, OutputMode, ServiceSpec, is_executable_file};
+use crate::config::{self, Defaults, OutputMode, Readiness, ReadyCheck, ServiceSpec, is_executable_file};
 use crate::container_env::{ContainerEnv, EnvPaths, Vars};
 use crate::exit::{ExitStatus, Outcome, SpawnFailure};
 use crate::output::{self, Stream};
@@ -68,6 +68,9 @@ pub struct Options {
     /// A startup script still running after this long is stopped, and boot
     /// fails (`--startup-timeout`, `STARTUP_TIMEOUT`).
     pub startup_timeout: Option<Duration>,
+    /// `--wait-for-services`: the main command starts once every service is
+    /// ready; Some(None) waits without limit.
+    pub wait_for_services: Option<Option<Duration>>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -83,6 +86,8 @@ enum Kind {
 enum Role {
     Run,
     Finish,
+    /// A readiness probe (`[ready] command`, `check`) of the run with this pid.
+    Probe(Pid),
     /// A `control/C` script overriding command C; exit 0 suppresses the default.
     Control(Command),
 }
@@ -98,6 +103,26 @@ struct Unit {
     fingerprint: u64,
     /// `essential = true`.
     essential: bool,
+    /// Started after these are ready, stopped before them.
+    after: Vec<String>,
+    /// Stopped when one of these goes down for good.
+    requires: Vec<String>,
+    readiness: Readiness,
+    /// The current run is ready.
+    ready: bool,
+    /// Wanted up, but waiting for its `after` services to be ready.
+    waiting: bool,
+    /// Down because a service it requires went down; back when it is ready.
+    held: bool,
+    /// Shutdown: to be stopped once nothing that depends on it is up.
+    stop_pending: bool,
+    /// A command probe: when the next one runs, and how many failed.
+    probe_at: Option<Instant>,
+    /// A running command probe and its deadline.
+    probe_running: Option<(Pid, Instant)>,
+    probe_failures: u32,
+    /// A notification-fd or TCP probe task for the current run.
+    probe_task: Option<JoinHandle<()>>,
     run: Launch,
     finish: Option<Launch>,
     life: Lifecycle,
@@ -188,6 +213,14 @@ enum Phase {
 /// `cp -r` or an unpacked tarball is a burst of events, one rescan is enough.
 const RESCAN_SETTLE: Duration = Duration::from_millis(100);
 
+/// What reaches the supervisor from its helper tasks.
+pub struct Channels {
+    /// Bytes from services' `supervise/control` FIFOs.
+    pub commands: mpsc::UnboundedReceiver<(usize, u8)>,
+    /// Probe tasks: this run of this unit is ready.
+    ready: mpsc::UnboundedReceiver<(usize, Pid)>,
+}
+
 pub struct Supervisor {
     opts: Options,
     units: Vec<Unit>,
@@ -211,6 +244,12 @@ pub struct Supervisor {
     sink: Option<output::Sink>,
     /// The tasks reading services' output pipes, awaited at exit.
     readers: Vec<JoinHandle<()>>,
+    /// Probe tasks report a ready run here: (unit, run pid).
+    ready_tx: mpsc::UnboundedSender<(usize, Pid)>,
+    /// The main command waits for the services until then (`--wait-for-services`).
+    main_waits: Option<Option<Instant>>,
+    /// /dev/null, for readiness probes' output.
+    devnull: Option<OwnedFd>,
 }
 
 /// The signals baseinit listens to. Installing them first thing means no
@@ -259,8 +298,9 @@ async fn watched(watch: &mut Option<ServiceWatch>) {
 impl Supervisor {
     /// A supervisor, and the receiving end of the channel that carries
     /// `supervise/control` commands to it.
-    pub fn new(opts: Options) -> (Self, mpsc::UnboundedReceiver<(usize, u8)>) {
+    pub fn new(opts: Options) -> (Self, Channels) {
         let (commands, received) = mpsc::unbounded_channel();
+        let (ready_tx, ready) = mpsc::unbounded_channel();
         let supervisor = Supervisor {
             opts,
             units: Vec::new(),
@@ -278,12 +318,29 @@ impl Supervisor {
             started_at: Instant::now(),
             sink: None,
             readers: Vec::new(),
+            ready_tx,
+            main_waits: None,
+            devnull: std::fs::File::options()
+                .write(true)
+                .open("/dev/null")
+                .ok()
+                .map(OwnedFd::from),
         };
-        (supervisor, received)
+        (
+            supervisor,
+            Channels {
+                commands: received,
+                ready,
+            },
+        )
     }
 
     /// Runs everything to the end and says how it ended.
-    pub async fn run(mut self, mut commands: mpsc::UnboundedReceiver<(usize, u8)>) -> Outcome {
+    pub async fn run(mut self, channels: Channels) -> Outcome {
+        let Channels {
+            mut commands,
+            mut ready,
+        } = channels;
         let mut signals = match Signals::install() {
             Ok(signals) => signals,
             Err(e) => {
@@ -329,6 +386,7 @@ impl Supervisor {
                 Some(reply) = requests.recv() => {
                     let _ = reply.send(self.snapshot());
                 }
+                Some((i, pid)) = ready.recv() => self.on_ready(i, pid, Instant::now()),
                 () = watched(&mut watch) => {
                     self.rescan_at = Some(Instant::now() + RESCAN_SETTLE);
                 }
@@ -412,7 +470,13 @@ impl Supervisor {
                     }
                 }
                 Phase::Running => {
-                    if let Some(m) = self.main
+                    self.start_waiting(now);
+                    if let Some(deadline) = self.main_waits {
+                        self.start_main_when_ready(deadline, now);
+                        if !matches!(self.phase, Phase::Running) {
+                            continue;
+                        }
+                    } else if let Some(m) = self.main
                         && self.units[m].life.is_down()
                     {
                         self.begin_shutdown(StopReason::MainExited, now);
@@ -460,6 +524,7 @@ impl Supervisor {
                 }
                 Phase::Stopping(plan) => {
                     let plan = *plan;
+                    self.stop_in_order(now);
                     self.retire_loggers(now);
                     let running: Vec<&str> = self
                         .units
@@ -541,7 +606,10 @@ impl Supervisor {
             };
             let i = self.add_unit(label, Kind::Main, launch, None, self.policy_for_once(true));
             self.main = Some(i);
-            self.feed(i, Event::Up, now);
+            match self.opts.wait_for_services {
+                Some(limit) => self.main_waits = Some(limit.map(|d| now + d)),
+                None => self.feed(i, Event::Up, now),
+            }
         }
     }
 
@@ -590,6 +658,9 @@ impl Supervisor {
         unit.dir = Some(spec.dir);
         unit.fingerprint = spec.fingerprint;
         unit.essential = spec.essential;
+        unit.after = spec.after;
+        unit.requires = spec.requires;
+        unit.readiness = spec.readiness;
         unit.name = spec.name.clone();
         self.by_name.insert(spec.name, i);
         i
@@ -658,6 +729,14 @@ impl Supervisor {
         if let Some(why) = down {
             info!("{}: {why}, not started", self.units[i].label);
             self.publish(i);
+        } else if !self.units[i].after.is_empty() {
+            debug!(
+                "{}: waiting for {}",
+                self.units[i].label,
+                self.units[i].after.join(", ")
+            );
+            self.units[i].waiting = true;
+            self.publish(i);
         } else {
             self.feed(i, Event::Up, now);
         }
@@ -712,6 +791,17 @@ impl Supervisor {
             dir: None,
             fingerprint: 0,
             essential: false,
+            after: Vec::new(),
+            requires: Vec::new(),
+            readiness: Readiness::started(),
+            ready: false,
+            waiting: false,
+            held: false,
+            stop_pending: false,
+            probe_at: None,
+            probe_running: None,
+            probe_failures: 0,
+            probe_task: None,
             run,
             finish,
             life: Lifecycle::new(policy),
@@ -767,11 +857,13 @@ impl Supervisor {
                 stdin: None,
                 stdout: log.or(out),
                 stderr: err,
+                notify: None,
             },
             Kind::Logger => Redirect {
                 stdin: log,
                 stdout: out,
                 stderr: err,
+                notify: None,
             },
             _ => Redirect::default(),
         }
@@ -781,18 +873,33 @@ impl Supervisor {
     fn act(&mut self, i: usize, action: Action) -> Option<Event> {
         match action {
             Action::StartRun => {
-                let result = spawn::spawn(&self.units[i].run, &[], self.base_env(), self.redirect(i));
-                let unit = &mut self.units[i];
+                // s6's readiness: a pipe whose write end the run gets at its fd.
+                let notify = match self.units[i].readiness.check {
+                    ReadyCheck::NotificationFd(fd) => match nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC) {
+                        Ok(pipe) => Some((pipe, fd)),
+                        Err(e) => {
+                            warn!("{}: cannot create its notification pipe: {e}", self.units[i].label);
+                            None
+                        }
+                    },
+                    _ => None,
+                };
+                let mut redirect = self.redirect(i);
+                redirect.notify = notify.as_ref().map(|((_, w), fd)| (w.as_fd(), *fd));
+                let result = spawn::spawn(&self.units[i].run, &[], self.base_env(), redirect);
                 match result {
                     Ok(pid) => {
                         // Registered before the next drain can see it exit.
                         self.pids.insert(pid, (i, Role::Run));
+                        let unit = &mut self.units[i];
                         unit.spawn_failure = None;
                         unit.got_term = false;
                         info!("{}: started (pid {pid})", unit.label);
+                        self.start_probe(i, pid, notify.map(|((r, _), _)| r));
                         Some(Event::Spawned(pid))
                     }
                     Err(e) => {
+                        let unit = &mut self.units[i];
                         error!("{}: {e}", unit.label);
                         unit.spawn_failure = Some(e.failure());
                         Some(Event::SpawnFailed)
@@ -882,6 +989,9 @@ impl Supervisor {
                 } else {
                     debug!("{}: down", unit.label);
                 }
+                if !self.units[i].life.finished_ok() {
+                    self.hold_dependents(i);
+                }
                 None
             }
             Action::Failed { action } => {
@@ -902,6 +1012,7 @@ impl Supervisor {
                 if action == FailureAction::Exit || unit.essential {
                     self.service_ended(i);
                 }
+                self.hold_dependents(i);
                 None
             }
             Action::TimedOut => {
@@ -913,6 +1024,233 @@ impl Supervisor {
                     after.as_millis()
                 );
                 None
+            }
+        }
+    }
+
+    /// A run just started: begin telling when it is ready.
+    fn start_probe(&mut self, i: usize, pid: Pid, notify: Option<OwnedFd>) {
+        let unit = &mut self.units[i];
+        unit.ready = false;
+        unit.probe_failures = 0;
+        unit.probe_at = None;
+        if let Some(task) = unit.probe_task.take() {
+            task.abort();
+        }
+        let readiness = unit.readiness.clone();
+        match readiness.check {
+            ReadyCheck::Started => unit.ready = true,
+            ReadyCheck::Command(_) => unit.probe_at = Some(Instant::now()),
+            ReadyCheck::Tcp(addr) => {
+                let ready = self.ready_tx.clone();
+                unit.probe_task = Some(tokio::spawn(async move {
+                    for _ in 0..readiness.retries.max(1) {
+                        let attempt = tokio::net::TcpStream::connect(addr.as_str());
+                        if let Ok(Ok(_)) = tokio::time::timeout(readiness.timeout, attempt).await {
+                            let _ = ready.send((i, pid));
+                            return;
+                        }
+                        tokio::time::sleep(readiness.interval).await;
+                    }
+                    warn!("{addr}: never accepted a connection: the service stays not ready");
+                }));
+            }
+            ReadyCheck::NotificationFd(_) => {
+                let Some(reader) = notify.and_then(|fd| tokio::net::unix::pipe::Receiver::from_owned_fd(fd).ok())
+                else {
+                    return;
+                };
+                let ready = self.ready_tx.clone();
+                unit.probe_task = Some(tokio::spawn(async move {
+                    let mut buf = [0u8; 64];
+                    loop {
+                        if reader.readable().await.is_err() {
+                            return;
+                        }
+                        match reader.try_read(&mut buf) {
+                            Ok(0) => return, // closed without saying ready
+                            Ok(n) if buf[..n].contains(&b'\n') => {
+                                let _ = ready.send((i, pid));
+                                return;
+                            }
+                            Ok(_) => {}
+                            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+                            Err(_) => return,
+                        }
+                    }
+                }));
+            }
+        }
+        if self.units[i].ready {
+            debug!("{}: ready (as soon as it runs)", self.units[i].label);
+        }
+    }
+
+    /// A probe task says run `pid` of unit `i` is ready.
+    fn on_ready(&mut self, i: usize, pid: Pid, now: Instant) {
+        let Some(unit) = self.units.get_mut(i) else {
+            return;
+        };
+        if unit.life.run_pid() == Some(pid) && !unit.ready {
+            unit.ready = true;
+            unit.probe_at = None;
+            info!("{}: ready", unit.label);
+        }
+        self.advance(now);
+    }
+
+    /// The run of unit `i` ended: forget its readiness and probes.
+    fn stop_probe(&mut self, i: usize) {
+        let unit = &mut self.units[i];
+        unit.ready = false;
+        unit.probe_at = None;
+        if let Some(task) = unit.probe_task.take() {
+            task.abort();
+        }
+    }
+
+    /// Runs due command probes, and kills those past their timeout.
+    fn run_probes(&mut self, now: Instant) {
+        for i in 0..self.units.len() {
+            let unit = &self.units[i];
+            if let Some((pid, deadline)) = unit.probe_running
+                && now >= deadline
+            {
+                warn!("{}: readiness probe timed out: killing it", unit.label);
+                process_group::signal(pid, Signal::SIGKILL, true);
+                self.units[i].probe_running = None;
+                continue;
+            }
+            let (Some(at), Some(run)) = (unit.probe_at, unit.life.run_pid()) else {
+                continue;
+            };
+            if now < at || unit.probe_running.is_some() {
+                continue;
+            }
+            let ReadyCheck::Command(argv) = &unit.readiness.check else {
+                continue;
+            };
+            let launch = Launch {
+                cwd: unit.dir.clone(),
+                ..Launch::program(argv.clone())
+            };
+            let quiet = self.devnull.as_ref().map(|fd| fd.as_fd());
+            let redirect = Redirect {
+                stdout: quiet,
+                stderr: quiet,
+                ..Redirect::default()
+            };
+            match spawn::spawn(&launch, &[], self.base_env(), redirect) {
+                Ok(pid) => {
+                    self.pids.insert(pid, (i, Role::Probe(run)));
+                    let timeout = self.units[i].readiness.timeout;
+                    self.units[i].probe_running = Some((pid, now + timeout));
+                    self.units[i].probe_at = None;
+                }
+                Err(e) => {
+                    warn!("{}: readiness probe: {e}", self.units[i].label);
+                    self.probe_failed(i, now);
+                }
+            }
+        }
+    }
+
+    fn probe_failed(&mut self, i: usize, now: Instant) {
+        let unit = &mut self.units[i];
+        unit.probe_failures += 1;
+        if unit.probe_failures >= unit.readiness.retries {
+            error!(
+                "{}: not ready after {} probes: it stays not ready",
+                unit.label, unit.probe_failures
+            );
+            unit.probe_at = None;
+        } else {
+            unit.probe_at = Some(now + unit.readiness.interval);
+        }
+    }
+
+    /// Whether a service named `name` lets what comes after it start: it
+    /// runs and is ready, or it ran to a successful end (a one-shot job).
+    fn satisfies(&self, name: &str) -> bool {
+        self.by_name.get(name).is_some_and(|&d| {
+            let dep = &self.units[d];
+            (dep.ready && dep.life.run_pid().is_some()) || dep.life.finished_ok()
+        })
+    }
+
+    /// Starts the services whose `after` services are now ready, and brings
+    /// back those held down by a `requires` that is ready again.
+    fn start_waiting(&mut self, now: Instant) {
+        loop {
+            let mut started = false;
+            for i in 0..self.units.len() {
+                let unit = &self.units[i];
+                if unit.retired || unit.leaving.is_some() {
+                    continue;
+                }
+                if unit.held && unit.requires.iter().all(|r| self.satisfies(r)) {
+                    info!("{}: what it requires is back", unit.label);
+                    self.units[i].held = false;
+                    self.units[i].waiting = true;
+                }
+                let unit = &self.units[i];
+                if unit.waiting && unit.after.iter().all(|d| self.satisfies(d)) {
+                    self.units[i].waiting = false;
+                    self.feed(i, Event::Up, now);
+                    started = true;
+                }
+            }
+            if !started {
+                return;
+            }
+        }
+    }
+
+    /// Unit `i` went down for good (or failed): what requires it goes down
+    /// too, until it is ready again. Not during a shutdown, which has its
+    /// own order.
+    fn hold_dependents(&mut self, i: usize) {
+        if !matches!(self.phase, Phase::Running) {
+            return;
+        }
+        let name = self.units[i].name.clone();
+        if name.is_empty() {
+            return;
+        }
+        let dependents: Vec<usize> = (0..self.units.len())
+            .filter(|&j| {
+                let u = &self.units[j];
+                !u.retired && !u.held && u.requires.contains(&name)
+            })
+            .collect();
+        for j in dependents {
+            warn!(
+                "{}: stopping it: it requires {name}, which is down",
+                self.units[j].label
+            );
+            self.units[j].held = true;
+            self.units[j].waiting = false;
+            self.feed(j, Event::Down, Instant::now());
+        }
+    }
+
+    /// Shutdown: stops each unit whose dependents are all down already, so
+    /// services stop in the reverse of their start order.
+    fn stop_in_order(&mut self, now: Instant) {
+        for i in 0..self.units.len() {
+            let unit = &self.units[i];
+            if !unit.stop_pending {
+                continue;
+            }
+            let name = &unit.name;
+            let blocked = !name.is_empty()
+                && self
+                    .units
+                    .iter()
+                    .any(|u| !u.retired && u.kind == Kind::Service && !u.life.is_down() && u.after.contains(name));
+            if !blocked {
+                self.units[i].stop_pending = false;
+                self.feed(i, Event::Down, now);
             }
         }
     }
@@ -997,6 +1335,8 @@ impl Supervisor {
             }
         }
         self.apply_command(i, command, now);
+        // What depends on it may start or stop now.
+        self.advance(now);
     }
 
     fn apply_command(&mut self, i: usize, command: Command, now: Instant) {
@@ -1040,6 +1380,7 @@ impl Supervisor {
         for child in &drain.reaped {
             match self.pids.remove(&child.pid) {
                 Some((i, Role::Run)) => {
+                    self.stop_probe(i);
                     let unit = &self.units[i];
                     let group_empty = !unit.life.policy().drain_group || process_group::is_empty(child.pid);
                     match (unit.kind, child.status) {
@@ -1067,6 +1408,17 @@ impl Supervisor {
                     events.push((i, Event::FinishExited(child.status)));
                 }
                 Some((i, Role::Control(command))) => controls.push((i, command, child.status)),
+                Some((i, Role::Probe(run))) => {
+                    self.units[i].probe_running = None;
+                    if self.units[i].life.run_pid() == Some(run) && !self.units[i].ready {
+                        if child.status.success() {
+                            self.units[i].ready = true;
+                            info!("{}: ready", self.units[i].label);
+                        } else {
+                            self.probe_failed(i, now);
+                        }
+                    }
+                }
                 None => {
                     self.orphans_reaped += 1;
                     debug!("reaped orphan {} ({})", child.pid, child.status);
@@ -1275,6 +1627,7 @@ impl Supervisor {
 
     fn on_tick(&mut self, now: Instant) {
         self.check_draining_groups(now);
+        self.run_probes(now);
         for i in 0..self.units.len() {
             if self.units[i].life.deadline().is_some_and(|d| d <= now) {
                 self.feed(i, Event::Tick, now);
@@ -1336,11 +1689,18 @@ impl Supervisor {
             }
             _ => None,
         };
+        let probes = self
+            .units
+            .iter()
+            .flat_map(|u| [u.probe_at, u.probe_running.map(|(_, deadline)| deadline)])
+            .flatten();
         self.units
             .iter()
             .filter_map(|u| u.life.deadline())
             .chain(phase)
             .chain(self.rescan_at)
+            .chain(probes)
+            .chain(self.main_waits.flatten())
             .min()
     }
 
@@ -1392,11 +1752,13 @@ impl Supervisor {
         );
         debug!("stop plan: at most {} ms", plan.worst_case().as_millis());
         self.phase = Phase::Stopping(plan);
-        for i in 0..self.units.len() {
-            if self.units[i].kind != Kind::Logger {
-                self.feed(i, Event::Down, now);
-            }
+        self.main_waits = None;
+        for unit in &mut self.units {
+            unit.waiting = false;
+            unit.held = false;
+            unit.stop_pending = unit.kind != Kind::Logger && !unit.retired;
         }
+        self.stop_in_order(now);
     }
 
     /// At shutdown, a logger whose service is down gets EOF and then retires.
@@ -1431,6 +1793,38 @@ impl Supervisor {
         self.no_children = drain.no_children;
     }
 
+    /// `--wait-for-services`: starts the main command once every service
+    /// that should be up is ready; past the deadline, boot fails.
+    fn start_main_when_ready(&mut self, deadline: Option<Instant>, now: Instant) {
+        let not_ready: Vec<String> = self
+            .units
+            .iter()
+            .filter(|u| {
+                !u.retired
+                    && matches!(u.kind, Kind::Service | Kind::Logger)
+                    && (u.life.expected_up() || u.waiting)
+                    && !(u.ready && u.life.run_pid().is_some())
+            })
+            .map(|u| u.name.clone())
+            .collect();
+        let Some(m) = self.main else {
+            self.main_waits = None;
+            return;
+        };
+        if not_ready.is_empty() {
+            self.main_waits = None;
+            info!("every service is ready: starting the main command");
+            self.feed(m, Event::Up, now);
+        } else if deadline.is_some_and(|d| now >= d) {
+            self.main_waits = None;
+            error!(
+                "--wait-for-services: not ready in time: {}; not starting the main command",
+                not_ready.join(", ")
+            );
+            self.begin_shutdown(StopReason::BootFailed, now);
+        }
+    }
+
     /// What `baseinit status` shows.
     fn snapshot(&self) -> status::Snapshot {
         let phase = match self.phase {
@@ -1461,13 +1855,19 @@ impl Supervisor {
                         _ => "service",
                     }
                     .to_owned(),
-                    state: u.life.state_name().to_owned(),
+                    state: if u.waiting {
+                        "waiting".to_owned()
+                    } else if u.held {
+                        "held".to_owned()
+                    } else {
+                        u.life.state_name().to_owned()
+                    },
                     pid: u.life.run_pid().map(Pid::as_raw),
                     uptime_ms: u.life.running_since().map(|t| millis(now - t)),
                     restarts: u.life.restarts(),
                     last_exit,
-                    expected_up: u.life.expected_up() && u.leaving.is_none(),
-                    ready: matches!(u.life.state(), State::Running { .. }),
+                    expected_up: (u.life.expected_up() || u.waiting || u.held) && u.leaving.is_none(),
+                    ready: u.ready && matches!(u.life.state(), State::Running { .. }),
                 }
             })
             .collect();

@@ -4,6 +4,7 @@
 
 mod raw;
 
+use std::collections::HashMap;
 use std::ffi::{CString, OsString};
 use std::fmt;
 use std::fs;
@@ -53,6 +54,48 @@ pub enum OutputMode {
     Inherit,
 }
 
+/// How a service tells it is ready (the first that applies, in this order).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ReadyCheck {
+    /// s6's protocol: it writes a newline to this fd (`notification-fd` file
+    /// or `[ready] notification-fd`).
+    NotificationFd(i32),
+    /// This program exits 0 (`[ready] command`, or the `check` script).
+    Command(Vec<OsString>),
+    /// A TCP connection to this address succeeds (`[ready] tcp`).
+    Tcp(String),
+    /// Ready as soon as it runs.
+    Started,
+}
+
+/// Readiness and its probing.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Readiness {
+    pub check: ReadyCheck,
+    /// Between two probes.
+    pub interval: Duration,
+    /// One probe's limit.
+    pub timeout: Duration,
+    /// Probes before giving up on it (it stays not ready).
+    pub retries: u32,
+}
+
+impl Readiness {
+    pub const INTERVAL: Duration = Duration::from_millis(250);
+    pub const TIMEOUT: Duration = Duration::from_secs(5);
+    /// 30 s of probes at the default interval.
+    pub const RETRIES: u32 = 120;
+
+    pub fn started() -> Self {
+        Readiness {
+            check: ReadyCheck::Started,
+            interval: Self::INTERVAL,
+            timeout: Self::TIMEOUT,
+            retries: Self::RETRIES,
+        }
+    }
+}
+
 /// One validated service.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ServiceSpec {
@@ -71,6 +114,13 @@ pub struct ServiceSpec {
     /// `essential = true`: when it ends for good (or fails), the container
     /// stops, with its exit code.
     pub essential: bool,
+    /// Services this one starts after (once they are ready) and stops
+    /// before: `after` and `requires` together.
+    pub after: Vec<String>,
+    /// Services without which this one must not run: stopped when one of
+    /// them stops or fails for good, back when they are ready again.
+    pub requires: Vec<String>,
+    pub readiness: Readiness,
     /// A hash of the definition's files (`run`, `finish`, `service.toml`, and
     /// the logger's): a rescan restarts a service whose fingerprint changed.
     pub fingerprint: u64,
@@ -210,14 +260,161 @@ pub fn scan_services(dir: &Path, defaults: &Defaults, required: bool) -> Scan {
             _ => scan.broken.push(name.to_owned()),
         }
     }
+    check_dependencies(&mut scan);
     scan
+}
+
+/// How the service tells it is ready: `[ready] notification-fd` or a
+/// `notification-fd` file (s6), then `[ready] command` or a `check` script,
+/// then `[ready] tcp`, else as soon as it runs.
+fn readiness(
+    dir: &Path,
+    raw: Option<&raw::RawReady>,
+    at: &dyn Fn(usize, String) -> ConfigError,
+    errors: &mut Vec<ConfigError>,
+) -> Readiness {
+    let mut readiness = Readiness::started();
+    if let Some(r) = raw {
+        readiness.interval = r.interval.map_or(Readiness::INTERVAL, |d| d.0);
+        readiness.timeout = r.timeout.map_or(Readiness::TIMEOUT, |d| d.0);
+        readiness.retries = r.retries.unwrap_or(Readiness::RETRIES);
+    }
+    let fd_file = dir.join("notification-fd");
+    let notification_fd = match raw.and_then(|r| r.notification_fd.as_ref()) {
+        Some(fd) => Some((*fd.get_ref(), Some(fd.span().start))),
+        None => match fs::read_to_string(&fd_file) {
+            Ok(text) => match text.trim().parse::<u32>() {
+                Ok(fd) => Some((fd, None)),
+                Err(_) => {
+                    errors.push(ConfigError::new(&fd_file, "must hold an fd number (e.g. 3)"));
+                    None
+                }
+            },
+            Err(_) => None,
+        },
+    };
+    if let Some((fd, span)) = notification_fd {
+        if !(3..=1023).contains(&fd) {
+            let message = format!("notification-fd {fd}: must be between 3 and 1023 (0-2 are stdio)");
+            errors.push(match span {
+                Some(start) => at(start, message),
+                None => ConfigError::new(&fd_file, message),
+            });
+        }
+        readiness.check = ReadyCheck::NotificationFd(fd as i32);
+    } else if let Some(command) = raw.and_then(|r| r.command.as_ref()) {
+        if let Some(argv) = command_argv(command, dir, at, errors) {
+            readiness.check = ReadyCheck::Command(argv);
+        }
+    } else if is_executable_file(&dir.join("check")) {
+        readiness.check = ReadyCheck::Command(vec![dir.join("check").into_os_string()]);
+    } else if let Some(tcp) = raw.and_then(|r| r.tcp.as_ref()) {
+        if tcp.get_ref().parse::<std::net::SocketAddr>().is_err() && !tcp.get_ref().contains(':') {
+            errors.push(at(
+                tcp.span().start,
+                format!(
+                    "ready.tcp {:?}: write an address with a port, e.g. \"127.0.0.1:5432\"",
+                    tcp.get_ref()
+                ),
+            ));
+        }
+        readiness.check = ReadyCheck::Tcp(tcp.get_ref().clone());
+    }
+    readiness
+}
+
+/// Every `after`/`requires` name must be a service of the tree, and the
+/// dependencies must form no cycle. Services with a problem are moved from
+/// `services` to `broken`, each problem reported at its service.toml.
+fn check_dependencies(scan: &mut Scan) {
+    let known: std::collections::HashSet<String> = scan
+        .services
+        .iter()
+        .map(|s| s.name.clone())
+        .chain(scan.broken.iter().cloned())
+        .collect();
+    let mut bad: Vec<String> = Vec::new();
+    for spec in &scan.services {
+        for dep in &spec.after {
+            if !known.contains(dep) {
+                scan.errors.push(ConfigError::new(
+                    &spec.dir.join("service.toml"),
+                    format!("`{dep}` in after/requires is not a service of this directory"),
+                ));
+                bad.push(spec.name.clone());
+            } else if dep == &spec.name {
+                scan.errors.push(ConfigError::new(
+                    &spec.dir.join("service.toml"),
+                    format!("`{dep}` cannot come after itself"),
+                ));
+                bad.push(spec.name.clone());
+            }
+        }
+    }
+    // Cycles: a depth-first walk, reporting each cycle once, by its path.
+    let graph: HashMap<&str, &[String]> = scan
+        .services
+        .iter()
+        .map(|s| (s.name.as_str(), s.after.as_slice()))
+        .collect();
+    let mut done: std::collections::HashSet<&str> = std::collections::HashSet::new();
+    for start in graph.keys().copied().collect::<std::collections::BTreeSet<_>>() {
+        let mut path: Vec<&str> = Vec::new();
+        find_cycle(start, &graph, &mut path, &mut done, &mut |cycle: &[&str]| {
+            let first = cycle[0];
+            let dir = scan
+                .services
+                .iter()
+                .find(|s| s.name == first)
+                .map(|s| s.dir.join("service.toml"));
+            let shown: Vec<&str> = cycle.iter().copied().chain(std::iter::once(first)).collect();
+            if let Some(path) = dir {
+                scan.errors.push(ConfigError::new(
+                    &path,
+                    format!("dependency cycle: {}", shown.join(" -> ")),
+                ));
+            }
+            bad.extend(cycle.iter().map(|s| s.to_string()));
+        });
+    }
+    bad.sort();
+    bad.dedup();
+    let (broken, services): (Vec<ServiceSpec>, Vec<ServiceSpec>) = std::mem::take(&mut scan.services)
+        .into_iter()
+        .partition(|s| bad.contains(&s.name));
+    scan.services = services;
+    scan.broken.extend(broken.into_iter().map(|s| s.name));
+}
+
+fn find_cycle<'a>(
+    node: &'a str,
+    graph: &HashMap<&'a str, &'a [String]>,
+    path: &mut Vec<&'a str>,
+    done: &mut std::collections::HashSet<&'a str>,
+    report: &mut dyn FnMut(&[&'a str]),
+) {
+    if done.contains(node) {
+        return;
+    }
+    if let Some(at) = path.iter().position(|n| *n == node) {
+        report(&path[at..]);
+        return;
+    }
+    path.push(node);
+    for dep in graph.get(node).copied().unwrap_or_default() {
+        if let Some((name, _)) = graph.get_key_value(dep.as_str()) {
+            find_cycle(name, graph, path, done, report);
+        }
+    }
+    path.pop();
+    done.insert(node);
 }
 
 /// A hash of the files that define a service, to notice edits on a rescan.
 fn fingerprint(dir: &Path) -> u64 {
     use std::hash::{Hash, Hasher};
     let mut hasher = std::hash::DefaultHasher::new();
-    for file in ["run", "finish", "service.toml"] {
+    for file in ["run", "finish", "service.toml", "notification-fd"] {
         fs::read(dir.join(file)).ok().hash(&mut hasher);
     }
     hasher.finish()
@@ -359,6 +556,15 @@ fn load_service(name: &str, dir: &Path, defaults: &Defaults, errors: &mut Vec<Co
         }
     }
 
+    let requires_list: Vec<String> = raw.requires.as_ref().map(|r| r.get_ref().clone()).unwrap_or_default();
+    let mut after_list: Vec<String> = raw.after.as_ref().map(|r| r.get_ref().clone()).unwrap_or_default();
+    for name in &requires_list {
+        if !after_list.contains(name) {
+            after_list.push(name.clone());
+        }
+    }
+    let readiness = readiness(dir, raw.ready.as_ref(), &at, errors);
+
     if errors.len() > before {
         return None;
     }
@@ -384,6 +590,9 @@ fn load_service(name: &str, dir: &Path, defaults: &Defaults, errors: &mut Vec<Co
         log: None,
         output: raw.output,
         essential: raw.essential.unwrap_or(false),
+        after: after_list,
+        requires: requires_list,
+        readiness,
         fingerprint: fingerprint(dir),
     })
 }
@@ -721,6 +930,70 @@ A = "1"
         for (got, want) in errors.iter().zip(expected) {
             assert!(got.starts_with(want), "got {got:?}\nwant {want:?}...");
         }
+    }
+
+    #[test]
+    fn dependencies_must_exist_and_form_no_cycle() {
+        let t = Tree::new();
+        t.run("a").toml("a", "after = [\"b\"]\n");
+        t.run("b").toml("b", "requires = [\"c\"]\n");
+        t.run("c").toml("c", "after = [\"a\"]\n");
+        t.run("d").toml("d", "after = [\"nope\"]\n");
+        t.run("e").toml("e", "after = [\"e\"]\n");
+        t.run("f").toml("f", "requires = [\"g\"]\nafter = [\"g\", \"h\"]\n");
+        t.run("g");
+        t.run("h").toml("h", "after = [\"g\"]\n");
+        let scan = scan_services(t.0.path(), &Defaults::default(), true);
+        let root = format!("{}/", t.0.path().display());
+        let errors: Vec<String> = scan.errors.iter().map(|e| e.to_string().replace(&root, "")).collect();
+        assert!(
+            errors.contains(&"a/service.toml: dependency cycle: a -> b -> c -> a".to_owned()),
+            "{errors:#?}"
+        );
+        assert!(
+            errors.contains(&"d/service.toml: `nope` in after/requires is not a service of this directory".to_owned()),
+            "{errors:#?}"
+        );
+        assert!(
+            errors.contains(&"e/service.toml: `e` cannot come after itself".to_owned()),
+            "{errors:#?}"
+        );
+        let good: Vec<&str> = scan.services.iter().map(|s| s.name.as_str()).collect();
+        assert_eq!(good, ["f", "g", "h"], "a diamond is fine");
+        let f = &scan.services[0];
+        assert_eq!(f.after, ["g", "h"]);
+        assert_eq!(f.requires, ["g"]);
+    }
+
+    #[test]
+    fn readiness_is_chosen_in_order() {
+        let t = Tree::new();
+        t.run("fd").file("fd/notification-fd", "3\n", 0o644);
+        t.run("cmd").toml(
+            "cmd",
+            "[ready]\ncommand = [\"pg_isready\"]\ninterval = \"1s\"\nretries = 5\n",
+        );
+        t.run("check").file("check/check", "#!/bin/sh\n", 0o755);
+        t.run("tcp").toml("tcp", "[ready]\ntcp = \"127.0.0.1:5432\"\n");
+        t.run("plain");
+        t.run("badfd").toml("badfd", "[ready]\nnotification-fd = 1\n");
+        let scan = scan_services(t.0.path(), &Defaults::default(), true);
+        let by = |n: &str| scan.services.iter().find(|s| s.name == n).unwrap().readiness.clone();
+        assert_eq!(by("fd").check, ReadyCheck::NotificationFd(3));
+        assert_eq!(by("cmd").check, ReadyCheck::Command(vec!["pg_isready".into()]));
+        assert_eq!((by("cmd").interval, by("cmd").retries), (Duration::from_secs(1), 5));
+        assert_eq!(
+            by("check").check,
+            ReadyCheck::Command(vec![t.0.path().join("check/check").into_os_string()])
+        );
+        assert_eq!(by("tcp").check, ReadyCheck::Tcp("127.0.0.1:5432".into()));
+        assert_eq!(by("plain").check, ReadyCheck::Started);
+        assert_eq!(scan.broken, ["badfd"]);
+        assert!(
+            scan.errors[0].message.contains("must be between 3 and 1023"),
+            "{:?}",
+            scan.errors
+        );
     }
 
     #[test]

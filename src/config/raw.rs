@@ -30,6 +30,21 @@ pub struct RawService {
     pub on_failure: Option<OnFailure>,
     pub retry_after: Option<DurationValue>,
     pub essential: Option<bool>,
+    pub after: Option<Spanned<Vec<String>>>,
+    pub requires: Option<Spanned<Vec<String>>>,
+    pub ready: Option<RawReady>,
+}
+
+/// `[ready]`: how to tell the service is ready.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct RawReady {
+    pub command: Option<Spanned<Vec<String>>>,
+    pub tcp: Option<Spanned<String>>,
+    pub notification_fd: Option<Spanned<u32>>,
+    pub interval: Option<DurationValue>,
+    pub timeout: Option<DurationValue>,
+    pub retries: Option<u32>,
 }
 
 /// `on-failure`: what a crash-looping service's failure leads to.

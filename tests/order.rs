@@ -1,0 +1,240 @@
+//! Start and stop order by dependencies, readiness by each mechanism, the
+//! `requires` cascade, cycles, and `--wait-for-services`, as PID 1.
+#![allow(clippy::disallowed_methods)]
+
+mod common;
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use common::{BIN, Baseinit, Mode, Tree, require_namespaces, wait_for};
+use nix::libc;
+
+const LONG: Duration = Duration::from_secs(30);
+
+/// A service that records "start NAME t" and, on SIGTERM, "stop NAME t" (ns).
+fn recorder(tree: &Tree, name: &str, before_loop: &str) {
+    tree.service(
+        name,
+        &format!(
+            r#"echo "start {name} $(date +%s%N)" >> "$OUT/events"
+trap 'echo "stop {name} $(date +%s%N)" >> "$OUT/events"; exit 0' TERM
+{before_loop}
+while :; do sleep 0.05; done"#
+        ),
+    );
+}
+
+/// (kind, name) -> time, from the events file.
+fn events(tree: &Tree) -> HashMap<(String, String), u128> {
+    tree.read("events")
+        .lines()
+        .filter_map(|l| {
+            let mut f = l.split_whitespace();
+            Some(((f.next()?.to_owned(), f.next()?.to_owned()), f.next()?.parse().ok()?))
+        })
+        .collect()
+}
+
+#[test]
+fn a_chain_of_three_starts_in_order_as_each_gets_ready_and_stops_in_reverse() {
+    require_namespaces!("a_chain_of_three_starts_in_order_as_each_gets_ready_and_stops_in_reverse");
+    let tree = Tree::new();
+    // db: ready by s6's notification-fd, 300 ms after it starts.
+    recorder(
+        &tree,
+        "db",
+        r#"sleep 0.3; echo "ready db $(date +%s%N)" >> "$OUT/events"; echo >&3"#,
+    );
+    common::write_file(&tree.service_dir().join("db/notification-fd"), "3\n", 0o644);
+    // app: after db; ready by its check script, once it made a file.
+    recorder(
+        &tree,
+        "app",
+        r#"sleep 0.3; echo "ready app $(date +%s%N)" >> "$OUT/events"; touch "$OUT/app.ready""#,
+    );
+    tree.service_file(
+        "app",
+        "service.toml",
+        "after = [\"db\"]\n[ready]\ninterval = \"50ms\"\n",
+        0o644,
+    );
+    tree.service_file("app", "check", &tree.script(r#"test -e "$OUT/app.ready""#), 0o755);
+    // web: after app; ready as soon as it runs.
+    recorder(&tree, "web", "");
+    tree.service_file("web", "service.toml", "after = [\"app\"]\n", 0o644);
+    let init = Baseinit::start(Mode::Pid1, &tree.args(&[]));
+    wait_for("web to start", LONG, || {
+        tree.read("events").contains("start web").then_some(())
+    });
+    init.signal(libc::SIGTERM);
+    let run = init.wait(LONG);
+    assert_eq!(run.code, 0, "stderr:\n{}", run.stderr);
+    let e = events(&tree);
+    let t = |kind: &str, name: &str| e[&(kind.to_owned(), name.to_owned())];
+    assert!(t("ready", "db") < t("start", "app"), "app started before db was ready");
+    assert!(
+        t("ready", "app") < t("start", "web"),
+        "web started before app was ready"
+    );
+    assert!(t("stop", "web") < t("stop", "app"), "app stopped before web");
+    assert!(t("stop", "app") < t("stop", "db"), "db stopped before app");
+    assert!(run.stderr.contains("service db: ready"), "{}", run.stderr);
+}
+
+#[test]
+fn a_diamond_starts_the_base_first_and_the_top_last() {
+    require_namespaces!("a_diamond_starts_the_base_first_and_the_top_last");
+    let tree = Tree::new();
+    recorder(&tree, "base", "");
+    for side in ["left", "right"] {
+        recorder(&tree, side, "");
+        tree.service_file(side, "service.toml", "after = [\"base\"]\n", 0o644);
+    }
+    recorder(&tree, "top", "");
+    tree.service_file("top", "service.toml", "after = [\"left\", \"right\"]\n", 0o644);
+    let init = Baseinit::start(Mode::Pid1, &tree.args(&[]));
+    wait_for("top to start", LONG, || {
+        tree.read("events").contains("start top").then_some(())
+    });
+    init.signal(libc::SIGTERM);
+    let run = init.wait(LONG);
+    assert_eq!(run.code, 0, "stderr:\n{}", run.stderr);
+    let e = events(&tree);
+    let t = |kind: &str, name: &str| e[&(kind.to_owned(), name.to_owned())];
+    for side in ["left", "right"] {
+        assert!(t("start", "base") < t("start", side));
+        assert!(t("start", side) < t("start", "top"));
+        assert!(t("stop", "top") < t("stop", side));
+        assert!(t("stop", side) < t("stop", "base"));
+    }
+}
+
+#[test]
+fn tcp_readiness_waits_for_a_listening_port() {
+    require_namespaces!("tcp_readiness_waits_for_a_listening_port");
+    let tree = Tree::new();
+    let port = 20000 + (std::process::id() % 20000);
+    tree.service(
+        "server",
+        &format!(
+            r#"echo "start server $(date +%s%N)" >> "$OUT/events"
+export OUT
+exec python3 -c 'import socket, time, subprocess
+s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+time.sleep(0.4)
+s.bind(("127.0.0.1", {port})); s.listen()
+subprocess.run(["sh", "-c", "echo listening x $(date +%s%N) >> $OUT/events"])
+time.sleep(60)'"#
+        ),
+    );
+    tree.service_file(
+        "server",
+        "service.toml",
+        &format!("[ready]\ntcp = \"127.0.0.1:{port}\"\ninterval = \"50ms\"\n"),
+        0o644,
+    );
+    recorder(&tree, "client", "");
+    tree.service_file("client", "service.toml", "requires = [\"server\"]\n", 0o644);
+    let init = Baseinit::start(Mode::Pid1, &tree.args(&[]));
+    wait_for("the client to start", LONG, || {
+        tree.read("events").contains("start client").then_some(())
+    });
+    init.signal(libc::SIGTERM);
+    let run = init.wait(LONG);
+    assert_eq!(run.code, 0, "stderr:\n{}", run.stderr);
+    let e = events(&tree);
+    assert!(
+        e[&("listening".to_owned(), "x".to_owned())] < e[&("start".to_owned(), "client".to_owned())],
+        "the client started before the port listened"
+    );
+}
+
+#[test]
+fn requires_stops_the_dependent_with_its_dependency_and_brings_it_back() {
+    require_namespaces!("requires_stops_the_dependent_with_its_dependency_and_brings_it_back");
+    let tree = Tree::new();
+    recorder(&tree, "db", "");
+    recorder(&tree, "app", "");
+    tree.service_file("app", "service.toml", "requires = [\"db\"]\n", 0o644);
+    let init = Baseinit::start(Mode::Pid1, &tree.args(&[]));
+    wait_for("app to start", LONG, || {
+        tree.read("events").contains("start app").then_some(())
+    });
+    let sv = |cmd: &str| {
+        std::process::Command::new(BIN)
+            .args(["sv", cmd, "db"])
+            .env("SVDIR", tree.service_dir())
+            .output()
+            .unwrap();
+    };
+    sv("down");
+    wait_for("app to stop with db", LONG, || {
+        tree.read("events").contains("stop app").then_some(())
+    });
+    sv("up");
+    wait_for("app to come back", LONG, || {
+        (tree.read("events").matches("start app").count() == 2).then_some(())
+    });
+    init.signal(libc::SIGTERM);
+    let run = init.wait(LONG);
+    assert_eq!(run.code, 0, "stderr:\n{}", run.stderr);
+    assert!(
+        run.stderr
+            .contains("service app: stopping it: it requires db, which is down"),
+        "{}",
+        run.stderr
+    );
+}
+
+#[test]
+fn a_dependency_cycle_fails_the_boot_naming_the_cycle() {
+    require_namespaces!("a_dependency_cycle_fails_the_boot_naming_the_cycle");
+    let tree = Tree::new();
+    for (name, dep) in [("a", "b"), ("b", "c"), ("c", "a")] {
+        tree.service(name, "exec sleep 60");
+        tree.service_file(name, "service.toml", &format!("after = [\"{dep}\"]\n"), 0o644);
+    }
+    let run = Baseinit::start(Mode::Pid1, &tree.args(&[])).wait(LONG);
+    assert_eq!(run.code, 1, "stderr:\n{}", run.stderr);
+    assert!(
+        run.stderr.contains("dependency cycle: a -> b -> c -> a"),
+        "{}",
+        run.stderr
+    );
+}
+
+#[test]
+fn wait_for_services_holds_the_main_command_until_everything_is_ready() {
+    require_namespaces!("wait_for_services_holds_the_main_command_until_everything_is_ready");
+    let tree = Tree::new();
+    recorder(
+        &tree,
+        "slow",
+        r#"sleep 0.4; echo "ready slow $(date +%s%N)" >> "$OUT/events"; echo >&3"#,
+    );
+    common::write_file(&tree.service_dir().join("slow/notification-fd"), "3\n", 0o644);
+    let main = r#"echo "start main $(date +%s%N)" >> "$OUT/events""#;
+    let args = tree.args(&["--wait-for-services", "--", "sh", "-c", main]);
+    let run = Baseinit::start_with(Mode::Pid1, &args, |c| {
+        c.env("OUT", tree.path());
+    })
+    .wait(LONG);
+    assert_eq!(run.code, 0, "stderr:\n{}", run.stderr);
+    let e = events(&tree);
+    assert!(e[&("ready".to_owned(), "slow".to_owned())] < e[&("start".to_owned(), "main".to_owned())]);
+
+    // A service that never gets ready: boot fails at the limit.
+    let tree = Tree::new();
+    tree.service("never", "exec sleep 60");
+    common::write_file(&tree.service_dir().join("never/notification-fd"), "3\n", 0o644);
+    let args = tree.args(&["--wait-for-services=0.5", "--", "true"]);
+    let run = Baseinit::start(Mode::Pid1, &args).wait(LONG);
+    assert_eq!(run.code, 1, "stderr:\n{}", run.stderr);
+    assert!(
+        run.stderr.contains("--wait-for-services: not ready in time: never"),
+        "{}",
+        run.stderr
+    );
+    assert!(!run.stderr.contains("main command true: started"), "{}", run.stderr);
+}
