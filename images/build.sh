@@ -44,11 +44,12 @@ step "static binary"
 images/build-binary.sh "$dist/baseinit"
 
 busybox="${BUSYBOX:-$(command -v busybox || true)}"
-if [ -z "$busybox" ] || ! file -L "$busybox" | grep -q 'statically linked'; then
+if [ -n "$busybox" ] && file -L "$busybox" | grep -q 'statically linked'; then
+    cmp -s "$busybox" "$dist/busybox" || cp "$busybox" "$dist/busybox"
+elif [ ! -f "$dist/busybox" ]; then
     echo "build.sh: a static busybox is needed for the scratch image (apt-get install busybox-static)" >&2
     exit 1
 fi
-cmp -s "$busybox" "$dist/busybox" || cp "$busybox" "$dist/busybox"
 
 if [ -z "${BASE_IMAGE:-}" ]; then
     BASE_IMAGE=baseinit-local/debian:bookworm
