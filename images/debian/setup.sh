@@ -1,0 +1,51 @@
+#!/bin/sh
+# Run once by images/debian/Dockerfile (as root, at build time) to install
+# baseinit's files from /tmp/baseinit-build with explicit owners and modes:
+# a COPY would take them from the build machine's checkout (its umask).
+set -eu
+b=/tmp/baseinit-build
+bin=/usr/local/bin/baseinit
+
+# The binary must run here: a broken build stops now, not at `docker run`.
+"$bin" --version
+
+# The names baseinit answers to. phusion's images have /sbin/my_init and
+# /sbin/setuser; sv and setuser are on PATH too. /usr/local/bin comes before
+# /usr/bin in PATH, so Debian's runit, if a user installs it, does not
+# shadow baseinit's sv.
+ln -sf "$bin" /sbin/my_init
+ln -sf "$bin" /sbin/setuser
+ln -sf baseinit /usr/local/bin/sv
+ln -sf baseinit /usr/local/bin/setuser
+
+# Docker-friendly fixes (images/debian/README.md).
+install -m 0755 "$b/rootfs/usr/sbin/policy-rc.d" /usr/sbin/policy-rc.d
+install -m 0755 "$b/rootfs/usr/local/bin/install_clean" /usr/local/bin/install_clean
+
+# The /etc layout baseinit reads: the checkout's etc/ (without git's
+# .gitkeep placeholders and the README), directories 0755, files 0644 or
+# 0755 when executable.
+cd "$b/etc"
+find . -mindepth 1 -type d | while read -r d; do
+    install -d -m 0755 "/etc/$d"
+done
+find . -type f ! -name .gitkeep ! -path ./README.md | while read -r f; do
+    if [ -x "$f" ]; then mode=0755; else mode=0644; fi
+    install -m "$mode" "$f" "/etc/$f"
+done
+cd /
+
+# my_init's container environment: the directory readable by root only; the
+# .sh and .json dumps readable by the docker_env group (gid 8377, as in
+# phusion's images), so a user added to it can source them; the .sh is read
+# by login shells through /etc/profile.d.
+getent group docker_env >/dev/null || groupadd -g 8377 docker_env
+install -d -m 0700 -o root -g root /etc/container_environment
+install -m 0640 -o root -g docker_env /dev/null /etc/container_environment.sh
+printf '{}' >/etc/container_environment.json
+chown root:docker_env /etc/container_environment.json
+chmod 0640 /etc/container_environment.json
+install -d -m 0755 /etc/profile.d
+ln -sf /etc/container_environment.sh /etc/profile.d/container_environment.sh
+
+rm -rf "$b"

@@ -1,0 +1,802 @@
+//! baseinit in a real Docker engine: the images of `images/` under `docker
+//! run`, `docker stop`, `docker logs` and `docker exec`.
+//!
+//! Skipped loudly when no engine answers (`docker info`); with
+//! BASEINIT_REQUIRE_DOCKER=1 (CI) that is a failure. The first test to run
+//! calls `images/build.sh` once (seconds when nothing changed; it rebuilds
+//! the static binary and the images when the source did), so the tests see
+//! the current source; BASEINIT_DOCKER_SKIP_BUILD=1 uses the images as they
+//! are. Small test images are built here from Dockerfiles in a temporary
+//! directory, FROM baseinit/debian:test, with `--network none`, and tagged
+//! `baseinit-test/NAME:test`.
+//!
+//! Every container runs with `--network none` under a unique name and is
+//! removed (`docker rm -f`) by a guard, even when the test fails. Every
+//! docker command has a watchdog.
+#![allow(clippy::disallowed_methods)]
+
+mod common;
+
+use std::collections::{HashMap, HashSet};
+use std::fs;
+use std::os::unix::process::CommandExt;
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Mutex, OnceLock};
+use std::time::{Duration, Instant};
+
+use common::write_file;
+use nix::libc;
+
+const BASE: &str = "baseinit/debian:test";
+const EXAMPLE: &str = "baseinit/example:test";
+const SCRATCH: &str = "baseinit/scratch:test";
+/// How long one docker command may take before its watchdog kills it.
+const COMMAND: Duration = Duration::from_secs(60);
+/// How long a container may take to show an expected log line.
+const BOOT: Duration = Duration::from_secs(30);
+/// images/build.sh from nothing: a release build, debootstrap, apt-get.
+const BUILD: Duration = Duration::from_secs(30 * 60);
+
+// ---------------------------------------------------------------------------
+// Running commands with a watchdog
+
+#[derive(Debug)]
+struct Out {
+    code: i32,
+    stdout: String,
+    stderr: String,
+}
+
+impl Out {
+    /// stdout then stderr (docker logs splits a container's two streams).
+    fn text(&self) -> String {
+        format!("{}{}", self.stdout, self.stderr)
+    }
+}
+
+/// Runs `command` (its own process group, stdin /dev/null, output to files),
+/// killing the group by its id if it outlives `timeout`.
+fn try_run(mut command: Command, timeout: Duration) -> Result<Out, String> {
+    let what = format!("{command:?}");
+    let dir = tempfile::tempdir().map_err(|e| format!("tempdir: {e}"))?;
+    let (out_path, err_path) = (dir.path().join("stdout"), dir.path().join("stderr"));
+    let file = |p: &Path| fs::File::create(p).map_err(|e| format!("{}: {e}", p.display()));
+    command
+        .stdin(Stdio::null())
+        .stdout(file(&out_path)?)
+        .stderr(file(&err_path)?)
+        .process_group(0);
+    let mut child = command.spawn().map_err(|e| format!("cannot run {what}: {e}"))?;
+    let deadline = Instant::now() + timeout;
+    let read = |p: &Path| String::from_utf8_lossy(&fs::read(p).unwrap_or_default()).into_owned();
+    loop {
+        match child.try_wait() {
+            Ok(Some(status)) => {
+                use std::os::unix::process::ExitStatusExt;
+                return Ok(Out {
+                    code: status.code().unwrap_or_else(|| 128 + status.signal().unwrap_or(0)),
+                    stdout: read(&out_path),
+                    stderr: read(&err_path),
+                });
+            }
+            Ok(None) if Instant::now() >= deadline => {
+                // SAFETY: kill(2) on the process group of our own unreaped
+                // child; it leads the group (process_group(0)).
+                unsafe { libc::kill(-(child.id() as i32), libc::SIGKILL) };
+                let _ = child.wait();
+                return Err(format!(
+                    "watchdog: {what} still running after {timeout:?}; killed. stdout:\n{}\nstderr:\n{}",
+                    read(&out_path),
+                    read(&err_path)
+                ));
+            }
+            Ok(None) => std::thread::sleep(Duration::from_millis(20)),
+            Err(e) => return Err(format!("waiting for {what}: {e}")),
+        }
+    }
+}
+
+fn try_docker(args: &[&str], timeout: Duration) -> Result<Out, String> {
+    let mut command = Command::new("docker");
+    command.args(args);
+    try_run(command, timeout)
+}
+
+fn docker(args: &[&str], timeout: Duration) -> Out {
+    try_docker(args, timeout).unwrap_or_else(|e| panic!("{e}"))
+}
+
+// ---------------------------------------------------------------------------
+// The engine and the images
+
+/// True when a Docker engine answers and the images are built. Without an
+/// engine: a loud skip, or a failure with BASEINIT_REQUIRE_DOCKER=1. With
+/// one, a failing images/build.sh fails the test.
+fn docker_ready(test: &str) -> bool {
+    static ENGINE: OnceLock<Result<(), String>> = OnceLock::new();
+    let engine = ENGINE.get_or_init(
+        || match try_docker(&["info", "--format", "{{.ServerVersion}}"], COMMAND) {
+            Ok(out) if out.code == 0 => Ok(()),
+            Ok(out) => Err(format!("docker info exited {}: {}", out.code, out.stderr.trim())),
+            Err(e) => Err(e),
+        },
+    );
+    if let Err(why) = engine {
+        if std::env::var("BASEINIT_REQUIRE_DOCKER").as_deref() == Ok("1") {
+            panic!("{test}: a Docker engine is required (BASEINIT_REQUIRE_DOCKER=1) but none answers: {why}");
+        }
+        eprintln!(
+            "\n*** SKIPPED {test}: no Docker engine answers ({why}); set BASEINIT_REQUIRE_DOCKER=1 to fail instead ***\n"
+        );
+        return false;
+    }
+    static IMAGES: OnceLock<Result<(), String>> = OnceLock::new();
+    if let Err(why) = IMAGES.get_or_init(build_images) {
+        panic!("{test}: the images could not be built: {why}");
+    }
+    true
+}
+
+macro_rules! require_docker {
+    ($name:expr) => {
+        if !docker_ready($name) {
+            return;
+        }
+    };
+}
+
+fn build_images() -> Result<(), String> {
+    let have = |tag: &str| try_docker(&["image", "inspect", tag], COMMAND).is_ok_and(|o| o.code == 0);
+    if std::env::var("BASEINIT_DOCKER_SKIP_BUILD").as_deref() == Ok("1")
+        && [BASE, EXAMPLE, SCRATCH].iter().all(|t| have(t))
+    {
+        eprintln!("docker tests: BASEINIT_DOCKER_SKIP_BUILD=1: using the images as they are");
+        return Ok(());
+    }
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("images/build.sh");
+    let started = Instant::now();
+    let mut command = Command::new("bash");
+    command.arg(&script);
+    let out = try_run(command, BUILD)?;
+    eprintln!(
+        "images/build.sh took {:.1} s:\n{}",
+        started.elapsed().as_secs_f64(),
+        out.stdout
+    );
+    if out.code != 0 {
+        return Err(format!(
+            "images/build.sh exited {}:\n{}\n{}",
+            out.code, out.stdout, out.stderr
+        ));
+    }
+    Ok(())
+}
+
+/// Builds `baseinit-test/NAME:test` from `files` (paths relative to the
+/// build context, with their modes; one of them is the Dockerfile), once per
+/// test process, with no network.
+fn test_image(name: &str, files: &[(&str, &str, u32)]) -> String {
+    static BUILT: Mutex<Option<HashMap<String, String>>> = Mutex::new(None);
+    let mut built = BUILT.lock().unwrap_or_else(|e| e.into_inner());
+    let built = built.get_or_insert_with(HashMap::new);
+    if let Some(tag) = built.get(name) {
+        return tag.clone();
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    for (path, body, mode) in files {
+        write_file(&dir.path().join(path), body, *mode);
+    }
+    let tag = format!("baseinit-test/{name}:test");
+    let context = dir.path().display().to_string();
+    let out = docker(
+        &["build", "--network", "none", "-t", &tag, &context],
+        Duration::from_secs(300),
+    );
+    assert_eq!(out.code, 0, "docker build of {tag} failed:\n{}", out.text());
+    built.insert(name.to_owned(), tag.clone());
+    tag
+}
+
+// ---------------------------------------------------------------------------
+// Containers
+
+/// A container name, and the promise that the container is removed.
+struct Container {
+    name: String,
+}
+
+impl Container {
+    fn new(test: &str) -> Self {
+        static NEXT: AtomicUsize = AtomicUsize::new(0);
+        let name = format!(
+            "baseinit-test-{test}-{}-{}",
+            std::process::id(),
+            NEXT.fetch_add(1, Ordering::Relaxed)
+        );
+        Container { name }
+    }
+
+    /// `docker run -d --network none --name NAME ARGS...`.
+    fn start(test: &str, args: &[&str]) -> Self {
+        let container = Container::new(test);
+        let mut all = vec!["run", "-d", "--network", "none", "--name", &container.name];
+        all.extend_from_slice(args);
+        let out = docker(&all, COMMAND);
+        assert_eq!(out.code, 0, "docker {all:?}:\n{}", out.text());
+        container
+    }
+
+    /// `docker run --network none --name NAME ARGS...` in the foreground:
+    /// its exit code is the container's.
+    fn run(&self, args: &[&str]) -> Out {
+        let mut all = vec!["run", "--network", "none", "--name", &self.name];
+        all.extend_from_slice(args);
+        docker(&all, COMMAND)
+    }
+
+    fn logs(&self) -> String {
+        docker(&["logs", &self.name], COMMAND).text()
+    }
+
+    /// Waits until every one of `needles` is in the logs; returns them.
+    fn wait_logs(&self, needles: &[&str]) -> String {
+        let deadline = Instant::now() + BOOT;
+        loop {
+            let logs = self.logs();
+            if needles.iter().all(|n| logs.contains(n)) {
+                return logs;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{}: after {BOOT:?}, the logs still lack one of {needles:?}:\n{logs}",
+                self.name
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    fn exec(&self, args: &[&str]) -> Out {
+        let mut all = vec!["exec", &self.name];
+        all.extend_from_slice(args);
+        docker(&all, COMMAND)
+    }
+
+    /// `docker stop -t 10` (Docker's default grace): how long it took.
+    fn stop(&self) -> Duration {
+        let started = Instant::now();
+        let out = docker(&["stop", "-t", "10", &self.name], COMMAND);
+        let took = started.elapsed();
+        assert_eq!(out.code, 0, "docker stop:\n{}", out.text());
+        took
+    }
+
+    fn inspect(&self, format: &str) -> String {
+        let out = docker(&["inspect", "-f", format, &self.name], COMMAND);
+        assert_eq!(out.code, 0, "docker inspect:\n{}", out.text());
+        out.stdout.trim().to_owned()
+    }
+
+    fn exit_code(&self) -> i32 {
+        assert_eq!(self.inspect("{{.State.Running}}"), "false", "{} still runs", self.name);
+        self.inspect("{{.State.ExitCode}}").parse().expect("exit code")
+    }
+}
+
+impl Drop for Container {
+    fn drop(&mut self) {
+        // Never panic here: this also runs while a failed test unwinds.
+        if let Err(e) = try_docker(&["rm", "-f", &self.name], COMMAND) {
+            eprintln!("could not remove container {}: {e}", self.name);
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Reading baseinit's log
+
+/// Seconds since midnight of a baseinit log line's UTC timestamp
+/// (`2026-11-29T01:11:30.478994Z ...`).
+fn log_time(line: &str) -> Option<f64> {
+    let clock = line.get(11..26)?;
+    let mut parts = clock.split(':');
+    let h: f64 = parts.next()?.parse().ok()?;
+    let m: f64 = parts.next()?.parse().ok()?;
+    let s: f64 = parts.next()?.parse().ok()?;
+    Some(h * 3600.0 + m * 60.0 + s)
+}
+
+fn line_with<'a>(logs: &'a str, needles: &[&str]) -> &'a str {
+    logs.lines()
+        .find(|l| needles.iter().all(|n| l.contains(n)))
+        .unwrap_or_else(|| panic!("no line with all of {needles:?} in:\n{logs}"))
+}
+
+/// The "N orphans reaped" figure of baseinit's last line.
+fn orphans_reaped(logs: &str) -> u64 {
+    let line = line_with(logs, &[" orphans reaped"]);
+    let (before, _) = line.split_once(" orphans reaped").expect("split");
+    before
+        .rsplit(' ')
+        .next()
+        .and_then(|n| n.parse().ok())
+        .expect("a number")
+}
+
+/// A shell service that says it is up, and says goodbye on SIGTERM.
+fn greeter(name: &str) -> String {
+    format!(
+        r#"#!/bin/sh
+trap 'echo "{name}: got SIGTERM as uid $(id -u), goodbye"; exit 0' TERM
+echo "{name}: up as uid $(id -u)"
+while :; do
+    sleep 30 &
+    wait $!
+done
+"#
+    )
+}
+
+// ---------------------------------------------------------------------------
+// The tests
+
+#[test]
+fn example_image_docker_stop_stops_every_service_with_its_own_signal() {
+    require_docker!("example_image_docker_stop_stops_every_service_with_its_own_signal");
+    let c = Container::start("example-stop", &[EXAMPLE]);
+    c.wait_logs(&[
+        "startup: wrote /var/www/html/index.html",
+        "heartbeat: up as root",
+        "start worker process",
+        "service cron: started",
+    ]);
+    let status = c.exec(&["sv", "status", "nginx", "cron", "heartbeat"]);
+    for name in ["nginx", "cron", "heartbeat"] {
+        assert!(
+            status.stdout.contains(&format!("run: {name}: (pid ")),
+            "sv status:\n{}",
+            status.text()
+        );
+    }
+    // nginx serves the page the startup script wrote (loopback of the
+    // container's own network namespace).
+    let page = c.exec(&[
+        "bash",
+        "-c",
+        r#"exec 3<>/dev/tcp/127.0.0.1/80; printf 'GET / HTTP/1.0\r\n\r\n' >&3; cat <&3"#,
+    ]);
+    assert!(
+        page.stdout.starts_with("HTTP/1.1 200 OK") && page.stdout.contains("Hello from"),
+        "{}",
+        page.text()
+    );
+
+    let took = c.stop();
+    eprintln!(
+        "docker stop of the example image (nginx, cron, heartbeat) took {} ms",
+        took.as_millis()
+    );
+    let logs = c.logs();
+    assert_eq!(
+        c.exit_code(),
+        0,
+        "a services-only container exits 0 after docker stop:\n{logs}"
+    );
+    // baseinit sent each its stop signal...
+    line_with(&logs, &["service nginx: stopping: SIGQUIT to process group"]);
+    line_with(&logs, &["service cron: stopping: SIGTERM to process group"]);
+    line_with(&logs, &["service heartbeat: stopping: SIGTERM to process group"]);
+    // ...and each got it, in its own words: nginx's log, the shell's trap,
+    // and finish scripts that report how their run ended. Had PID 1 exited
+    // first, the kernel's SIGKILL would have left none of these lines.
+    line_with(&logs, &["signal 3 (SIGQUIT) received from 1", "shutting down"]);
+    line_with(&logs, &["nginx: finished (exit code 0, signal 0)"]);
+    line_with(&logs, &["cron: finished (exit code -1, signal 15)"]);
+    line_with(&logs, &["heartbeat: got SIGTERM, goodbye"]);
+    assert!(!logs.contains("SIGKILL"), "nothing needed SIGKILL:\n{logs}");
+    line_with(&logs, &["exiting with code 0"]);
+}
+
+#[test]
+fn a_service_ignoring_sigterm_is_killed_at_its_timeout_before_dockers_own_sigkill() {
+    require_docker!("a_service_ignoring_sigterm_is_killed_at_its_timeout_before_dockers_own_sigkill");
+    let image = test_image(
+        "stubborn",
+        &[
+            (
+                "Dockerfile",
+                &format!("FROM {BASE}\nCOPY service/ /etc/service/\n"),
+                0o644,
+            ),
+            // SIG_IGN survives exec: sleep ignores SIGTERM too.
+            (
+                "service/stubborn/run",
+                "#!/bin/sh\ntrap '' TERM\necho 'stubborn: up, ignoring SIGTERM'\nexec sleep 1000\n",
+                0o755,
+            ),
+            ("service/polite/run", &greeter("polite"), 0o755),
+        ],
+    );
+    let c = Container::start("stubborn", &[&image]);
+    c.wait_logs(&["stubborn: up", "polite: up"]);
+    let took = c.stop();
+    let logs = c.logs();
+    let code = c.exit_code();
+    eprintln!(
+        "docker stop with a service ignoring SIGTERM (default stop timeout 5 s) took {} ms",
+        took.as_millis()
+    );
+    // Docker SIGKILLs PID 1 at 10 s: the container would then exit 137.
+    assert_ne!(code, 137, "Docker had to SIGKILL the container:\n{logs}");
+    assert_eq!(code, 0, "{logs}");
+    let term = line_with(&logs, &["service stubborn: stopping: SIGTERM"]);
+    let kill = line_with(
+        &logs,
+        &["service stubborn: still running 5000 ms after the stop signal: SIGKILL"],
+    );
+    let gap = log_time(kill).expect("time") - log_time(term).expect("time");
+    eprintln!("baseinit's SIGKILL came {gap:.3} s after its SIGTERM");
+    assert!(gap >= 4.9, "killed before its 5 s timeout ({gap:.3} s):\n{logs}");
+    line_with(&logs, &["polite: got SIGTERM"]);
+    line_with(&logs, &["exiting with code 0"]);
+}
+
+#[test]
+fn double_forked_orphans_never_linger_as_zombies() {
+    require_docker!("double_forked_orphans_never_linger_as_zombies");
+    // Every 50 ms, 20 orphans: subshells that start a process in the
+    // background and exit at once, so PID 1 inherits it.
+    let leaky = r#"#!/bin/sh
+echo "leaky: up"
+n=0
+while :; do
+    for i in 1 2 3 4 5 6 7 8 9 10; do
+        (sleep 0.2 &)
+        (true &)
+    done
+    n=$((n + 20))
+    echo "$n" >/tmp/leaked
+    sleep 0.05
+done
+"#;
+    let image = test_image(
+        "leaky",
+        &[
+            (
+                "Dockerfile",
+                &format!("FROM {BASE}\nCOPY service/ /etc/service/\n"),
+                0o644,
+            ),
+            ("service/leaky/run", leaky, 0o755),
+        ],
+    );
+    let c = Container::start("leaky", &[&image]);
+    c.wait_logs(&["leaky: up"]);
+    // From inside: 150 looks at every /proc/PID/stat, 20 ms apart, with
+    // shell builtins only (no child that could itself show up as a zombie).
+    let scan = r#"
+i=0
+while [ $i -lt 150 ]; do
+    echo "sample $i"
+    for f in /proc/[0-9]*/stat; do
+        read -r line <"$f" || continue
+        rest=${line##*) }
+        case $rest in
+            Z*) r=${rest#Z }; echo "Z ${line%% *} ppid ${r%% *} ${line#* }" ;;
+        esac
+    done 2>/dev/null
+    i=$((i + 1))
+    sleep 0.02
+done
+echo "leaked $(cat /tmp/leaked)"
+"#;
+    let out = c.exec(&["sh", "-c", scan]);
+    assert_eq!(out.code, 0, "{}", out.text());
+    let mut samples: Vec<HashSet<String>> = Vec::new();
+    let mut sightings = Vec::new();
+    let mut leaked = 0u64;
+    for line in out.stdout.lines() {
+        if line.starts_with("sample ") {
+            samples.push(HashSet::new());
+        } else if let Some(z) = line.strip_prefix("Z ") {
+            let pid = z.split(' ').next().unwrap_or_default().to_owned();
+            sightings.push(z.to_owned());
+            samples.last_mut().expect("a sample").insert(pid);
+        } else if let Some(n) = line.strip_prefix("leaked ") {
+            leaked = n.trim().parse().expect("leak count");
+        }
+    }
+    assert_eq!(samples.len(), 150, "{}", out.text());
+    // A process is a zombie between its exit and its parent's wait: a look
+    // can catch that instant. A zombie still there at the next look (20 ms
+    // and more later) is one nobody reaps.
+    let lingering: Vec<&String> = samples.windows(2).flat_map(|w| w[0].intersection(&w[1])).collect();
+    eprintln!(
+        "{leaked} orphans leaked; 150 looks at /proc: {} zombie(s) caught in their instant of exit, {} lingering",
+        sightings.len(),
+        lingering.len()
+    );
+    assert!(leaked >= 400, "the service leaked only {leaked} orphans");
+    assert!(
+        lingering.is_empty(),
+        "zombies left unreaped: {lingering:?}\n{sightings:#?}"
+    );
+    c.stop();
+    let logs = c.logs();
+    assert_eq!(c.exit_code(), 0, "{logs}");
+    let reaped = orphans_reaped(&logs);
+    assert!(
+        reaped >= leaked,
+        "baseinit reaped {reaped} orphans, the service leaked {leaked}"
+    );
+}
+
+#[test]
+fn docker_logs_keep_startup_output_and_every_line_of_a_burst_at_stop() {
+    require_docker!("docker_logs_keep_startup_output_and_every_line_of_a_burst_at_stop");
+    const EARLY: usize = 20_000;
+    const LATE: usize = 50_000;
+    let burst = format!(
+        r#"#!/bin/sh
+trap 'seq -f "late %g" 1 {LATE}; exit 0' TERM
+seq -f "early %g" 1 {EARLY}
+echo "burst: ready"
+while :; do
+    sleep 30 &
+    wait $!
+done
+"#
+    );
+    let image = test_image(
+        "burst",
+        &[
+            (
+                "Dockerfile",
+                &format!("FROM {BASE}\nCOPY my_init.d/ /etc/my_init.d/\nCOPY service/ /etc/service/\n"),
+                0o644,
+            ),
+            (
+                "my_init.d/10_hello",
+                "#!/bin/sh\necho 'startup: hello from my_init.d'\n",
+                0o755,
+            ),
+            ("service/burst/run", &burst, 0o755),
+        ],
+    );
+    let c = Container::start("burst", &[&image]);
+    // docker stop as soon as the service says it is ready: the last of the
+    // early burst was written just before.
+    c.wait_logs(&["burst: ready"]);
+    let took = c.stop();
+    eprintln!(
+        "docker stop while a service writes {LATE} lines took {} ms",
+        took.as_millis()
+    );
+    let out = docker(&["logs", &c.name], COMMAND);
+    assert_eq!(c.exit_code(), 0, "{}", out.stderr);
+    line_with(
+        &out.stderr,
+        &["startup script /etc/my_init.d/10_hello: exited with exit code 0"],
+    );
+    // Every line, once, in order, on the container's stdout.
+    let lines: Vec<&str> = out.stdout.lines().collect();
+    // The startup script writes straight through; the service's lines come
+    // prefixed with its name (see the README's Service output).
+    let expected: Vec<String> = ["startup: hello from my_init.d".to_owned()]
+        .into_iter()
+        .chain((1..=EARLY).map(|i| format!("burst | early {i}")))
+        .chain(["burst | burst: ready".to_owned()])
+        .chain((1..=LATE).map(|i| format!("burst | late {i}")))
+        .collect();
+    let seen: HashSet<&str> = lines.iter().copied().collect();
+    let missing = expected.iter().filter(|e| !seen.contains(e.as_str())).count();
+    assert_eq!(
+        lines.len(),
+        expected.len(),
+        "{missing} lines missing; stdout ends with {:?}",
+        &lines[lines.len().saturating_sub(3)..]
+    );
+    assert!(lines.iter().zip(&expected).all(|(a, b)| a == b), "lines out of order");
+}
+
+#[test]
+fn main_command_exit_code_and_signal_death_become_the_containers() {
+    require_docker!("main_command_exit_code_and_signal_death_become_the_containers");
+    let c = Container::new("main-exit-3");
+    let out = c.run(&[BASE, "--", "sh", "-c", "echo main: exiting 3; exit 3"]);
+    assert_eq!(out.code, 3, "{}", out.text());
+    assert_eq!(c.exit_code(), 3);
+    assert!(out.stdout.contains("main: exiting 3"), "{}", out.text());
+
+    let c = Container::new("main-sigkill");
+    let out = c.run(&[BASE, "--", "sh", "-c", "kill -KILL $$"]);
+    assert_eq!(out.code, 137, "{}", out.text());
+    assert_eq!(c.exit_code(), 137);
+
+    // The same through my_init's name.
+    let c = Container::new("main-my-init");
+    let out = c.run(&["--entrypoint", "/sbin/my_init", BASE, "--", "sh", "-c", "exit 3"]);
+    assert_eq!(out.code, 3, "{}", out.text());
+}
+
+#[test]
+fn docker_run_e_reaches_services_and_the_container_environment() {
+    require_docker!("docker_run_e_reaches_services_and_the_container_environment");
+    let value = "hello from 'docker run' $HOME";
+    let env = format!("GREETING={value}");
+    let c = Container::start("env", &["-e", &env, EXAMPLE]);
+    c.wait_logs(&[&format!("heartbeat: up as root, GREETING={value}")]);
+    let file = c.exec(&["cat", "/etc/container_environment/GREETING"]);
+    assert_eq!(file.stdout, value, "{}", file.text());
+    // A login shell with an empty environment gets it from the .sh dump, by
+    // way of /etc/profile.d.
+    let login = c.exec(&["env", "-i", "bash", "-lc", "printf %s \"$GREETING\""]);
+    assert_eq!(login.stdout, value, "{}", login.text());
+    let json = c.exec(&["cat", "/etc/container_environment.json"]);
+    let json: serde_json::Value = serde_json::from_str(&json.stdout).expect("json");
+    assert_eq!(json["GREETING"], value);
+    c.stop();
+    assert_eq!(c.exit_code(), 0);
+}
+
+#[test]
+fn base_image_has_my_init_sv_setuser_and_phusions_layout() {
+    require_docker!("base_image_has_my_init_sv_setuser_and_phusions_layout");
+    let checks = r#"
+stat -c '%n %a %U %G' /etc/container_environment /etc/container_environment.sh \
+    /etc/container_environment.json /etc/service /etc/my_init.d \
+    /etc/my_init.pre_shutdown.d /etc/my_init.post_shutdown.d
+for l in /sbin/my_init /sbin/setuser /usr/local/bin/sv /usr/local/bin/setuser \
+        /etc/profile.d/container_environment.sh; do
+    echo "$l -> $(readlink "$l")"
+done
+getent group docker_env
+echo "setuser: $(setuser nobody id -un)"
+/usr/sbin/policy-rc.d; echo "policy-rc.d: $?"
+echo "install_clean: $(command -v install_clean)"
+echo "LANG=$LANG"
+if ls /etc/*/.gitkeep 2>/dev/null; then echo "a .gitkeep was copied"; fi
+"#;
+    let c = Container::new("layout");
+    let out = c.run(&["--entrypoint", "/sbin/my_init", BASE, "--", "sh", "-c", checks]);
+    assert_eq!(out.code, 0, "{}", out.text());
+    for want in [
+        "/etc/container_environment 700 root root",
+        "/etc/container_environment.sh 640 root docker_env",
+        "/etc/container_environment.json 640 root docker_env",
+        "/etc/service 755 root root",
+        "/etc/my_init.d 755 root root",
+        "/etc/my_init.pre_shutdown.d 755 root root",
+        "/etc/my_init.post_shutdown.d 755 root root",
+        "/sbin/my_init -> /usr/local/bin/baseinit",
+        "/sbin/setuser -> /usr/local/bin/baseinit",
+        "/usr/local/bin/sv -> baseinit",
+        "/usr/local/bin/setuser -> baseinit",
+        "/etc/profile.d/container_environment.sh -> /etc/container_environment.sh",
+        "docker_env:x:8377:",
+        "setuser: nobody",
+        "policy-rc.d: 101",
+        "install_clean: /usr/local/bin/install_clean",
+        "LANG=C.UTF-8",
+    ] {
+        assert!(
+            out.stdout.lines().any(|l| l == want),
+            "no line {want:?} in:\n{}",
+            out.text()
+        );
+    }
+    assert!(!out.stdout.contains(".gitkeep"), "{}", out.text());
+}
+
+/// The image of the three variant tests: a startup script and a service
+/// that report their uid.
+fn variants_image() -> String {
+    test_image(
+        "variants",
+        &[
+            (
+                "Dockerfile",
+                &format!("FROM {BASE}\nCOPY my_init.d/ /etc/my_init.d/\nCOPY service/ /etc/service/\n"),
+                0o644,
+            ),
+            (
+                "my_init.d/10_hello",
+                "#!/bin/sh\necho \"startup: ran as uid $(id -u)\"\n",
+                0o755,
+            ),
+            ("service/greeter/run", &greeter("greeter"), 0o755),
+        ],
+    )
+}
+
+/// Runs the variants image with `docker_args`, checks that it boots and
+/// runs its service (and whatever `while_running` checks), then that it
+/// stops cleanly; returns the logs.
+fn boots_runs_and_stops(test: &str, docker_args: &[&str], uid: u32, while_running: impl FnOnce(&Container)) -> String {
+    let image = variants_image();
+    let mut args = docker_args.to_vec();
+    args.push(&image);
+    let c = Container::start(test, &args);
+    c.wait_logs(&[
+        &format!("startup: ran as uid {uid}"),
+        &format!("greeter: up as uid {uid}"),
+    ]);
+    while_running(&c);
+    let took = c.stop();
+    eprintln!("{test}: docker stop took {} ms", took.as_millis());
+    let logs = c.logs();
+    assert_eq!(c.exit_code(), 0, "{logs}");
+    line_with(&logs, &[&format!("greeter: got SIGTERM as uid {uid}, goodbye")]);
+    line_with(&logs, &["exiting with code 0"]);
+    assert!(!logs.contains(" ERROR "), "{logs}");
+    logs
+}
+
+#[test]
+fn boots_runs_and_stops_under_docker_run_init() {
+    require_docker!("boots_runs_and_stops_under_docker_run_init");
+    boots_runs_and_stops("init", &["--init"], 0, |c| {
+        // docker-init is PID 1; baseinit is its child, a subreaper.
+        let one = c.exec(&["cat", "/proc/1/comm"]);
+        assert_eq!(one.stdout.trim(), "docker-init", "{}", one.text());
+        let status = c.exec(&["sv", "status", "greeter"]);
+        assert!(status.stdout.starts_with("run: greeter: (pid "), "{}", status.text());
+    });
+}
+
+#[test]
+fn boots_runs_and_stops_with_a_read_only_root_and_a_tmpfs_run() {
+    require_docker!("boots_runs_and_stops_with_a_read_only_root_and_a_tmpfs_run");
+    let logs = boots_runs_and_stops("read-only", &["--read-only", "--tmpfs", "/run"], 0, |c| {
+        // The service directory is read-only: runit's state is under
+        // /run/baseinit, where baseinit's sv finds it.
+        let status = c.exec(&["sv", "status", "greeter"]);
+        assert!(status.stdout.starts_with("run: greeter: (pid "), "{}", status.text());
+    });
+    // /etc is read-only: the environment cannot be exported; one warning.
+    line_with(
+        &logs,
+        &[" WARN ", "container environment not fully imported or exported"],
+    );
+}
+
+#[test]
+fn boots_runs_and_stops_as_a_non_root_user() {
+    require_docker!("boots_runs_and_stops_as_a_non_root_user");
+    let logs = boots_runs_and_stops("user", &["--user", "1000:1000"], 1000, |_| {});
+    // What needs root is skipped with a warning each: the container
+    // environment (/etc/container_environment is root's), and runit's state
+    // (neither /etc/service/greeter nor /run is writable), so sv cannot
+    // control the service; it runs all the same.
+    line_with(
+        &logs,
+        &[" WARN ", "container environment not fully imported or exported"],
+    );
+    line_with(&logs, &[" WARN ", "service greeter: no runit state"]);
+}
+
+#[test]
+fn scratch_image_with_busybox_runs_the_same_binary() {
+    require_docker!("scratch_image_with_busybox_runs_the_same_binary");
+    let c = Container::start("scratch", &[SCRATCH]);
+    c.wait_logs(&["hello: up on scratch as root"]);
+    // No distribution: no libc, no loader; only busybox and baseinit.
+    let lib = c.exec(&["ls", "/lib", "/lib64", "/usr/lib"]);
+    assert_ne!(lib.code, 0, "{}", lib.text());
+    let status = c.exec(&["sv", "status", "hello"]);
+    assert!(status.stdout.starts_with("run: hello: (pid "), "{}", status.text());
+    let who = c.exec(&["setuser", "nobody", "id"]);
+    assert_eq!(
+        who.stdout.trim(),
+        "uid=65534(nobody) gid=65534(nogroup) groups=65534(nogroup)",
+        "{}",
+        who.text()
+    );
+    let took = c.stop();
+    eprintln!("docker stop of the scratch image took {} ms", took.as_millis());
+    let logs = c.logs();
+    assert_eq!(c.exit_code(), 0, "{logs}");
+    line_with(&logs, &["hello: got SIGTERM, goodbye"]);
+    line_with(&logs, &["exiting with code 0"]);
+}
