@@ -7,7 +7,7 @@
 
 use std::ffi::OsString;
 use std::io::{self, Read, Write};
-use std::os::unix::fs::PermissionsExt;
+use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -99,11 +99,70 @@ impl LastExit {
 /// A request from a connection: the supervisor answers with a snapshot.
 pub type Request = oneshot::Sender<Snapshot>;
 
-/// Binds the socket, root-only. None (with a warning) when it cannot: status
-/// and health are then unavailable, nothing else changes.
+/// Where a non-root baseinit (`docker run --user`) keeps its socket when the
+/// runtime directory is not its to write: a directory of its own, which the
+/// same user's `baseinit health` (a HEALTHCHECK runs as the container's user)
+/// finds too.
+fn user_dir() -> Option<PathBuf> {
+    let uid = nix::unistd::Uid::effective();
+    (!uid.is_root()).then(|| std::env::temp_dir().join(format!("baseinit-{uid}")))
+}
+
+/// Binds the socket, only its owner (root, normally) may use it. None (with
+/// a warning) when it cannot: status and health are then unavailable,
+/// nothing else changes.
 pub fn listen(runtime_dir: &Path) -> Option<UnixListener> {
+    match bind(runtime_dir) {
+        Ok(listener) => return Some(listener),
+        Err(e) if user_dir().is_none() => {
+            tracing::warn!(
+                "cannot create {} ({e}): `baseinit status` and `baseinit health` will not answer",
+                runtime_dir.join(SOCKET).display()
+            );
+            return None;
+        }
+        Err(_) => {}
+    }
+    let dir = user_dir()?;
+    let made = std::fs::DirBuilder::new()
+        .mode(0o700)
+        .create(&dir)
+        .or_else(|e| {
+            if e.kind() == io::ErrorKind::AlreadyExists {
+                Ok(())
+            } else {
+                Err(e)
+            }
+        })
+        .and_then(|()| {
+            // In a shared /tmp, only a real directory of our own will do.
+            use std::os::unix::fs::MetadataExt;
+            let meta = std::fs::symlink_metadata(&dir)?;
+            if meta.is_dir() && meta.uid() == nix::unistd::Uid::effective().as_raw() {
+                Ok(())
+            } else {
+                Err(io::Error::other(format!(
+                    "{} is not a directory of ours",
+                    dir.display()
+                )))
+            }
+        });
+    match made.and_then(|()| bind(&dir)) {
+        Ok(listener) => Some(listener),
+        Err(e) => {
+            tracing::warn!(
+                "cannot create {} nor {} ({e}): `baseinit status` and `baseinit health` will not answer",
+                runtime_dir.join(SOCKET).display(),
+                dir.join(SOCKET).display()
+            );
+            None
+        }
+    }
+}
+
+fn bind(runtime_dir: &Path) -> io::Result<UnixListener> {
     let path = runtime_dir.join(SOCKET);
-    let bound = std::fs::create_dir_all(runtime_dir)
+    std::fs::create_dir_all(runtime_dir)
         .and_then(|()| match std::fs::remove_file(&path) {
             Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e),
             _ => Ok(()),
@@ -117,17 +176,7 @@ pub fn listen(runtime_dir: &Path) -> Option<UnixListener> {
             let listener = listener?;
             std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))?;
             Ok(listener)
-        });
-    match bound {
-        Ok(listener) => Some(listener),
-        Err(e) => {
-            tracing::warn!(
-                "cannot create {} ({e}): `baseinit status` and `baseinit health` will not answer",
-                path.display()
-            );
-            None
-        }
-    }
+        })
 }
 
 /// Accepts connections for as long as the task lives; each one gets a
@@ -154,8 +203,19 @@ pub async fn serve(listener: UnixListener, requests: mpsc::Sender<Request>) {
     }
 }
 
-/// Asks the running baseinit for its state.
+/// Asks the running baseinit for its state (at the runtime directory, or a
+/// non-root baseinit's own directory).
 pub fn ask(runtime_dir: &Path) -> Result<Snapshot, String> {
+    match ask_at(runtime_dir) {
+        Err(message) if !message.starts_with("permission denied") => match user_dir() {
+            Some(dir) if dir.join(SOCKET).exists() => ask_at(&dir),
+            _ => Err(message),
+        },
+        result => result,
+    }
+}
+
+fn ask_at(runtime_dir: &Path) -> Result<Snapshot, String> {
     let path = runtime_dir.join(SOCKET);
     let mut stream = UnixStream::connect(&path).map_err(|e| match e.kind() {
         io::ErrorKind::PermissionDenied => format!(

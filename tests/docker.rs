@@ -800,3 +800,71 @@ fn scratch_image_with_busybox_runs_the_same_binary() {
     line_with(&logs, &["hello: got SIGTERM, goodbye"]);
     line_with(&logs, &["exiting with code 0"]);
 }
+
+/// Waits until `docker inspect` says the container's health is `want`.
+fn wait_health(c: &Container, want: &str) -> String {
+    let deadline = Instant::now() + Duration::from_secs(40);
+    loop {
+        let status = c.inspect("{{.State.Health.Status}}");
+        if status == want {
+            return status;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{}: health is still {status:?}, not {want:?}; last probe: {}",
+            c.name,
+            c.inspect("{{json .State.Health.Log}}")
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+#[test]
+fn the_base_images_healthcheck_turns_unhealthy_in_a_crash_loop() {
+    require_docker!("the_base_images_healthcheck_turns_unhealthy_in_a_crash_loop");
+    // The base image declares the health check; the runs below only make
+    // Docker probe it more often than every 10 s.
+    let declared = docker(&["inspect", "-f", "{{json .Config.Healthcheck.Test}}", BASE], COMMAND);
+    assert_eq!(declared.stdout.trim(), r#"["CMD","/usr/local/bin/baseinit","health"]"#);
+    let fast = [
+        "--health-interval",
+        "1s",
+        "--health-retries",
+        "2",
+        "--health-start-period",
+        "0s",
+    ];
+    let image = test_image(
+        "health",
+        &[
+            (
+                "Dockerfile",
+                &format!("FROM {BASE}\nCOPY service/ /etc/service/\n"),
+                0o644,
+            ),
+            ("service/web/run", "#!/bin/sh\nexec sleep 600\n", 0o755),
+            ("service/crashy/run", "#!/bin/sh\nsleep 2\nexit 3\n", 0o755),
+            ("service/crashy/down", "", 0o644),
+        ],
+    );
+    // Healthy: every service that should be up is up.
+    let mut args: Vec<&str> = fast.to_vec();
+    args.push(&image);
+    let c = Container::start("healthy", &args);
+    wait_health(&c, "healthy");
+    // A service stuck in a crash loop: `sv up` the one that keeps exiting.
+    let out = c.exec(&["sv", "up", "crashy"]);
+    assert_eq!(out.code, 0, "{}", out.text());
+    wait_health(&c, "unhealthy");
+    let log = c.inspect("{{json .State.Health.Log}}");
+    assert!(log.contains("unhealthy: crashy"), "{log}");
+    c.stop();
+    assert_eq!(c.exit_code(), 0);
+
+    // As a non-root user too: the check finds that user's baseinit.
+    let mut args: Vec<&str> = fast.to_vec();
+    args.extend_from_slice(&["--user", "1000:1000", &image]);
+    let c = Container::start("healthy-user", &args);
+    wait_health(&c, "healthy");
+    c.stop();
+}
