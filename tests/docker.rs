@@ -868,3 +868,25 @@ fn the_base_images_healthcheck_turns_unhealthy_in_a_crash_loop() {
     wait_health(&c, "healthy");
     c.stop();
 }
+
+#[test]
+fn example_image_starts_the_redis_client_only_once_redis_is_ready_and_stops_it_first() {
+    require_docker!("example_image_starts_the_redis_client_only_once_redis_is_ready_and_stops_it_first");
+    let c = Container::start("example-order", &[EXAMPLE]);
+    c.wait_logs(&["visits | visits: redis answered, counting", "visits | visits: 1"]);
+    c.stop();
+    let logs = c.logs();
+    assert_eq!(c.exit_code(), 0, "{logs}");
+    let at = |needle: &str| {
+        logs.find(needle)
+            .unwrap_or_else(|| panic!("{needle:?} not in the logs:\n{logs}"))
+    };
+    // Started only once redis answered PING (its readiness probe)...
+    assert!(at("service redis: ready") < at("service visits: started"), "{logs}");
+    assert!(!logs.contains("giving up"), "visits started too early:\n{logs}");
+    // ...and stopped before it.
+    assert!(
+        at("service visits: stopping") < at("service redis: stopping"),
+        "redis stopped before its client:\n{logs}"
+    );
+}
