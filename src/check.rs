@@ -16,9 +16,9 @@ use crate::startup;
 #[derive(Debug, Parser)]
 #[command(name = "baseinit check", bin_name = "baseinit check", version)]
 pub struct CheckCli {
-    /// Service directory to check
-    #[arg(long, value_name = "DIR", default_value = "/etc/service")]
-    pub service_dir: PathBuf,
+    /// Service directory to check [default: /etc/service, which may be missing]
+    #[arg(long, value_name = "DIR")]
+    pub service_dir: Option<PathBuf>,
 
     /// Startup scripts directory to check
     #[arg(
@@ -107,7 +107,10 @@ pub struct Report {
 pub fn check(cli: &CheckCli) -> Report {
     let mut problems = Vec::new();
 
-    let scan = config::scan_services(&cli.service_dir, &Defaults::default(), true);
+    // As at boot: the default directory may be missing (no services); one
+    // named on the command line must exist.
+    let service_dir = cli.service_dir.clone().unwrap_or_else(|| PathBuf::from("/etc/service"));
+    let scan = config::scan_services(&service_dir, &Defaults::default(), cli.service_dir.is_some());
     let services = scan.services.len() + scan.broken.len();
     problems.extend(scan.errors.into_iter().map(Problem::from_config));
 
@@ -148,8 +151,8 @@ fn check_scripts(dir: &Path, problems: &mut Vec<Problem>) -> usize {
         if !path.exists() {
             problems.push(Problem::new(
                 &path,
-                Severity::Error,
-                "dangling symlink: its target does not exist",
+                Severity::Warning,
+                "dangling symlink: its target does not exist, so it is skipped at boot",
             ));
         } else if !is_executable_file(&path) {
             problems.push(Problem::new(
@@ -193,6 +196,12 @@ fn check_env_dir(dir: &Path, problems: &mut Vec<Problem>) {
                 &path,
                 Severity::Error,
                 "a variable name cannot contain '=': not imported",
+            ));
+        } else if fs::read(&path).is_ok_and(|v| v.contains(&0)) {
+            problems.push(Problem::new(
+                &path,
+                Severity::Error,
+                "the value holds a NUL byte, which no environment variable can: not imported",
             ));
         } else if !is_shell_name(bytes) {
             problems.push(Problem::new(

@@ -18,7 +18,10 @@ fn main() {
     }
     let cli = Cli::parse_from(&args);
     baseinit::logging::init(cli.quiet, cli.verbose, cli.log_format == baseinit::output::Format::Json);
-    std::process::exit(run(cli));
+    let code = run(cli);
+    // Bounded: a stderr nobody reads must not keep PID 1 from exiting.
+    baseinit::logging::flush(std::time::Duration::from_secs(1));
+    std::process::exit(code);
 }
 
 fn run(cli: Cli) -> i32 {

@@ -2,10 +2,14 @@
 //! prefixed with the service's name (or made JSON), and written to baseinit's
 //! own stdout and stderr by one writer.
 //!
-//! Each service has one pipe per stream, kept across restarts. A reader task
-//! per pipe turns bytes into lines (at most [`MAX_LINE`] bytes held; a longer
-//! line is split with a visible marker) and sends them over a bounded channel
-//! to a single writer thread, which owns baseinit's stdout and stderr. One
+//! Each process baseinit starts for a service (`run`, `finish`, a `control/`
+//! script) gets fresh pipes for its stdout and stderr; baseinit keeps no
+//! write end, so a pipe's EOF is exactly the end of that process (and of
+//! what it left behind holding the pipe). A reader task per pipe turns bytes
+//! into lines (at most [`MAX_LINE`] bytes held; a longer line is split with a
+//! visible marker), writes out a last line without newline at EOF, and sends
+//! them over a bounded channel to a single writer thread, which owns
+//! baseinit's stdout and stderr. One
 //! writer means lines from different services never tear into each other,
 //! whatever their length. When baseinit's stdout is slow, the writer blocks,
 //! the channel fills, the readers stop reading and the services block on
@@ -66,10 +70,6 @@ pub struct Sink {
     style: Style,
 }
 
-/// Tells a reader to empty its pipe and write out a last line that has no
-/// newline (the service has exited).
-pub type Flush = mpsc::UnboundedSender<()>;
-
 /// Starts the writer thread; `finish` waits for it.
 pub fn start(style: Style) -> io::Result<(Sink, Writer)> {
     let (lines, mut received) = mpsc::channel::<Line>(CHANNEL);
@@ -94,75 +94,43 @@ pub struct Writer {
 }
 
 impl Writer {
-    /// Waits until every line sent has been written, or `timeout` passed (a
+    /// Waits until every line sent has been written, or until `deadline` (a
     /// stdout nobody reads must not keep PID 1 from exiting). Every sender
     /// must be gone for the writer to finish.
-    pub fn finish(self, timeout: std::time::Duration) {
-        let _ = self.finished.recv_timeout(timeout);
+    pub fn finish(self, deadline: std::time::Instant) {
+        let _ = self
+            .finished
+            .recv_timeout(deadline.saturating_duration_since(std::time::Instant::now()));
     }
 }
 
 impl Sink {
-    /// Starts reading `pipe` (the read end of a service's stream) and returns
-    /// the handle to flush it, and the task, which ends at EOF.
-    pub fn read(
-        &self,
-        service: &str,
-        stream: Stream,
-        pipe: OwnedFd,
-    ) -> io::Result<(Flush, tokio::task::JoinHandle<()>)> {
+    /// Starts reading `pipe` (the read end of a service process's stream);
+    /// the task ends at EOF, after writing out a last line without newline.
+    pub fn read(&self, service: &str, stream: Stream, pipe: OwnedFd) -> io::Result<tokio::task::JoinHandle<()>> {
         let receiver = pipe::Receiver::from_owned_fd(pipe)?;
-        let (flush, flushes) = mpsc::unbounded_channel();
         let lines = LineSplitter::new(service, stream, self.style);
-        let task = tokio::spawn(read_pipe(receiver, lines, flushes, self.lines.clone()));
-        Ok((flush, task))
+        Ok(tokio::spawn(read_pipe(receiver, lines, self.lines.clone())))
     }
 }
 
-async fn read_pipe(
-    receiver: pipe::Receiver,
-    mut lines: LineSplitter,
-    mut flushes: mpsc::UnboundedReceiver<()>,
-    out: mpsc::Sender<Line>,
-) {
+async fn read_pipe(receiver: pipe::Receiver, mut lines: LineSplitter, out: mpsc::Sender<Line>) {
     let mut buf = vec![0u8; 8192];
     loop {
-        tokio::select! {
-            ready = receiver.readable() => {
-                if ready.is_err() {
-                    break;
-                }
-                match receiver.try_read(&mut buf) {
-                    Ok(0) => break, // EOF: every write end is closed
-                    Ok(n) => {
-                        for line in lines.push(&buf[..n]) {
-                            if out.send(line).await.is_err() {
-                                return;
-                            }
-                        }
-                    }
-                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
-                    Err(_) => break,
-                }
-            }
-            Some(()) = flushes.recv() => {
-                // The service exited: what it wrote is all in the pipe now.
-                loop {
-                    match receiver.try_read(&mut buf) {
-                        Ok(n) if n > 0 => {
-                            for line in lines.push(&buf[..n]) {
-                                if out.send(line).await.is_err() {
-                                    return;
-                                }
-                            }
-                        }
-                        _ => break,
+        if receiver.readable().await.is_err() {
+            break;
+        }
+        match receiver.try_read(&mut buf) {
+            Ok(0) => break, // EOF: the process (and anything it left) is gone
+            Ok(n) => {
+                for line in lines.push(&buf[..n]) {
+                    if out.send(line).await.is_err() {
+                        return;
                     }
                 }
-                if let Some(line) = lines.finish() {
-                    let _ = out.send(line).await;
-                }
             }
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+            Err(_) => break,
         }
     }
     if let Some(line) = lines.finish() {
@@ -193,21 +161,29 @@ impl LineSplitter {
 
     fn push(&mut self, mut bytes: &[u8]) -> Vec<Line> {
         let mut out = Vec::new();
-        while !bytes.is_empty() {
-            match bytes.iter().position(|b| *b == b'\n') {
-                Some(end) if self.partial.len() + end <= MAX_LINE => {
+        while let Some(&first) = bytes.first() {
+            if self.partial.len() == MAX_LINE {
+                // Full: a newline right after ends the line as it is;
+                // anything else continues it on a new piece.
+                if first == b'\n' {
+                    out.push(self.emit(false));
+                    bytes = &bytes[1..];
+                } else {
+                    out.push(self.emit(true));
+                }
+                continue;
+            }
+            let room = MAX_LINE - self.partial.len();
+            match bytes.iter().take(room).position(|b| *b == b'\n') {
+                Some(end) => {
                     self.partial.extend_from_slice(&bytes[..end]);
                     out.push(self.emit(false));
                     bytes = &bytes[end + 1..];
                 }
-                _ => {
-                    let room = MAX_LINE - self.partial.len();
+                None => {
                     let take = room.min(bytes.len());
                     self.partial.extend_from_slice(&bytes[..take]);
                     bytes = &bytes[take..];
-                    if self.partial.len() == MAX_LINE {
-                        out.push(self.emit(true));
-                    }
                 }
             }
         }
@@ -320,6 +296,19 @@ mod tests {
     fn stderr_is_marked() {
         let mut s = LineSplitter::new("db", Stream::Stderr, TEXT);
         assert_eq!(texts(s.push(b"oops\n")), ["db (stderr) | oops\n"]);
+    }
+
+    #[test]
+    fn a_line_of_exactly_the_limit_is_not_split() {
+        let mut s = LineSplitter::new("w", Stream::Stdout, TEXT);
+        let mut line = vec![b'x'; MAX_LINE];
+        // The newline arrives in a chunk of its own: still one line.
+        assert!(s.push(&line).is_empty());
+        let out = texts(s.push(b"\n"));
+        assert_eq!(out.len(), 1);
+        assert!(!out[0].contains("[line continues]"));
+        line.push(b'\n');
+        assert_eq!(texts(s.push(&line)).len(), 1);
     }
 
     #[test]

@@ -162,6 +162,14 @@ pub fn listen(runtime_dir: &Path) -> Option<UnixListener> {
 
 fn bind(runtime_dir: &Path) -> io::Result<UnixListener> {
     let path = runtime_dir.join(SOCKET);
+    // Another baseinit answering here keeps its socket; only a stale one
+    // (nobody answers) is replaced.
+    if UnixStream::connect(&path).is_ok() {
+        return Err(io::Error::new(
+            io::ErrorKind::AddrInUse,
+            "another baseinit answers there (use another --runtime-dir)",
+        ));
+    }
     std::fs::create_dir_all(runtime_dir)
         .and_then(|()| match std::fs::remove_file(&path) {
             Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e),
@@ -184,12 +192,15 @@ fn bind(runtime_dir: &Path) -> io::Result<UnixListener> {
 pub async fn serve(listener: UnixListener, requests: mpsc::Sender<Request>) {
     loop {
         let Ok((mut stream, _)) = listener.accept().await else {
+            // Out of fds, say: wait rather than spin.
+            tokio::time::sleep(Duration::from_millis(100)).await;
             continue;
         };
         let requests = requests.clone();
         tokio::spawn(async move {
             let (reply, answer) = oneshot::channel();
-            if requests.send(reply).await.is_err() {
+            let asked = tokio::time::timeout(Duration::from_secs(5), requests.send(reply)).await;
+            if !matches!(asked, Ok(Ok(()))) {
                 return;
             }
             let Ok(Ok(snapshot)) = tokio::time::timeout(Duration::from_secs(5), answer).await else {

@@ -142,10 +142,9 @@ struct Unit {
     /// and finish's stdout. Dropped once the service is down for good, so the
     /// logger reads to EOF. A logger: the read end, its stdin.
     log_pipe: Option<OwnedFd>,
-    /// Prefixed output: the write ends of its stdout and stderr pipes (its
-    /// children's stdout and stderr), kept across restarts, and the handles
-    /// that make their readers flush a last line without newline.
-    output: Option<ServiceOutput>,
+    /// Its output is prefixed: each of its processes gets fresh pipes for
+    /// stdout and stderr, read by baseinit (see `output`).
+    prefix: bool,
     /// Being replaced (changed definition) or removed by a rescan: what comes
     /// after it settles.
     leaving: Option<Leaving>,
@@ -153,10 +152,10 @@ struct Unit {
     retired: bool,
 }
 
-struct ServiceOutput {
-    stdout: OwnedFd,
-    stderr: OwnedFd,
-    flush: [output::Flush; 2],
+/// One process's output pipes: (read end, write end) for stdout and stderr.
+struct ChildOutput {
+    stdout: (OwnedFd, OwnedFd),
+    stderr: (OwnedFd, OwnedFd),
 }
 
 enum Leaving {
@@ -651,9 +650,7 @@ impl Supervisor {
             spec.finish,
             spec.policy,
         );
-        if spec.output.unwrap_or(self.opts.output) == OutputMode::Prefix {
-            self.units[i].output = self.open_output(&spec.name);
-        }
+        self.units[i].prefix = spec.output.unwrap_or(self.opts.output) == OutputMode::Prefix && self.sink.is_some();
         let unit = &mut self.units[i];
         unit.dir = Some(spec.dir);
         unit.fingerprint = spec.fingerprint;
@@ -666,59 +663,65 @@ impl Supervisor {
         i
     }
 
-    /// Pipes for a service's stdout and stderr, with their readers started.
-    /// None (the service then writes to baseinit's stdout directly) when
-    /// they cannot be made.
-    fn open_output(&mut self, name: &str) -> Option<ServiceOutput> {
-        let sink = self.sink.as_ref()?;
-        let mut tasks = Vec::new();
-        let mut open = |stream| -> std::io::Result<(OwnedFd, output::Flush)> {
-            let (reader, writer) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)?;
-            let (flush, task) = sink.read(name, stream, reader)?;
-            tasks.push(task);
-            Ok((writer, flush))
-        };
-        let pipes = (open(Stream::Stdout), open(Stream::Stderr));
-        self.readers.extend(tasks);
-        match pipes {
-            (Ok((stdout, out_flush)), Ok((stderr, err_flush))) => Some(ServiceOutput {
-                stdout,
-                stderr,
-                flush: [out_flush, err_flush],
-            }),
+    /// Fresh pipes for the stdout and stderr of one process of unit `i`, if
+    /// its output is prefixed. A failure leaves that process writing to
+    /// baseinit's own stdout and stderr.
+    fn output_pipes(&self, i: usize) -> Option<ChildOutput> {
+        if !self.units[i].prefix {
+            return None;
+        }
+        let pipe = || nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC);
+        match (pipe(), pipe()) {
+            (Ok(stdout), Ok(stderr)) => Some(ChildOutput { stdout, stderr }),
             (Err(e), _) | (_, Err(e)) => {
-                warn!("service {name}: cannot set up its output pipes ({e}): it writes to stdout directly");
+                warn!(
+                    "{}: cannot create output pipes ({e}): writing to stdout directly",
+                    self.units[i].label
+                );
                 None
             }
         }
     }
 
-    /// Makes unit `i`'s output readers write out a last line without newline:
-    /// its run (and finish) ended, so everything it wrote is in the pipes.
-    fn flush_output(&self, i: usize) {
-        if let Some(out) = &self.units[i].output {
-            for flush in &out.flush {
-                let _ = flush.send(());
+    /// Starts reading a spawned process's output; the write ends (given to
+    /// the child) are dropped here, so EOF comes when the process is gone.
+    fn read_output(&mut self, i: usize, pipes: Option<ChildOutput>) {
+        let (Some(pipes), Some(sink)) = (pipes, &self.sink) else {
+            return;
+        };
+        self.readers.retain(|r| !r.is_finished());
+        let name = &self.units[i].name;
+        for (stream, (reader, writer)) in [(Stream::Stdout, pipes.stdout), (Stream::Stderr, pipes.stderr)] {
+            drop(writer);
+            match sink.read(name, stream, reader) {
+                Ok(task) => self.readers.push(task),
+                Err(e) => warn!("{}: cannot read its output: {e}", self.units[i].label),
             }
         }
     }
 
-    /// At exit: close every pipe's write end so the readers read what is
-    /// left to EOF, wait for them, then for the writer. Bounded: a process
-    /// left holding a pipe (no kill-all) or a stdout nobody reads must not
-    /// keep PID 1 from exiting.
+    /// At exit: wait for the readers (each ends when its process and what it
+    /// left are gone: the kill-all saw to that), then for the writer, under
+    /// one deadline. Bounded: a process left holding a pipe (no kill-all) or
+    /// a stdout nobody reads must not keep PID 1 from exiting.
     async fn drain_output(&mut self, writer: Option<output::Writer>) {
         for unit in &mut self.units {
-            unit.output = None;
             unit.log_pipe = None;
         }
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(2);
+        let deadline = Instant::now() + Duration::from_secs(2);
         for reader in std::mem::take(&mut self.readers) {
-            let _ = tokio::time::timeout_at(deadline, reader).await;
+            // Past the deadline this times out at once: every later reader
+            // is aborted, dropping its sender.
+            let abort = reader.abort_handle();
+            if tokio::time::timeout_at(deadline.into(), reader).await.is_err() {
+                abort.abort();
+            }
         }
+        // The readers' senders are gone now; the writer ends once it wrote
+        // what they sent.
         self.sink = None;
         if let Some(writer) = writer {
-            writer.finish(Duration::from_secs(2));
+            writer.finish(deadline);
         }
     }
 
@@ -814,7 +817,7 @@ impl Supervisor {
             control_task: None,
             logger: None,
             log_pipe: None,
-            output: None,
+            prefix: false,
             leaving: None,
             retired: false,
         });
@@ -842,14 +845,14 @@ impl Supervisor {
         self.env.as_ref().map_or(&EMPTY, ContainerEnv::vars)
     }
 
-    /// The stdio of unit `i`'s children: a service writes its stdout to its
-    /// logger's pipe if it has a logger, else to its output pipe; a logger
-    /// reads the log pipe; stderr goes to the output pipe.
-    fn redirect(&self, i: usize) -> Redirect<'_> {
+    /// The stdio of a process of unit `i`: a service writes its stdout to
+    /// its logger's pipe if it has a logger, else to its output pipe; a
+    /// logger reads the log pipe; stderr goes to the output pipe.
+    fn redirect<'a>(&'a self, i: usize, pipes: Option<&'a ChildOutput>) -> Redirect<'a> {
         let unit = &self.units[i];
         let log = unit.log_pipe.as_ref().map(|fd| fd.as_fd());
-        let (out, err) = match &unit.output {
-            Some(o) => (Some(o.stdout.as_fd()), Some(o.stderr.as_fd())),
+        let (out, err) = match pipes {
+            Some(p) => (Some(p.stdout.1.as_fd()), Some(p.stderr.1.as_fd())),
             None => (None, None),
         };
         match unit.kind {
@@ -884,9 +887,11 @@ impl Supervisor {
                     },
                     _ => None,
                 };
-                let mut redirect = self.redirect(i);
+                let pipes = self.output_pipes(i);
+                let mut redirect = self.redirect(i, pipes.as_ref());
                 redirect.notify = notify.as_ref().map(|((_, w), fd)| (w.as_fd(), *fd));
                 let result = spawn::spawn(&self.units[i].run, &[], self.base_env(), redirect);
+                self.read_output(i, pipes);
                 match result {
                     Ok(pid) => {
                         // Registered before the next drain can see it exit.
@@ -913,14 +918,18 @@ impl Supervisor {
                 };
                 let (code, signal) = exit.map_or((-1, 0), ExitStatus::finish_args);
                 let args = [OsString::from(code.to_string()), OsString::from(signal.to_string())];
-                match spawn::spawn(finish, &args, self.base_env(), self.redirect(i)) {
+                let pipes = self.output_pipes(i);
+                let result = spawn::spawn(finish, &args, self.base_env(), self.redirect(i, pipes.as_ref()));
+                self.read_output(i, pipes);
+                let label = &self.units[i].label;
+                match result {
                     Ok(pid) => {
                         self.pids.insert(pid, (i, Role::Finish));
-                        debug!("{}: finish started (pid {pid}) with {code} {signal}", unit.label);
+                        debug!("{label}: finish started (pid {pid}) with {code} {signal}");
                         Some(Event::Spawned(pid))
                     }
                     Err(e) => {
-                        error!("{}: finish: {e}", unit.label);
+                        error!("{label}: finish: {e}");
                         Some(Event::SpawnFailed)
                     }
                 }
@@ -974,11 +983,9 @@ impl Supervisor {
                 } else {
                     info!("{}: restarting in {} ms ({why})", unit.label, after.as_millis());
                 }
-                self.flush_output(i);
                 None
             }
             Action::Settled => {
-                self.flush_output(i);
                 let unit = &self.units[i];
                 if matches!(unit.kind, Kind::Service | Kind::Logger) && !unit.life.wants_down() {
                     info!("{}: not restarting (restart policy)", unit.label);
@@ -995,7 +1002,6 @@ impl Supervisor {
                 None
             }
             Action::Failed { action } => {
-                self.flush_output(i);
                 let unit = &self.units[i];
                 let failure = unit.life.policy().failure;
                 let what = match action {
@@ -1325,12 +1331,15 @@ impl Supervisor {
                     cwd: Some(dir.clone()),
                     ..Launch::program(vec![script.into_os_string()])
                 };
-                match spawn::spawn(&launch, &[], self.base_env(), self.redirect(i)) {
+                let pipes = self.output_pipes(i);
+                let result = spawn::spawn(&launch, &[], self.base_env(), self.redirect(i, pipes.as_ref()));
+                self.read_output(i, pipes);
+                match result {
                     Ok(pid) => {
                         self.pids.insert(pid, (i, Role::Control(command)));
                         return;
                     }
-                    Err(e) => warn!("{}: control/{letter}: {e}; doing the default", unit.label),
+                    Err(e) => warn!("{}: control/{letter}: {e}; doing the default", self.units[i].label),
                 }
             }
         }
@@ -1616,7 +1625,6 @@ impl Supervisor {
         unit.retired = true;
         unit.supervise = None;
         unit.log_pipe = None;
-        unit.output = None;
         if let Some(task) = unit.control_task.take() {
             task.abort();
         }

@@ -71,7 +71,7 @@ fn broken_corpus(tree: &Tree) -> Vec<String> {
     run("fine"); // must not be mentioned
     write_file(&tree.env_dir().join("A=B"), "x", 0o600);
     write_file(&tree.env_dir().join("GOOD"), "x", 0o600);
-    std::os::unix::fs::symlink("/nonexistent/script", tree.startup_dir().join("10_gone")).unwrap();
+    std::fs::write(tree.env_dir().join("NUL"), b"a\0b").unwrap();
 
     let s = tree.service_dir().display().to_string();
     vec![
@@ -97,7 +97,7 @@ fn broken_corpus(tree: &Tree) -> Vec<String> {
             "{}/A=B: error: a variable name cannot contain '='",
             tree.env_dir().display()
         ),
-        format!("{}/10_gone: error: dangling symlink", tree.startup_dir().display()),
+        format!("{}/NUL: error: the value holds a NUL byte", tree.env_dir().display()),
     ]
 }
 

@@ -169,3 +169,118 @@ fn a_slow_stdout_slows_services_down_and_loses_nothing() {
         assert_eq!(*line, format!("fast | {}", i + 1));
     }
 }
+
+/// baseinit (not PID 1) with its stderr on a pipe the test holds but never
+/// reads (`read_end` kept) or closes at once (`read_end` dropped).
+fn start_with_stderr_pipe(tree: &Tree, keep_reading_end: bool) -> (std::process::Child, Option<std::os::fd::OwnedFd>) {
+    let (reader, writer) = nix::unistd::pipe().unwrap();
+    let child = Command::new(BIN)
+        .args(tree.args(&[]))
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::from(writer))
+        .spawn()
+        .expect("spawn");
+    (child, keep_reading_end.then_some(reader))
+}
+
+/// Waits for `child` (our own) to exit, with a watchdog; its exit code.
+fn wait_exit(child: &mut std::process::Child, limit: Duration) -> i32 {
+    let deadline = Instant::now() + limit;
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            return status.code().unwrap_or(-1);
+        }
+        if Instant::now() >= deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("watchdog: baseinit still running after {limit:?}");
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+#[test]
+fn a_stderr_nobody_reads_never_stalls_pid_1() {
+    let tree = Tree::new();
+    tree.service("loud", r#"seq 1 50000 >&2; echo done > "$OUT/done"; exec sleep 60"#);
+    tree.service("crashy", "exit 1");
+    tree.service_file(
+        "crashy",
+        "service.toml",
+        "[backoff]\ninitial = \"10ms\"\nmax = \"20ms\"\n",
+        0o644,
+    );
+    let (mut child, _held) = start_with_stderr_pipe(&tree, true);
+    // The pipe (64 KiB) is full long before `loud` is done: baseinit itself
+    // must still answer and reap (crashy restarts all the while).
+    std::thread::sleep(Duration::from_millis(500));
+    let out = Command::new(BIN)
+        .args(["status", "--runtime-dir"])
+        .arg(tree.path().join("run"))
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "status must answer: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("crashy"));
+    // SIGTERM still stops it, and the exit is bounded though stderr stays blocked.
+    let started = Instant::now();
+    // SAFETY: kill(2) on our own unreaped child.
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    let code = wait_exit(&mut child, Duration::from_secs(20));
+    eprintln!("exit with a blocked stderr took {:?}", started.elapsed());
+    assert_eq!(code, 0);
+}
+
+#[test]
+fn a_closed_stderr_never_kills_pid_1() {
+    let tree = Tree::new();
+    tree.service("crashy", "echo oops >&2; exit 1");
+    tree.service_file(
+        "crashy",
+        "service.toml",
+        "[backoff]\ninitial = \"10ms\"\nmax = \"20ms\"\n",
+        0o644,
+    );
+    let (mut child, _) = start_with_stderr_pipe(&tree, false);
+    std::thread::sleep(Duration::from_millis(800));
+    assert!(
+        child.try_wait().unwrap().is_none(),
+        "baseinit died when its stderr closed"
+    );
+    // SAFETY: kill(2) on our own unreaped child.
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    assert_eq!(wait_exit(&mut child, Duration::from_secs(20)), 0);
+}
+
+#[test]
+fn restarts_never_merge_the_last_line_of_one_run_into_the_next() {
+    require_namespaces!("restarts_never_merge_the_last_line_of_one_run_into_the_next");
+    let tree = Tree::new();
+    // Each run ends with a line that has no newline; restarts are immediate.
+    tree.service("s", r#"printf 'L%s\npartial-%s' $$ $$"#);
+    tree.service_file("s", "service.toml", "max-restarts = 1000000\n[backoff]\nreset-after = \"1ns\"\n", 0o644);
+    let init = Baseinit::start(Mode::Pid1, &tree.args(&[]));
+    std::thread::sleep(Duration::from_millis(1500));
+    init.signal(libc::SIGTERM);
+    let run = init.wait(LONG);
+    assert_eq!(run.code, 0, "stderr:\n{}", run.stderr);
+    let lines: Vec<&str> = run.stdout.lines().collect();
+    assert!(
+        lines.len() > 50,
+        "only {} lines: restarts were not immediate",
+        lines.len()
+    );
+    for line in lines {
+        let text = line.strip_prefix("s | ").unwrap_or_else(|| panic!("{line:?}"));
+        let ok = text.strip_prefix('L').or(text.strip_prefix("partial-"));
+        assert!(
+            ok.is_some_and(|pid| pid.parse::<u32>().is_ok()),
+            "merged line: {line:?}"
+        );
+    }
+}
