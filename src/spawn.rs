@@ -90,6 +90,8 @@ pub struct Redirect<'a> {
     pub stderr: Option<BorrowedFd<'a>>,
     /// A pipe end the child gets at this fd number (s6's notification-fd).
     pub notify: Option<(BorrowedFd<'a>, i32)>,
+    /// The child's `NOTIFY_SOCKET` (systemd's readiness protocol).
+    pub notify_socket: Option<&'a std::path::Path>,
 }
 
 /// Starts `launch` with `extra_args` appended, in a new process group whose id
@@ -120,6 +122,9 @@ pub fn spawn(launch: &Launch, extra_args: &[OsString], base: &Vars, redirect: Re
         command.env("HOME", home).env("USER", user).env("LOGNAME", user);
     }
     command.envs(launch.env.iter().map(|(k, v)| (k, v)));
+    if let Some(socket) = redirect.notify_socket {
+        command.env("NOTIFY_SOCKET", socket);
+    }
     command.stdin(match (redirect.stdin, launch.stdin) {
         (Some(fd), _) => Stdio::from(fd.try_clone_to_owned().map_err(error)?),
         (None, StdinMode::Null) => Stdio::null(),

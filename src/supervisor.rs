@@ -861,12 +861,14 @@ impl Supervisor {
                 stdout: log.or(out),
                 stderr: err,
                 notify: None,
+                notify_socket: None,
             },
             Kind::Logger => Redirect {
                 stdin: log,
                 stdout: out,
                 stderr: err,
                 notify: None,
+                notify_socket: None,
             },
             _ => Redirect::default(),
         }
@@ -887,9 +889,11 @@ impl Supervisor {
                     },
                     _ => None,
                 };
+                let sd_notify = self.sd_notify_socket(i);
                 let pipes = self.output_pipes(i);
                 let mut redirect = self.redirect(i, pipes.as_ref());
                 redirect.notify = notify.as_ref().map(|((_, w), fd)| (w.as_fd(), *fd));
+                redirect.notify_socket = sd_notify.as_ref().map(|(path, _)| path.as_path());
                 let result = spawn::spawn(&self.units[i].run, &[], self.base_env(), redirect);
                 self.read_output(i, pipes);
                 match result {
@@ -900,7 +904,7 @@ impl Supervisor {
                         unit.spawn_failure = None;
                         unit.got_term = false;
                         info!("{}: started (pid {pid})", unit.label);
-                        self.start_probe(i, pid, notify.map(|((r, _), _)| r));
+                        self.start_probe(i, pid, notify.map(|((r, _), _)| r), sd_notify.map(|(_, s)| s));
                         Some(Event::Spawned(pid))
                     }
                     Err(e) => {
@@ -1034,8 +1038,48 @@ impl Supervisor {
         }
     }
 
+    /// systemd's readiness protocol: a datagram socket for the next run of
+    /// unit `i`, in the runtime directory, owned by the service's user.
+    fn sd_notify_socket(&self, i: usize) -> Option<(PathBuf, tokio::net::UnixDatagram)> {
+        let unit = &self.units[i];
+        if unit.readiness.check != ReadyCheck::SdNotify {
+            return None;
+        }
+        let dir = self.opts.runtime_dir.join("notify");
+        let path = dir.join(format!("{}.sock", unit.name.replace('/', "_")));
+        let made = std::fs::create_dir_all(&dir)
+            .and_then(|()| match std::fs::remove_file(&path) {
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e),
+                _ => Ok(()),
+            })
+            .and_then(|()| tokio::net::UnixDatagram::bind(&path))
+            .and_then(|socket| {
+                if let Some(creds) = &unit.run.credentials {
+                    nix::unistd::chown(&path, Some(creds.uid), Some(creds.gid)).map_err(std::io::Error::from)?;
+                }
+                Ok(socket)
+            });
+        match made {
+            Ok(socket) => Some((path, socket)),
+            Err(e) => {
+                warn!(
+                    "{}: cannot create its NOTIFY_SOCKET in {} ({e}): it will never be ready",
+                    unit.label,
+                    dir.display()
+                );
+                None
+            }
+        }
+    }
+
     /// A run just started: begin telling when it is ready.
-    fn start_probe(&mut self, i: usize, pid: Pid, notify: Option<OwnedFd>) {
+    fn start_probe(
+        &mut self,
+        i: usize,
+        pid: Pid,
+        notify: Option<OwnedFd>,
+        sd_notify: Option<tokio::net::UnixDatagram>,
+    ) {
         let unit = &mut self.units[i];
         unit.ready = false;
         unit.probe_failures = 0;
@@ -1059,6 +1103,21 @@ impl Supervisor {
                         tokio::time::sleep(readiness.interval).await;
                     }
                     warn!("{addr}: never accepted a connection: the service stays not ready");
+                }));
+            }
+            ReadyCheck::SdNotify => {
+                let Some(socket) = sd_notify else {
+                    return;
+                };
+                let ready = self.ready_tx.clone();
+                unit.probe_task = Some(tokio::spawn(async move {
+                    let mut buf = vec![0u8; 4096];
+                    while let Ok(n) = socket.recv(&mut buf).await {
+                        if buf[..n].split(|b| *b == b'\n').any(|line| line == b"READY=1") {
+                            let _ = ready.send((i, pid));
+                            return;
+                        }
+                    }
                 }));
             }
             ReadyCheck::NotificationFd(_) => {

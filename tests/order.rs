@@ -238,3 +238,31 @@ fn wait_for_services_holds_the_main_command_until_everything_is_ready() {
     );
     assert!(!run.stderr.contains("main command true: started"), "{}", run.stderr);
 }
+
+#[test]
+fn sd_notify_readiness_through_notify_socket() {
+    require_namespaces!("sd_notify_readiness_through_notify_socket");
+    let tree = Tree::new();
+    recorder(
+        &tree,
+        "daemon",
+        r#"sleep 0.3
+echo "ready daemon $(date +%s%N)" >> "$OUT/events"
+python3 -c 'import os, socket
+s = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+s.sendto(b"STATUS=warming up\nREADY=1\n", os.environ["NOTIFY_SOCKET"])'"#,
+    );
+    tree.service_file("daemon", "service.toml", "[ready]\nsd-notify = true\n", 0o644);
+    recorder(&tree, "client", "");
+    tree.service_file("client", "service.toml", "after = [\"daemon\"]\n", 0o644);
+    let init = Baseinit::start(Mode::Pid1, &tree.args(&[]));
+    wait_for("the client to start", LONG, || {
+        tree.read("events").contains("start client").then_some(())
+    });
+    init.signal(libc::SIGTERM);
+    let run = init.wait(LONG);
+    assert_eq!(run.code, 0, "stderr:\n{}", run.stderr);
+    let e = events(&tree);
+    assert!(e[&("ready".to_owned(), "daemon".to_owned())] < e[&("start".to_owned(), "client".to_owned())]);
+    assert!(run.stderr.contains("service daemon: ready"), "{}", run.stderr);
+}

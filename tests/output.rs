@@ -263,7 +263,12 @@ fn restarts_never_merge_the_last_line_of_one_run_into_the_next() {
     let tree = Tree::new();
     // Each run ends with a line that has no newline; restarts are immediate.
     tree.service("s", r#"printf 'L%s\npartial-%s' $$ $$"#);
-    tree.service_file("s", "service.toml", "max-restarts = 1000000\n[backoff]\nreset-after = \"1ns\"\n", 0o644);
+    tree.service_file(
+        "s",
+        "service.toml",
+        "max-restarts = 1000000\n[backoff]\nreset-after = \"1ns\"\n",
+        0o644,
+    );
     let init = Baseinit::start(Mode::Pid1, &tree.args(&[]));
     std::thread::sleep(Duration::from_millis(1500));
     init.signal(libc::SIGTERM);

@@ -60,6 +60,9 @@ pub enum ReadyCheck {
     /// s6's protocol: it writes a newline to this fd (`notification-fd` file
     /// or `[ready] notification-fd`).
     NotificationFd(i32),
+    /// systemd's: it sends `READY=1` to the datagram socket in its
+    /// `NOTIFY_SOCKET` (`[ready] sd-notify = true`).
+    SdNotify,
     /// This program exits 0 (`[ready] command`, or the `check` script).
     Command(Vec<OsString>),
     /// A TCP connection to this address succeeds (`[ready] tcp`).
@@ -265,8 +268,8 @@ pub fn scan_services(dir: &Path, defaults: &Defaults, required: bool) -> Scan {
 }
 
 /// How the service tells it is ready: `[ready] notification-fd` or a
-/// `notification-fd` file (s6), then `[ready] command` or a `check` script,
-/// then `[ready] tcp`, else as soon as it runs.
+/// `notification-fd` file (s6), then `[ready] sd-notify`, then `[ready]
+/// command` or a `check` script, then `[ready] tcp`, else as soon as it runs.
 fn readiness(
     dir: &Path,
     raw: Option<&raw::RawReady>,
@@ -302,6 +305,8 @@ fn readiness(
             });
         }
         readiness.check = ReadyCheck::NotificationFd(fd as i32);
+    } else if raw.and_then(|r| r.sd_notify) == Some(true) {
+        readiness.check = ReadyCheck::SdNotify;
     } else if let Some(command) = raw.and_then(|r| r.command.as_ref()) {
         if let Some(argv) = command_argv(command, dir, at, errors) {
             readiness.check = ReadyCheck::Command(argv);
@@ -975,6 +980,7 @@ A = "1"
         );
         t.run("check").file("check/check", "#!/bin/sh\n", 0o755);
         t.run("tcp").toml("tcp", "[ready]\ntcp = \"127.0.0.1:5432\"\n");
+        t.run("sd").toml("sd", "[ready]\nsd-notify = true\n");
         t.run("plain");
         t.run("badfd").toml("badfd", "[ready]\nnotification-fd = 1\n");
         let scan = scan_services(t.0.path(), &Defaults::default(), true);
@@ -987,6 +993,7 @@ A = "1"
             ReadyCheck::Command(vec![t.0.path().join("check/check").into_os_string()])
         );
         assert_eq!(by("tcp").check, ReadyCheck::Tcp("127.0.0.1:5432".into()));
+        assert_eq!(by("sd").check, ReadyCheck::SdNotify);
         assert_eq!(by("plain").check, ReadyCheck::Started);
         assert_eq!(scan.broken, ["badfd"]);
         assert!(

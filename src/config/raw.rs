@@ -42,6 +42,7 @@ pub struct RawReady {
     pub command: Option<Spanned<Vec<String>>>,
     pub tcp: Option<Spanned<String>>,
     pub notification_fd: Option<Spanned<u32>>,
+    pub sd_notify: Option<bool>,
     pub interval: Option<DurationValue>,
     pub timeout: Option<DurationValue>,
     pub retries: Option<u32>,
