@@ -108,6 +108,8 @@ struct Unit {
     /// Stopped when one of these goes down for good.
     requires: Vec<String>,
     readiness: Readiness,
+    /// `[health]`: probed once the run is ready.
+    health: Option<Readiness>,
     /// The current run is ready.
     ready: bool,
     /// Wanted up, but waiting for its `after` services to be ready.
@@ -218,6 +220,8 @@ pub struct Channels {
     pub commands: mpsc::UnboundedReceiver<(usize, u8)>,
     /// Probe tasks: this run of this unit is ready.
     ready: mpsc::UnboundedReceiver<(usize, Pid)>,
+    /// TCP health probes: this run of this unit passed (true) or failed.
+    probe_results: mpsc::UnboundedReceiver<(usize, Pid, bool)>,
 }
 
 pub struct Supervisor {
@@ -245,6 +249,8 @@ pub struct Supervisor {
     readers: Vec<JoinHandle<()>>,
     /// Probe tasks report a ready run here: (unit, run pid).
     ready_tx: mpsc::UnboundedSender<(usize, Pid)>,
+    /// TCP health probes report here: (unit, run pid, passed).
+    probe_tx: mpsc::UnboundedSender<(usize, Pid, bool)>,
     /// The main command waits for the services until then (`--wait-for-services`).
     main_waits: Option<Option<Instant>>,
     /// /dev/null, for readiness probes' output.
@@ -300,6 +306,7 @@ impl Supervisor {
     pub fn new(opts: Options) -> (Self, Channels) {
         let (commands, received) = mpsc::unbounded_channel();
         let (ready_tx, ready) = mpsc::unbounded_channel();
+        let (probe_tx, probe_results) = mpsc::unbounded_channel();
         let supervisor = Supervisor {
             opts,
             units: Vec::new(),
@@ -318,6 +325,7 @@ impl Supervisor {
             sink: None,
             readers: Vec::new(),
             ready_tx,
+            probe_tx,
             main_waits: None,
             devnull: std::fs::File::options()
                 .write(true)
@@ -330,6 +338,7 @@ impl Supervisor {
             Channels {
                 commands: received,
                 ready,
+                probe_results,
             },
         )
     }
@@ -339,6 +348,7 @@ impl Supervisor {
         let Channels {
             mut commands,
             mut ready,
+            mut probe_results,
         } = channels;
         let mut signals = match Signals::install() {
             Ok(signals) => signals,
@@ -386,6 +396,10 @@ impl Supervisor {
                     let _ = reply.send(self.snapshot());
                 }
                 Some((i, pid)) = ready.recv() => self.on_ready(i, pid, Instant::now()),
+                Some((i, pid, ok)) = probe_results.recv() => {
+                    self.probe_result(i, pid, ok, Instant::now());
+                    self.advance(Instant::now());
+                }
                 () = watched(&mut watch) => {
                     self.rescan_at = Some(Instant::now() + RESCAN_SETTLE);
                 }
@@ -658,6 +672,7 @@ impl Supervisor {
         unit.after = spec.after;
         unit.requires = spec.requires;
         unit.readiness = spec.readiness;
+        unit.health = spec.health;
         unit.name = spec.name.clone();
         self.by_name.insert(spec.name, i);
         i
@@ -797,6 +812,7 @@ impl Supervisor {
             after: Vec::new(),
             requires: Vec::new(),
             readiness: Readiness::started(),
+            health: None,
             ready: false,
             waiting: false,
             held: false,
@@ -1089,7 +1105,10 @@ impl Supervisor {
         }
         let readiness = unit.readiness.clone();
         match readiness.check {
-            ReadyCheck::Started => unit.ready = true,
+            ReadyCheck::Started => {
+                unit.ready = true;
+                unit.probe_at = unit.health.as_ref().map(|h| Instant::now() + h.interval);
+            }
             ReadyCheck::Command(_) => unit.probe_at = Some(Instant::now()),
             ReadyCheck::Tcp(addr) => {
                 let ready = self.ready_tx.clone();
@@ -1157,11 +1176,59 @@ impl Supervisor {
             return;
         };
         if unit.life.run_pid() == Some(pid) && !unit.ready {
-            unit.ready = true;
-            unit.probe_at = None;
-            info!("{}: ready", unit.label);
+            self.mark_ready(i, now);
         }
         self.advance(now);
+    }
+
+    /// The current run of unit `i` is ready: readiness probing ends, health
+    /// probing (if any) begins.
+    fn mark_ready(&mut self, i: usize, now: Instant) {
+        let unit = &mut self.units[i];
+        unit.ready = true;
+        unit.probe_failures = 0;
+        unit.probe_at = unit.health.as_ref().map(|h| now + h.interval);
+        info!("{}: ready", unit.label);
+    }
+
+    /// A probe of run `run` of unit `i` passed or failed: a readiness probe
+    /// before the run is ready, a health probe after.
+    fn probe_result(&mut self, i: usize, run: Pid, ok: bool, now: Instant) {
+        let unit = &mut self.units[i];
+        unit.probe_running = None;
+        if unit.life.run_pid() != Some(run) {
+            return; // an earlier run's
+        }
+        if !unit.ready {
+            return if ok {
+                self.mark_ready(i, now)
+            } else {
+                self.probe_failed(i, now)
+            };
+        }
+        let Some(health) = unit.health.clone() else {
+            return;
+        };
+        if ok {
+            unit.probe_failures = 0;
+        } else {
+            unit.probe_failures += 1;
+            warn!(
+                "{}: health probe failed ({} of {})",
+                unit.label, unit.probe_failures, health.retries
+            );
+            if unit.probe_failures >= health.retries {
+                error!("{}: unhealthy: restarting it", unit.label);
+                unit.probe_failures = 0;
+                unit.probe_at = None;
+                // A graceful stop (SIGKILL at the stop timeout if need be),
+                // then a start: counted like a crash by the failure policy.
+                self.feed(i, Event::Down, now);
+                self.feed(i, Event::Up, now);
+                return;
+            }
+        }
+        self.units[i].probe_at = Some(now + health.interval);
     }
 
     /// The run of unit `i` ended: forget its readiness and probes.
@@ -1174,16 +1241,17 @@ impl Supervisor {
         }
     }
 
-    /// Runs due command probes, and kills those past their timeout.
+    /// Runs due command probes (readiness before the run is ready, health
+    /// after), kills those past their timeout, and starts due TCP health
+    /// probes.
     fn run_probes(&mut self, now: Instant) {
         for i in 0..self.units.len() {
             let unit = &self.units[i];
             if let Some((pid, deadline)) = unit.probe_running
                 && now >= deadline
             {
-                warn!("{}: readiness probe timed out: killing it", unit.label);
+                warn!("{}: probe timed out: killing it", unit.label);
                 process_group::signal(pid, Signal::SIGKILL, true);
-                self.units[i].probe_running = None;
                 continue;
             }
             let (Some(at), Some(run)) = (unit.probe_at, unit.life.run_pid()) else {
@@ -1192,30 +1260,47 @@ impl Supervisor {
             if now < at || unit.probe_running.is_some() {
                 continue;
             }
-            let ReadyCheck::Command(argv) = &unit.readiness.check else {
+            let spec = if unit.ready {
+                unit.health.as_ref()
+            } else {
+                Some(&unit.readiness)
+            };
+            let Some(spec) = spec.cloned() else {
                 continue;
             };
-            let launch = Launch {
-                cwd: unit.dir.clone(),
-                ..Launch::program(argv.clone())
-            };
-            let quiet = self.devnull.as_ref().map(|fd| fd.as_fd());
-            let redirect = Redirect {
-                stdout: quiet,
-                stderr: quiet,
-                ..Redirect::default()
-            };
-            match spawn::spawn(&launch, &[], self.base_env(), redirect) {
-                Ok(pid) => {
-                    self.pids.insert(pid, (i, Role::Probe(run)));
-                    let timeout = self.units[i].readiness.timeout;
-                    self.units[i].probe_running = Some((pid, now + timeout));
-                    self.units[i].probe_at = None;
+            self.units[i].probe_at = None;
+            match spec.check {
+                ReadyCheck::Command(argv) => {
+                    let launch = Launch {
+                        cwd: self.units[i].dir.clone(),
+                        ..Launch::program(argv)
+                    };
+                    let quiet = self.devnull.as_ref().map(|fd| fd.as_fd());
+                    let redirect = Redirect {
+                        stdout: quiet,
+                        stderr: quiet,
+                        ..Redirect::default()
+                    };
+                    match spawn::spawn(&launch, &[], self.base_env(), redirect) {
+                        Ok(pid) => {
+                            self.pids.insert(pid, (i, Role::Probe(run)));
+                            self.units[i].probe_running = Some((pid, now + spec.timeout));
+                        }
+                        Err(e) => {
+                            warn!("{}: probe: {e}", self.units[i].label);
+                            self.probe_result(i, run, false, now);
+                        }
+                    }
                 }
-                Err(e) => {
-                    warn!("{}: readiness probe: {e}", self.units[i].label);
-                    self.probe_failed(i, now);
+                ReadyCheck::Tcp(addr) => {
+                    let results = self.probe_tx.clone();
+                    tokio::spawn(async move {
+                        let attempt = tokio::net::TcpStream::connect(addr.as_str());
+                        let ok = matches!(tokio::time::timeout(spec.timeout, attempt).await, Ok(Ok(_)));
+                        let _ = results.send((i, run, ok));
+                    });
                 }
+                _ => {}
             }
         }
     }
@@ -1476,17 +1561,7 @@ impl Supervisor {
                     events.push((i, Event::FinishExited(child.status)));
                 }
                 Some((i, Role::Control(command))) => controls.push((i, command, child.status)),
-                Some((i, Role::Probe(run))) => {
-                    self.units[i].probe_running = None;
-                    if self.units[i].life.run_pid() == Some(run) && !self.units[i].ready {
-                        if child.status.success() {
-                            self.units[i].ready = true;
-                            info!("{}: ready", self.units[i].label);
-                        } else {
-                            self.probe_failed(i, now);
-                        }
-                    }
-                }
+                Some((i, Role::Probe(run))) => self.probe_result(i, run, child.status.success(), now),
                 None => {
                     self.orphans_reaped += 1;
                     debug!("reaped orphan {} ({})", child.pid, child.status);

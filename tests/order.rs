@@ -266,3 +266,56 @@ s.sendto(b"STATUS=warming up\nREADY=1\n", os.environ["NOTIFY_SOCKET"])'"#,
     assert!(e[&("ready".to_owned(), "daemon".to_owned())] < e[&("start".to_owned(), "client".to_owned())]);
     assert!(run.stderr.contains("service daemon: ready"), "{}", run.stderr);
 }
+
+#[test]
+fn a_failing_health_probe_restarts_the_service() {
+    require_namespaces!("a_failing_health_probe_restarts_the_service");
+    let tree = Tree::new();
+    common::write_file(&tree.out("healthy"), "", 0o644);
+    let probe = tree.out("probe");
+    common::write_file(&probe, &tree.script(r#"test -e "$OUT/healthy""#), 0o755);
+    recorder(&tree, "web", "");
+    tree.service_file(
+        "web",
+        "service.toml",
+        &format!(
+            "[health]\ncommand = [\"{}\"]\ninterval = \"100ms\"\nretries = 2\n",
+            probe.display()
+        ),
+        0o644,
+    );
+    let init = Baseinit::start(Mode::Pid1, &tree.args(&[]));
+    wait_for("web to start", LONG, || {
+        tree.read("events").contains("start web").then_some(())
+    });
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(
+        tree.read("events").matches("start web").count(),
+        1,
+        "healthy: no restart"
+    );
+    std::fs::remove_file(tree.out("healthy")).unwrap();
+    wait_for("web to be restarted", LONG, || {
+        (tree.read("events").matches("start web").count() >= 2).then_some(())
+    });
+    common::write_file(&tree.out("healthy"), "", 0o644);
+    let starts = tree.read("events").matches("start web").count();
+    std::thread::sleep(Duration::from_millis(600));
+    assert_eq!(
+        tree.read("events").matches("start web").count(),
+        starts,
+        "healthy again: no more restarts"
+    );
+    init.signal(libc::SIGTERM);
+    let run = init.wait(LONG);
+    assert_eq!(run.code, 0, "stderr:\n{}", run.stderr);
+    assert!(
+        run.stderr.contains("service web: unhealthy: restarting it"),
+        "{}",
+        run.stderr
+    );
+    assert!(
+        tree.read("events").contains("stop web"),
+        "the restart stopped it gracefully"
+    );
+}

@@ -124,6 +124,9 @@ pub struct ServiceSpec {
     /// them stops or fails for good, back when they are ready again.
     pub requires: Vec<String>,
     pub readiness: Readiness,
+    /// `[health]`: probed while it runs ready; its `check` is a Command or
+    /// a Tcp; `retries` failures in a row restart the service.
+    pub health: Option<Readiness>,
     /// A hash of the definition's files (`run`, `finish`, `service.toml`, and
     /// the logger's): a rescan restarts a service whose fingerprint changed.
     pub fingerprint: u64,
@@ -326,6 +329,40 @@ fn readiness(
         readiness.check = ReadyCheck::Tcp(tcp.get_ref().clone());
     }
     readiness
+}
+
+/// `[health]`: a command or a TCP address, probed every 10 s by default;
+/// 3 failures in a row restart the service.
+fn health(
+    dir: &Path,
+    raw: &raw::RawHealth,
+    at: &dyn Fn(usize, String) -> ConfigError,
+    errors: &mut Vec<ConfigError>,
+) -> Option<Readiness> {
+    let check = match (&raw.command, &raw.tcp) {
+        (Some(command), None) => ReadyCheck::Command(command_argv(command, dir, at, errors)?),
+        (None, Some(tcp)) => ReadyCheck::Tcp(tcp.get_ref().clone()),
+        (Some(command), Some(_)) => {
+            errors.push(at(
+                command.span().start,
+                "[health] takes a command or a tcp address, not both".into(),
+            ));
+            return None;
+        }
+        (None, None) => {
+            errors.push(ConfigError::new(
+                &dir.join("service.toml"),
+                "[health] needs a command or a tcp address",
+            ));
+            return None;
+        }
+    };
+    Some(Readiness {
+        check,
+        interval: raw.interval.map_or(Duration::from_secs(10), |d| d.0),
+        timeout: raw.timeout.map_or(Readiness::TIMEOUT, |d| d.0),
+        retries: raw.retries.unwrap_or(3).max(1),
+    })
 }
 
 /// Every `after`/`requires` name must be a service of the tree, and the
@@ -569,6 +606,7 @@ fn load_service(name: &str, dir: &Path, defaults: &Defaults, errors: &mut Vec<Co
         }
     }
     let readiness = readiness(dir, raw.ready.as_ref(), &at, errors);
+    let health = raw.health.as_ref().and_then(|h| health(dir, h, &at, errors));
 
     if errors.len() > before {
         return None;
@@ -598,6 +636,7 @@ fn load_service(name: &str, dir: &Path, defaults: &Defaults, errors: &mut Vec<Co
         after: after_list,
         requires: requires_list,
         readiness,
+        health,
         fingerprint: fingerprint(dir),
     })
 }

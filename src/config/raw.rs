@@ -33,6 +33,19 @@ pub struct RawService {
     pub after: Option<Spanned<Vec<String>>>,
     pub requires: Option<Spanned<Vec<String>>>,
     pub ready: Option<RawReady>,
+    pub health: Option<RawHealth>,
+}
+
+/// `[health]`: a probe that keeps running once the service is ready; when it
+/// fails `retries` times in a row, the service is restarted.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct RawHealth {
+    pub command: Option<Spanned<Vec<String>>>,
+    pub tcp: Option<Spanned<String>>,
+    pub interval: Option<DurationValue>,
+    pub timeout: Option<DurationValue>,
+    pub retries: Option<u32>,
 }
 
 /// `[ready]`: how to tell the service is ready.
