@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 use clap::{Parser, ValueEnum};
 use serde::Serialize;
 
+use crate::cli::Paths;
 use crate::config::{self, ConfigError, Defaults, is_executable_file};
 use crate::startup;
 
@@ -16,26 +17,8 @@ use crate::startup;
 #[derive(Debug, Parser)]
 #[command(name = "baseinit check", bin_name = "baseinit check", version)]
 pub struct CheckCli {
-    /// Service directory to check [default: /etc/service, which may be missing]
-    #[arg(long, value_name = "DIR")]
-    pub service_dir: Option<PathBuf>,
-
-    /// Startup scripts directory to check
-    #[arg(
-        long,
-        value_name = "DIR",
-        env = "ENV_INIT_DIRECTORY",
-        default_value = "/etc/my_init.d"
-    )]
-    pub startup_dir: PathBuf,
-
-    /// rc.local to check
-    #[arg(long, value_name = "PATH", default_value = "/etc/rc.local")]
-    pub rc_local: PathBuf,
-
-    /// Container environment directory to check
-    #[arg(long, value_name = "DIR", default_value = "/etc/container_environment")]
-    pub env_dir: PathBuf,
+    #[command(flatten)]
+    pub paths: Paths,
 
     /// Output format
     #[arg(long, value_enum, default_value_t = Format::Text)]
@@ -109,20 +92,20 @@ pub fn check(cli: &CheckCli) -> Report {
 
     // As at boot: the default directory may be missing (no services); one
     // named on the command line must exist.
-    let service_dir = cli.service_dir.clone().unwrap_or_else(|| PathBuf::from("/etc/service"));
-    let scan = config::scan_services(&service_dir, &Defaults::default(), cli.service_dir.is_some());
+    let (service_dir, required) = cli.paths.service_dir();
+    let scan = config::scan_services(&service_dir, &Defaults::default(), required);
     let services = scan.services.len() + scan.broken.len();
     problems.extend(scan.errors.into_iter().map(Problem::from_config));
 
-    let startup_scripts = check_scripts(&cli.startup_dir, &mut problems);
-    if cli.rc_local.exists() && !is_executable_file(&cli.rc_local) {
+    let startup_scripts = check_scripts(&cli.paths.startup_dir, &mut problems);
+    if cli.paths.rc_local.exists() && !is_executable_file(&cli.paths.rc_local) {
         problems.push(Problem::new(
-            &cli.rc_local,
+            &cli.paths.rc_local,
             Severity::Warning,
             "not executable: it will not run at boot (chmod +x it, or remove it)",
         ));
     }
-    check_env_dir(&cli.env_dir, &mut problems);
+    check_env_dir(&cli.paths.env_dir, &mut problems);
 
     let errors = problems.iter().filter(|p| p.severity == Severity::Error).count();
     Report {

@@ -4,7 +4,7 @@ use std::ffi::OsString;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use clap::Parser;
+use clap::{Args, Parser};
 
 use crate::config::{Defaults, parse_duration};
 
@@ -27,22 +27,11 @@ pub const DEFAULT_HOOK_TIMEOUT: Duration = Duration::from_millis(500);
 Named my_init (a symlink), baseinit is the init, as phusion's my_init."
 )]
 pub struct Cli {
-    /// Service directory: one subdirectory per service [default: /etc/service]
-    #[arg(long, value_name = "DIR")]
-    pub service_dir: Option<PathBuf>,
+    #[command(flatten)]
+    pub paths: Paths,
 
-    /// Startup scripts, run in name order before any service
-    #[arg(
-        long,
-        value_name = "DIR",
-        env = "ENV_INIT_DIRECTORY",
-        default_value = "/etc/my_init.d"
-    )]
-    pub startup_dir: PathBuf,
-
-    /// Run after the startup scripts, if executable
-    #[arg(long, value_name = "PATH", default_value = "/etc/rc.local")]
-    pub rc_local: PathBuf,
+    #[command(flatten)]
+    pub runtime: RuntimeDir,
 
     /// Do not run the startup scripts nor rc.local
     #[arg(long)]
@@ -78,20 +67,6 @@ pub struct Cli {
     /// The script --enable-insecure-key runs
     #[arg(long, value_name = "PATH", default_value = "/usr/sbin/enable_insecure_key")]
     pub insecure_key_script: PathBuf,
-
-    /// The container environment: one file per variable; DIR.sh and DIR.json
-    /// are written beside it
-    #[arg(long, value_name = "DIR", default_value = "/etc/container_environment")]
-    pub env_dir: PathBuf,
-
-    /// Where runit state goes when a service directory is read-only
-    #[arg(
-        long,
-        value_name = "DIR",
-        env = "BASEINIT_RUNTIME_DIR",
-        default_value = "/run/baseinit"
-    )]
-    pub runtime_dir: PathBuf,
 
     /// Do not start services: only startup scripts and the main command
     #[arg(long, requires = "command")]
@@ -151,6 +126,61 @@ pub struct Cli {
     /// stops everything and exits with its status
     #[arg(value_name = "COMMAND", trailing_var_arg = true)]
     pub command: Vec<OsString>,
+}
+
+/// Where an image's configuration is: the init and `baseinit check` read
+/// the same places.
+#[derive(Debug, Args)]
+pub struct Paths {
+    /// Service directory: one subdirectory per service [default: /etc/service,
+    /// which may then be missing]
+    #[arg(long, value_name = "DIR")]
+    pub service_dir: Option<PathBuf>,
+
+    /// Startup scripts, run in name order before any service
+    #[arg(
+        long,
+        value_name = "DIR",
+        env = "ENV_INIT_DIRECTORY",
+        default_value = "/etc/my_init.d"
+    )]
+    pub startup_dir: PathBuf,
+
+    /// Run after the startup scripts, if executable
+    #[arg(long, value_name = "PATH", default_value = "/etc/rc.local")]
+    pub rc_local: PathBuf,
+
+    /// The container environment: one file per variable; DIR.sh and DIR.json
+    /// are written beside it
+    #[arg(long, value_name = "DIR", default_value = "/etc/container_environment")]
+    pub env_dir: PathBuf,
+}
+
+impl Paths {
+    pub const DEFAULT_SERVICE_DIR: &str = "/etc/service";
+
+    /// The service directory, and whether it must exist (it was named).
+    pub fn service_dir(&self) -> (PathBuf, bool) {
+        match &self.service_dir {
+            Some(dir) => (dir.clone(), true),
+            None => (Self::DEFAULT_SERVICE_DIR.into(), false),
+        }
+    }
+}
+
+/// The runtime directory: the init's socket and fallback runit state, where
+/// `status` and `health` find them.
+#[derive(Debug, Args)]
+pub struct RuntimeDir {
+    /// The runtime directory (status socket; runit state of services whose
+    /// directory is read-only)
+    #[arg(
+        long,
+        value_name = "DIR",
+        env = "BASEINIT_RUNTIME_DIR",
+        default_value = "/run/baseinit"
+    )]
+    pub runtime_dir: PathBuf,
 }
 
 impl Cli {

@@ -9,8 +9,6 @@ use baseinit::exit::BOOT_FAILED;
 use baseinit::shutdown::KillAll;
 use baseinit::supervisor::{Options, Supervisor};
 
-const DEFAULT_SERVICE_DIR: &str = "/etc/service";
-
 fn main() {
     let args: Vec<std::ffi::OsString> = std::env::args_os().collect();
     if let Some(code) = baseinit::applets::dispatch(&args) {
@@ -35,17 +33,18 @@ fn run(cli: Cli) -> i32 {
     }
     baseinit::inherited::clean_up();
 
+    let (service_dir, service_dir_required) = cli.paths.service_dir();
     let opts = Options {
-        service_dir_required: cli.service_dir.is_some(),
-        service_dir: cli.service_dir.clone().unwrap_or_else(|| DEFAULT_SERVICE_DIR.into()),
+        service_dir_required,
+        service_dir,
         skip_services: cli.skip_runit,
-        startup: (!cli.skip_startup_files).then(|| (cli.startup_dir.clone(), cli.rc_local.clone())),
+        startup: (!cli.skip_startup_files).then(|| (cli.paths.startup_dir.clone(), cli.paths.rc_local.clone())),
         insecure_key: cli.enable_insecure_key.then(|| cli.insecure_key_script.clone()),
         pre_shutdown_dir: cli.pre_shutdown_dir.clone(),
         post_shutdown_dir: cli.post_shutdown_dir.clone(),
         hook_timeout: cli.hook_timeout,
-        runtime_dir: cli.runtime_dir.clone(),
-        env: baseinit::container_env::EnvPaths::beside(&cli.env_dir),
+        runtime_dir: cli.runtime.runtime_dir.clone(),
+        env: baseinit::container_env::EnvPaths::beside(&cli.paths.env_dir),
         output: cli.output,
         style: baseinit::output::Style {
             format: cli.log_format,

@@ -13,6 +13,8 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use clap::Parser;
+
+use crate::cli::RuntimeDir;
 use serde::{Deserialize, Serialize};
 use tokio::io::AsyncWriteExt;
 use tokio::net::UnixListener;
@@ -261,14 +263,8 @@ pub struct StatusCli {
     #[arg(long)]
     pub check: bool,
 
-    /// The running baseinit's runtime directory
-    #[arg(
-        long,
-        value_name = "DIR",
-        env = "BASEINIT_RUNTIME_DIR",
-        default_value = "/run/baseinit"
-    )]
-    pub runtime_dir: PathBuf,
+    #[command(flatten)]
+    pub runtime: RuntimeDir,
 }
 
 /// Exits 0 when every service that should be up is up and baseinit is not
@@ -276,14 +272,8 @@ pub struct StatusCli {
 #[derive(Debug, Parser)]
 #[command(name = "baseinit health", bin_name = "baseinit health", version)]
 pub struct HealthCli {
-    /// The running baseinit's runtime directory
-    #[arg(
-        long,
-        value_name = "DIR",
-        env = "BASEINIT_RUNTIME_DIR",
-        default_value = "/run/baseinit"
-    )]
-    pub runtime_dir: PathBuf,
+    #[command(flatten)]
+    pub runtime: RuntimeDir,
 }
 
 /// `baseinit status …`
@@ -296,9 +286,9 @@ pub fn status_main(args: &[OsString]) -> i32 {
         }
     };
     if cli.check {
-        return health(&cli.runtime_dir);
+        return health(&cli.runtime.runtime_dir);
     }
-    let snapshot = match ask(&cli.runtime_dir) {
+    let snapshot = match ask(&cli.runtime.runtime_dir) {
         Ok(snapshot) => snapshot,
         Err(message) => {
             eprintln!("baseinit status: {message}");
@@ -320,7 +310,7 @@ pub fn status_main(args: &[OsString]) -> i32 {
 /// `baseinit health …`
 pub fn health_main(args: &[OsString]) -> i32 {
     match HealthCli::try_parse_from(args) {
-        Ok(cli) => health(&cli.runtime_dir),
+        Ok(cli) => health(&cli.runtime.runtime_dir),
         Err(e) => {
             let _ = e.print();
             e.exit_code()
