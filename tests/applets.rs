@@ -250,8 +250,9 @@ impl Runit {
         });
     }
 
+    /// The pid NAME runs with, once it runs (runsv may not have started it yet).
     fn pid_of(&self, name: &str) -> u32 {
-        let status = self.ours(&["status", name]).stdout;
+        let status = self.settle(name, |l| l.starts_with(&format!("run: {name}: (pid ")));
         let rest = status
             .split("(pid ")
             .nth(1)
