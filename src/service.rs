@@ -151,6 +151,10 @@ pub enum Event {
     /// sent to the process group; if `run` then exits, it restarts at once,
     /// without backoff, because someone wanted exactly that.
     Signal(Signal),
+    /// Stop it (stop signal, SIGKILL at the timeout) and start it again,
+    /// whatever its restart policy: a failing health probe. Counted like a
+    /// crash by the failure policy.
+    Restart,
     /// Wanted down without being signalled: a logger whose input was closed
     /// stops by itself at EOF; it is killed only if it outlives its stop
     /// timeout.
@@ -295,6 +299,9 @@ pub struct Lifecycle {
     last_exit: Option<Termination>,
     /// The next exit was asked for (Event::Signal): restart without backoff.
     prompt_restart: bool,
+    /// The next exit was forced (Event::Restart): restart whatever the
+    /// restart policy says.
+    forced_restart: bool,
     /// Its restart policy ended it for good (`never`, or `on-failure` after
     /// a success, or `finish` exited 125): down, and rightly so.
     done: bool,
@@ -312,6 +319,7 @@ impl Lifecycle {
             restarts: 0,
             last_exit: None,
             prompt_restart: false,
+            forced_restart: false,
             done: false,
             recent_restarts: std::collections::VecDeque::new(),
         }
@@ -444,9 +452,20 @@ impl Lifecycle {
                 self.want = Want::Down;
                 self.drain(pid, since, now)
             }
-            // A logger between two runs, or busy with `finish` or its
-            // leftovers, still has its pipe to read: one last run, to EOF.
-            (Backoff { .. }, Event::Retire) => {
+            (Running { pid, since }, Event::Restart) if self.want == Want::Up => {
+                self.forced_restart = true;
+                self.signal_stop(pid, Why::Stop, out);
+                Stopping {
+                    pid,
+                    since,
+                    escalation: Escalation::Signaled {
+                        kill_at: now + self.policy.stop_timeout,
+                    },
+                }
+            }
+            // A logger between two runs (or failed), or busy with `finish` or
+            // its leftovers, still has its pipe to read: one last run, to EOF.
+            (Backoff { .. } | Failed { .. }, Event::Retire) => {
                 self.want = Want::Drain;
                 self.start(out)
             }
@@ -594,7 +613,7 @@ impl Lifecycle {
                 self.restarts += 1;
                 self.start(out)
             }
-            (Failed { until: Some(until) }, Event::Tick) if now >= until => {
+            (Failed { until: Some(until) }, Event::Tick) if now >= until && self.want == Want::Up => {
                 self.recent_restarts.clear();
                 self.quick_deaths = 0;
                 self.restarts += 1;
@@ -707,12 +726,14 @@ impl Lifecycle {
         if self.want == Want::Drain {
             return self.start(out);
         }
-        let wanted = self.want == Want::Up
-            && match self.policy.restart {
-                RestartPolicy::Always => true,
-                RestartPolicy::OnFailure => exit.status.is_none_or(|s| !s.success()),
-                RestartPolicy::Never => false,
-            };
+        let forced = std::mem::take(&mut self.forced_restart) && self.want == Want::Up;
+        let wanted = forced
+            || self.want == Want::Up
+                && match self.policy.restart {
+                    RestartPolicy::Always => true,
+                    RestartPolicy::OnFailure => exit.status.is_none_or(|s| !s.success()),
+                    RestartPolicy::Never => false,
+                };
         self.done = !wanted && self.want == Want::Up;
         if !wanted {
             out.push(Action::Settled);
@@ -1496,6 +1517,57 @@ mod tests {
             ]
         );
         assert!(matches!(m.state(), State::Stopping { .. }));
+    }
+
+    #[test]
+    fn a_forced_restart_comes_back_whatever_the_policy_and_counts() {
+        let mut m = Lifecycle::new(Policy {
+            restart: RestartPolicy::OnFailure,
+            ..policy()
+        });
+        let t0 = Instant::now();
+        m.on(Event::Up, t0);
+        m.on(Event::Spawned(pid(1)), t0);
+        assert_eq!(
+            m.on(Event::Restart, t0 + MS),
+            vec![sig(1, Signal::SIGTERM, Why::Stop), sig(1, Signal::SIGCONT, Why::Stop)]
+        );
+        // It exits 0 on SIGTERM: on-failure alone would leave it down.
+        let actions = m.on(exited(0, true), t0 + 2 * MS);
+        assert_eq!(
+            actions[0],
+            Action::Restart { after: 100 * MS },
+            "a quick death: backed off"
+        );
+        // A Restart while it is wanted down does nothing.
+        let mut m = Lifecycle::new(policy());
+        m.on(Event::Up, t0);
+        m.on(Event::Spawned(pid(1)), t0);
+        m.on(Event::Down, t0);
+        assert_eq!(m.on(Event::Restart, t0), vec![]);
+    }
+
+    #[test]
+    fn a_failed_service_wanted_down_is_not_retried_and_a_failed_logger_drains() {
+        let mut m = Lifecycle::new(Policy {
+            failure: FailurePolicy {
+                max_restarts: 1,
+                window: Duration::from_secs(60),
+                action: FailureAction::RestartLater(Duration::from_secs(5)),
+            },
+            ..policy()
+        });
+        let mut now = Instant::now();
+        m.on(Event::Up, now);
+        crash(&mut m, &mut now, 2);
+        assert!(matches!(m.state(), State::Failed { .. }));
+        assert_eq!(
+            m.on(Event::Retire, now),
+            vec![Action::StartRun],
+            "one last run to read its pipe"
+        );
+        assert_eq!(m.on(Event::Spawned(pid(9)), now), vec![]);
+        assert_eq!(m.on(exited(0, true), now + MS), vec![Action::Settled]);
     }
 
     #[test]

@@ -49,10 +49,13 @@ pub struct StopPlan {
 
 impl StopPlan {
     /// `running`: the policy of every unit still up, and whether it is a
-    /// logger (which stops only once its service has).
+    /// logger (which stops only once its service has). `levels`: the longest
+    /// chain of dependencies among them; each level stops after the one
+    /// above it, so each gets the slowest service's time.
     pub fn new<'a>(
         now: Instant,
         running: impl IntoIterator<Item = (&'a Policy, bool)>,
+        levels: u32,
         kill_all: KillAll,
         kill_all_grace: Duration,
         hook_budget: Duration,
@@ -64,7 +67,7 @@ impl StopPlan {
         }
         StopPlan {
             started: now,
-            services_by: now + services + loggers,
+            services_by: now + services * levels.max(1) + loggers,
             kill_all,
             kill_all_grace,
             hook_budget,
@@ -167,6 +170,7 @@ mod tests {
         let plan = StopPlan::new(
             now,
             policies.iter().map(|p| (p, false)),
+            1,
             KillAll::Namespace,
             Duration::from_secs(2),
             Duration::ZERO,
@@ -183,6 +187,7 @@ mod tests {
         let plan = StopPlan::new(
             now,
             units.iter().map(|(p, l)| (p, *l)),
+            1,
             KillAll::Off,
             Duration::ZERO,
             Duration::ZERO,
@@ -191,9 +196,17 @@ mod tests {
     }
 
     #[test]
+    fn each_level_of_a_dependency_chain_gets_its_time() {
+        let now = Instant::now();
+        let p = policy(2, None);
+        let plan = StopPlan::new(now, [(&p, false)], 3, KillAll::Off, Duration::ZERO, Duration::ZERO);
+        assert_eq!(plan.services_by - now, 3 * (Duration::from_secs(2) + KILL_WAIT));
+    }
+
+    #[test]
     fn nothing_running_means_straight_to_kill_all() {
         let now = Instant::now();
-        let plan = StopPlan::new(now, [], KillAll::Off, Duration::from_secs(2), Duration::ZERO);
+        let plan = StopPlan::new(now, [], 1, KillAll::Off, Duration::from_secs(2), Duration::ZERO);
         assert_eq!(plan.services_by, now);
         assert_eq!(plan.worst_case(), 2 * KILL_WAIT, "only the (empty) hook stages' waits");
     }
@@ -212,6 +225,7 @@ mod tests {
         let plan = StopPlan::new(
             Instant::now(),
             [(&p, false)],
+            1,
             KillAll::Namespace,
             crate::cli::DEFAULT_KILL_ALL_TIMEOUT,
             crate::cli::DEFAULT_HOOK_TIMEOUT,

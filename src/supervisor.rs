@@ -483,6 +483,7 @@ impl Supervisor {
                     }
                 }
                 Phase::Running => {
+                    self.stop_in_order(now);
                     self.start_waiting(now);
                     if let Some(deadline) = self.main_waits {
                         self.start_main_when_ready(deadline, now);
@@ -1209,6 +1210,14 @@ impl Supervisor {
         let Some(health) = unit.health.clone() else {
             return;
         };
+        // Health counts only for a service meant to be running as it is:
+        // not one being stopped (sv down, a rescan, a requires hold, the
+        // shutdown), which a restart must never bring back.
+        let running = matches!(unit.life.state(), State::Running { .. });
+        if !running || unit.life.wants_down() || unit.leaving.is_some() || !matches!(self.phase, Phase::Running) {
+            unit.probe_at = None;
+            return;
+        }
         if ok {
             unit.probe_failures = 0;
         } else {
@@ -1222,9 +1231,9 @@ impl Supervisor {
                 unit.probe_failures = 0;
                 unit.probe_at = None;
                 // A graceful stop (SIGKILL at the stop timeout if need be),
-                // then a start: counted like a crash by the failure policy.
-                self.feed(i, Event::Down, now);
-                self.feed(i, Event::Up, now);
+                // then a start whatever the restart policy: counted like a
+                // crash by the failure policy.
+                self.feed(i, Event::Restart, now);
                 return;
             }
         }
@@ -1255,6 +1264,8 @@ impl Supervisor {
                 continue;
             }
             let (Some(at), Some(run)) = (unit.probe_at, unit.life.run_pid()) else {
+                // No run: nothing to probe (and no deadline to wake for).
+                self.units[i].probe_at = None;
                 continue;
             };
             if now < at || unit.probe_running.is_some() {
@@ -1324,7 +1335,9 @@ impl Supervisor {
     fn satisfies(&self, name: &str) -> bool {
         self.by_name.get(name).is_some_and(|&d| {
             let dep = &self.units[d];
-            (dep.ready && dep.life.run_pid().is_some()) || dep.life.finished_ok()
+            // One about to be stopped (or wanted down) no longer counts.
+            let going = dep.stop_pending || dep.life.wants_down();
+            (!going && dep.ready && matches!(dep.life.state(), State::Running { .. })) || dep.life.finished_ok()
         })
     }
 
@@ -1370,7 +1383,7 @@ impl Supervisor {
         let dependents: Vec<usize> = (0..self.units.len())
             .filter(|&j| {
                 let u = &self.units[j];
-                !u.retired && !u.held && u.requires.contains(&name)
+                !u.retired && !u.life.is_down() && u.requires.contains(&name)
             })
             .collect();
         for j in dependents {
@@ -1384,9 +1397,36 @@ impl Supervisor {
         }
     }
 
-    /// Shutdown: stops each unit whose dependents are all down already, so
-    /// services stop in the reverse of their start order.
+    /// Stops unit `i` on purpose (`sv down`, a rescan removed it): what
+    /// requires it is stopped first, and it follows once they are down.
+    fn stop_after_dependents(&mut self, i: usize, now: Instant) {
+        let name = self.units[i].name.clone();
+        let requirers: Vec<usize> = (0..self.units.len())
+            .filter(|&j| {
+                let u = &self.units[j];
+                !name.is_empty() && !u.retired && !u.life.is_down() && u.requires.contains(&name)
+            })
+            .collect();
+        if requirers.is_empty() {
+            return self.feed(i, Event::Down, now);
+        }
+        self.units[i].stop_pending = true;
+        for j in requirers {
+            warn!(
+                "{}: stopping it first: it requires {name}, which is being stopped",
+                self.units[j].label
+            );
+            self.units[j].held = true;
+            self.units[j].waiting = false;
+            self.feed(j, Event::Down, now);
+        }
+    }
+
+    /// Stops each unit marked to stop once its dependents are down: at
+    /// shutdown, everything that comes after it (the reverse of the start
+    /// order); otherwise what requires it.
     fn stop_in_order(&mut self, now: Instant) {
+        let shutdown = !matches!(self.phase, Phase::Running);
         for i in 0..self.units.len() {
             let unit = &self.units[i];
             if !unit.stop_pending {
@@ -1394,10 +1434,10 @@ impl Supervisor {
             }
             let name = &unit.name;
             let blocked = !name.is_empty()
-                && self
-                    .units
-                    .iter()
-                    .any(|u| !u.retired && u.kind == Kind::Service && !u.life.is_down() && u.after.contains(name));
+                && self.units.iter().any(|u| {
+                    let depends = if shutdown { &u.after } else { &u.requires };
+                    !u.retired && u.kind == Kind::Service && !u.life.is_down() && depends.contains(name)
+                });
             if !blocked {
                 self.units[i].stop_pending = false;
                 self.feed(i, Event::Down, now);
@@ -1505,9 +1545,25 @@ impl Supervisor {
                     unit.label
                 );
             }
-            Command::Up => self.feed(i, Event::Up, now),
-            Command::Once => self.feed(i, Event::Once, now),
-            Command::Down | Command::Exit => self.feed(i, Event::Down, now),
+            // An operator's word replaces waiting for (or being held by)
+            // dependencies.
+            Command::Up => {
+                unit.waiting = false;
+                unit.held = false;
+                unit.stop_pending = false;
+                self.feed(i, Event::Up, now)
+            }
+            Command::Once => {
+                unit.waiting = false;
+                unit.held = false;
+                unit.stop_pending = false;
+                self.feed(i, Event::Once, now)
+            }
+            Command::Down | Command::Exit => {
+                unit.waiting = false;
+                unit.held = false;
+                self.stop_after_dependents(i, now)
+            }
             Command::Pause | Command::Continue => {
                 let (signal, paused) = match command {
                     Command::Pause => (Signal::SIGSTOP, true),
@@ -1530,6 +1586,7 @@ impl Supervisor {
         // children, which may be given a pid this very drain freed.
         let mut events = Vec::new();
         let mut controls = Vec::new();
+        let mut probes = Vec::new();
         for child in &drain.reaped {
             match self.pids.remove(&child.pid) {
                 Some((i, Role::Run)) => {
@@ -1561,7 +1618,7 @@ impl Supervisor {
                     events.push((i, Event::FinishExited(child.status)));
                 }
                 Some((i, Role::Control(command))) => controls.push((i, command, child.status)),
-                Some((i, Role::Probe(run))) => self.probe_result(i, run, child.status.success(), now),
+                Some((i, Role::Probe(run))) => probes.push((i, run, child.status.success())),
                 None => {
                     self.orphans_reaped += 1;
                     debug!("reaped orphan {} ({})", child.pid, child.status);
@@ -1570,6 +1627,11 @@ impl Supervisor {
         }
         for (i, event) in events {
             self.feed(i, event, now);
+        }
+        // After the runs' exits: a probe of a run reaped in the same drain
+        // must see that run gone.
+        for (i, run, ok) in probes {
+            self.probe_result(i, run, ok, now);
         }
         for (i, command, status) in controls {
             if self.units[i].retired {
@@ -1689,7 +1751,10 @@ impl Supervisor {
                 Some(Leaving::Replaced { spec: next, .. }) => **next = spec,
                 None if unit.fingerprint != spec.fingerprint => {
                     info!("{}: definition changed, restarting it", unit.label);
-                    let down = unit.life.wants_down();
+                    // Only an operator's `sv down` carries over: a service
+                    // waiting for or held by its dependencies is down only
+                    // for want of them.
+                    let down = unit.life.wants_down() && !unit.waiting && !unit.held;
                     unit.leaving = Some(Leaving::Replaced {
                         spec: Box::new(spec),
                         down,
@@ -1722,7 +1787,7 @@ impl Supervisor {
             );
             // Removed while being replaced: the replacement is off too.
             unit.leaving = Some(Leaving::Removed);
-            self.feed(i, Event::Down, now);
+            self.stop_after_dependents(i, now);
         }
         self.advance(now);
     }
@@ -1888,6 +1953,7 @@ impl Supervisor {
         let plan = StopPlan::new(
             now,
             running.map(|u| (u.life.policy(), u.kind == Kind::Logger)),
+            self.stop_levels(),
             self.opts.kill_all,
             self.opts.kill_all_grace,
             self.opts.hook_timeout,
@@ -1901,6 +1967,39 @@ impl Supervisor {
             unit.stop_pending = unit.kind != Kind::Logger && !unit.retired;
         }
         self.stop_in_order(now);
+    }
+
+    /// The longest chain of `after` among the services still up: how many
+    /// levels the ordered stop has.
+    fn stop_levels(&self) -> u32 {
+        let up: HashMap<&str, &[String]> = self
+            .units
+            .iter()
+            .filter(|u| !u.retired && u.kind == Kind::Service && !u.life.is_down())
+            .map(|u| (u.name.as_str(), u.after.as_slice()))
+            .collect();
+        // Depth by iteration: at most one more level per round, and no more
+        // rounds than services (a cycle, which boot rejects, cannot loop).
+        let mut depth: HashMap<&str, u32> = up.keys().map(|name| (*name, 1)).collect();
+        for _ in 0..up.len() {
+            let mut changed = false;
+            for (name, after) in &up {
+                let below = after
+                    .iter()
+                    .filter_map(|d| depth.get(d.as_str()))
+                    .max()
+                    .copied()
+                    .unwrap_or(0);
+                if below + 1 > depth.get(name).copied().unwrap_or(1) {
+                    depth.insert(name, below + 1);
+                    changed = true;
+                }
+            }
+            if !changed {
+                break;
+            }
+        }
+        depth.values().max().copied().unwrap_or(1)
     }
 
     /// At shutdown, a logger whose service is down gets EOF and then retires.

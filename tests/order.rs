@@ -169,9 +169,16 @@ fn requires_stops_the_dependent_with_its_dependency_and_brings_it_back() {
             .unwrap();
     };
     sv("down");
-    wait_for("app to stop with db", LONG, || {
-        tree.read("events").contains("stop app").then_some(())
+    wait_for("app, then db, to stop", LONG, || {
+        tree.read("events").contains("stop db").then_some(())
     });
+    let stops: Vec<String> = tree
+        .read("events")
+        .lines()
+        .filter(|l| l.starts_with("stop "))
+        .map(|l| l.split_whitespace().nth(1).unwrap_or("").to_owned())
+        .collect();
+    assert_eq!(stops, ["app", "db"], "the dependent stops before what it requires");
     sv("up");
     wait_for("app to come back", LONG, || {
         (tree.read("events").matches("start app").count() == 2).then_some(())
@@ -181,7 +188,7 @@ fn requires_stops_the_dependent_with_its_dependency_and_brings_it_back() {
     assert_eq!(run.code, 0, "stderr:\n{}", run.stderr);
     assert!(
         run.stderr
-            .contains("service app: stopping it: it requires db, which is down"),
+            .contains("service app: stopping it first: it requires db, which is being stopped"),
         "{}",
         run.stderr
     );
@@ -318,4 +325,117 @@ fn a_failing_health_probe_restarts_the_service() {
         tree.read("events").contains("stop web"),
         "the restart stopped it gracefully"
     );
+}
+
+#[test]
+fn health_restarts_never_override_sv_down_and_ignore_the_restart_policy() {
+    require_namespaces!("health_restarts_never_override_sv_down_and_ignore_the_restart_policy");
+    let tree = Tree::new();
+    let probe = tree.out("probe");
+    common::write_file(&probe, &tree.script(r#"test -e "$OUT/healthy""#), 0o755);
+    let health = format!(
+        "restart = \"on-failure\"\n[health]\ncommand = [\"{}\"]\ninterval = \"100ms\"\nretries = 1\n",
+        probe.display()
+    );
+    // web exits 0 on SIGTERM: on-failure alone would leave it down.
+    recorder(&tree, "web", "");
+    tree.service_file("web", "service.toml", &health, 0o644);
+    let init = Baseinit::start(Mode::Pid1, &tree.args(&[]));
+    wait_for("web to start", LONG, || {
+        tree.read("events").contains("start web").then_some(())
+    });
+    // Unhealthy (never was healthy: no file): restarted, whatever on-failure says.
+    wait_for("a health restart", LONG, || {
+        (tree.read("events").matches("start web").count() >= 2).then_some(())
+    });
+    // sv down: it stays down, failing probes or not.
+    let sv = |cmd: &str, name: &str| {
+        std::process::Command::new(BIN)
+            .args(["sv", cmd, name])
+            .env("SVDIR", tree.service_dir())
+            .output()
+            .unwrap();
+    };
+    sv("down", "web");
+    wait_for("web to be down", LONG, || {
+        let out = std::process::Command::new(BIN)
+            .args(["sv", "status", "web"])
+            .env("SVDIR", tree.service_dir())
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout)
+            .starts_with("down: web")
+            .then_some(())
+    });
+    let starts = tree.read("events").matches("start web").count();
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(
+        tree.read("events").matches("start web").count(),
+        starts,
+        "sv down was overridden"
+    );
+    init.signal(libc::SIGTERM);
+    assert_eq!(init.wait(LONG).code, 0);
+}
+
+#[test]
+fn sv_down_of_a_waiting_service_keeps_it_down() {
+    require_namespaces!("sv_down_of_a_waiting_service_keeps_it_down");
+    let tree = Tree::new();
+    recorder(&tree, "db", r#"sleep 0.5; echo >&3"#);
+    common::write_file(&tree.service_dir().join("db/notification-fd"), "3\n", 0o644);
+    recorder(&tree, "app", "");
+    tree.service_file("app", "service.toml", "after = [\"db\"]\n", 0o644);
+    let init = Baseinit::start(Mode::Pid1, &tree.args(&[]));
+    wait_for("db to start", LONG, || {
+        tree.read("events").contains("start db").then_some(())
+    });
+    std::process::Command::new(BIN)
+        .args(["sv", "down", "app"])
+        .env("SVDIR", tree.service_dir())
+        .output()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(1000));
+    init.signal(libc::SIGTERM);
+    let run = init.wait(LONG);
+    assert_eq!(run.code, 0, "stderr:\n{}", run.stderr);
+    assert!(
+        !tree.read("events").contains("start app"),
+        "app started although sv down"
+    );
+}
+
+#[test]
+fn baseinits_sv_check_waits_for_baseinits_readiness() {
+    require_namespaces!("baseinits_sv_check_waits_for_baseinits_readiness");
+    let tree = Tree::new();
+    recorder(
+        &tree,
+        "db",
+        r#"while [ ! -e "$OUT/go" ]; do sleep 0.05; done; echo >&3"#,
+    );
+    common::write_file(&tree.service_dir().join("db/notification-fd"), "3\n", 0o644);
+    let init = Baseinit::start(Mode::Pid1, &tree.args(&[]));
+    wait_for("db to start", LONG, || {
+        tree.read("events").contains("start db").then_some(())
+    });
+    let check = |wait: &str| {
+        std::process::Command::new(BIN)
+            .args(["sv", "-w", wait, "check", "db"])
+            .env("SVDIR", tree.service_dir())
+            .env("BASEINIT_RUNTIME_DIR", tree.path().join("run"))
+            .output()
+            .unwrap()
+    };
+    let out = check("1");
+    assert_eq!(out.status.code(), Some(1), "not ready yet: {out:?}");
+    assert!(
+        String::from_utf8_lossy(&out.stdout).starts_with("timeout: run: db"),
+        "{out:?}"
+    );
+    common::write_file(&tree.out("go"), "", 0o644);
+    let out = check("5");
+    assert_eq!(out.status.code(), Some(0), "ready: {out:?}");
+    init.signal(libc::SIGTERM);
+    assert_eq!(init.wait(LONG).code, 0);
 }

@@ -523,7 +523,10 @@ impl Sv {
         let name = target.arg.to_string_lossy().into_owned();
         match fs::metadata(target.dir.join("check")) {
             Ok(_) => {}
-            Err(e) if e.kind() == io::ErrorKind::NotFound => return true,
+            // No script: the running baseinit's own readiness (notification
+            // fd, sd_notify, a TCP port…), when one answers; else runit's
+            // rule: running is ready.
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return baseinit_ready(&target.dir).unwrap_or(true),
             Err(e) => {
                 eprintln!(
                     "warning: unable to stat {name}/check: {}",
@@ -580,6 +583,16 @@ fn open_fifo(path: &Path) -> Result<fs::File, Errno> {
         .custom_flags(libc::O_NONBLOCK)
         .open(path)
         .map_err(|e| errno_of(&e))
+}
+
+/// Whether the running baseinit (if one answers, and knows this service)
+/// says the service in `dir` is ready.
+fn baseinit_ready(dir: &Path) -> Option<bool> {
+    let runtime =
+        std::env::var_os("BASEINIT_RUNTIME_DIR").map_or_else(|| PathBuf::from("/run/baseinit"), PathBuf::from);
+    let name = dir.file_name()?.to_str()?;
+    let snapshot = crate::status::ask(&runtime).ok()?;
+    snapshot.services.iter().find(|s| s.name == name).map(|s| s.ready)
 }
 
 #[cfg(test)]
