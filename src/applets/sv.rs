@@ -28,7 +28,7 @@ use std::time::{Duration, Instant};
 
 use nix::errno::Errno;
 use nix::libc;
-use nix::unistd::AccessFlags;
+use nix::unistd::{AccessFlags, Pid};
 
 use args::{Act, Command, Options, USAGE_EXIT};
 use errstr::error_str;
@@ -518,7 +518,6 @@ impl Sv {
     /// As in runit, a `check` that cannot be executed warns and counts as
     /// ready; unlike runit, one killed by a signal counts as not ready, and
     /// one still running when the wait is over is killed.
-    #[allow(clippy::disallowed_methods)] // sv is its own short-lived process, never the supervisor: it reaps its own check.
     fn check_script(&mut self, target: &Target) -> bool {
         let name = target.arg.to_string_lossy().into_owned();
         match fs::metadata(target.dir.join("check")) {
@@ -543,8 +542,8 @@ impl Sv {
             .stdout(Stdio::null())
             .stderr(Stdio::inherit())
             .spawn();
-        let mut child = match spawned {
-            Ok(child) => child,
+        let child = match spawned {
+            Ok(child) => Pid::from_raw(child.id() as i32),
             Err(e) => {
                 eprintln!(
                     "warning: unable to run {name}/check: {}",
@@ -557,15 +556,24 @@ impl Sv {
         let deadline = self
             .started
             .checked_add(self.wait.saturating_add(Duration::from_secs(1)));
+        // waitpid on this one pid (never std's waiting APIs, as everywhere in
+        // the crate): sv is a short-lived process of its own, not the
+        // supervisor, and this child is its only one.
         loop {
-            match child.try_wait() {
-                Ok(Some(status)) => return status.success(),
-                Ok(None) if deadline.is_some_and(|deadline| Instant::now() >= deadline) => {
-                    let _ = child.kill();
-                    let _ = child.wait();
+            match nix::sys::wait::waitpid(child, Some(nix::sys::wait::WaitPidFlag::WNOHANG)) {
+                Ok(nix::sys::wait::WaitStatus::Exited(_, code)) => return code == 0,
+                Ok(nix::sys::wait::WaitStatus::StillAlive) | Err(Errno::EINTR)
+                    if deadline.is_some_and(|deadline| Instant::now() >= deadline) =>
+                {
+                    let _ = nix::sys::signal::kill(child, nix::sys::signal::Signal::SIGKILL);
+                    let _ = nix::sys::wait::waitpid(child, None);
                     return false;
                 }
-                Ok(None) => std::thread::sleep(Duration::from_millis(10)),
+                Ok(nix::sys::wait::WaitStatus::StillAlive) | Err(Errno::EINTR) => {
+                    std::thread::sleep(Duration::from_millis(10))
+                }
+                // Killed by a signal (or any other end): not ready.
+                Ok(_) => return false,
                 Err(e) => {
                     eprintln!("warning: unable to wait for child {name}/check: {e}");
                     return false;
