@@ -10,6 +10,9 @@ pub const BOOT_FAILED: i32 = 1;
 /// Exit code: the command line or an environment variable it reads is invalid
 /// (clap exits with this code itself).
 pub const USAGE: i32 = 2;
+/// Exit code: baseinit itself failed (a bug: a panic), after stopping every
+/// process it could (EX_SOFTWARE).
+pub const INTERNAL_ERROR: i32 = 70;
 /// Exit code: the main command exists but could not be executed.
 pub const CANNOT_EXECUTE: i32 = 126;
 /// Exit code: the main command was not found.

@@ -5,7 +5,7 @@ use clap::Parser;
 use nix::unistd::getpid;
 
 use baseinit::cli::Cli;
-use baseinit::exit::BOOT_FAILED;
+use baseinit::exit::{BOOT_FAILED, INTERNAL_ERROR};
 use baseinit::shutdown::KillAll;
 use baseinit::supervisor::{Options, Supervisor};
 
@@ -69,6 +69,23 @@ fn run(cli: Cli) -> i32 {
             return BOOT_FAILED;
         }
     };
+    let kill_all = opts.kill_all;
+    let grace = opts.defaults.stop_timeout;
     let (supervisor, channels) = Supervisor::new(opts);
-    runtime.block_on(supervisor.run(channels)).exit_code()
+    // A bug must not be a silent death: as PID 1 that would SIGKILL every
+    // service. The hook logs the panic (through the log queue: never
+    // blocking), and the unwind ends in an emergency stop.
+    std::panic::set_hook(Box::new(|info| {
+        tracing::error!("baseinit failed (a bug): {info}; stopping every process");
+    }));
+    let ran = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        runtime.block_on(supervisor.run(channels)).exit_code()
+    }));
+    match ran {
+        Ok(code) => code,
+        Err(_) => {
+            baseinit::shutdown::emergency_stop(kill_all, grace);
+            INTERNAL_ERROR
+        }
+    }
 }

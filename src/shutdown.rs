@@ -106,6 +106,34 @@ pub fn signal_remaining(kill_all: KillAll, signal: Signal) -> usize {
     }
 }
 
+/// After a bug broke the supervisor: with its state gone, stop every process
+/// the kill-all reaches (even with `--no-kill-all-on-exit`: nothing else
+/// would stop the services). SIGTERM, reap until none is left or `grace`
+/// passed, then SIGKILL and a last bounded reap. Plain syscalls only.
+pub fn emergency_stop(kill_all: KillAll, grace: Duration) {
+    let reach = match kill_all {
+        KillAll::Off if nix::unistd::getpid().as_raw() == 1 => KillAll::Namespace,
+        KillAll::Off => KillAll::Descendants,
+        reach => reach,
+    };
+    let wait_all = |limit: Duration| {
+        let deadline = Instant::now() + limit;
+        while Instant::now() < deadline {
+            if crate::reaper::drain().no_children {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        false
+    };
+    signal_remaining(reach, Signal::SIGTERM);
+    signal_remaining(reach, Signal::SIGCONT);
+    if !wait_all(grace) {
+        signal_remaining(reach, Signal::SIGKILL);
+        wait_all(KILL_WAIT * 4);
+    }
+}
+
 /// Our own children, alive or zombie, from /proc.
 fn children() -> Vec<Pid> {
     let me = std::process::id();

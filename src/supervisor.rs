@@ -376,11 +376,20 @@ impl Supervisor {
         self.reap(Instant::now());
         self.boot(Instant::now());
         let mut watch = None;
+        // For the test that proves a panic ends in an ordered stop: a bug on
+        // demand, some time after boot. Never set outside that test.
+        let panic_at = std::env::var("BASEINIT_TEST_PANIC_AFTER_MS")
+            .ok()
+            .and_then(|ms| ms.parse().ok())
+            .map(|ms| Instant::now() + Duration::from_millis(ms));
         while !matches!(self.phase, Phase::Done) {
+            if panic_at.is_some_and(|at| Instant::now() >= at) {
+                panic!("BASEINIT_TEST_PANIC_AFTER_MS asked for it");
+            }
             if watch.is_none() && matches!(self.phase, Phase::Running) && !self.opts.skip_services {
                 watch = ServiceWatch::new(&self.opts.service_dir);
             }
-            let wake = self.next_wake();
+            let wake = self.next_wake().into_iter().chain(panic_at).min();
             tokio::select! {
                 biased;
                 _ = signals.child.recv() => self.reap(Instant::now()),

@@ -149,3 +149,33 @@ fn a_startup_script_past_its_timeout_fails_the_boot() {
     );
     assert!(!tree.out("web").exists(), "no service started");
 }
+
+#[test]
+fn a_bug_in_pid_1_ends_in_an_ordered_stop_not_a_silent_death() {
+    require_namespaces!("a_bug_in_pid_1_ends_in_an_ordered_stop_not_a_silent_death");
+    let tree = Tree::new();
+    for name in ["a", "b"] {
+        tree.service(
+            name,
+            &format!(
+                r#"trap 'echo stopped > "$OUT/{name}.stopped"; exit 0' TERM
+echo up > "$OUT/{name}.up"
+while :; do sleep 0.05; done"#
+            ),
+        );
+    }
+    let run = Baseinit::start_with(Mode::Pid1, &tree.args(&[]), |c| {
+        c.env("BASEINIT_TEST_PANIC_AFTER_MS", "700");
+    })
+    .wait(LONG);
+    assert_eq!(run.code, 70, "stderr:\n{}", run.stderr);
+    assert!(run.stderr.contains("baseinit failed (a bug)"), "{}", run.stderr);
+    for name in ["a", "b"] {
+        assert_eq!(tree.read(&format!("{name}.up")), "up\n");
+        assert_eq!(
+            tree.read(&format!("{name}.stopped")),
+            "stopped\n",
+            "{name} got no SIGTERM"
+        );
+    }
+}
