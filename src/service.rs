@@ -155,6 +155,9 @@ pub enum Event {
     /// whatever its restart policy: a failing health probe. Counted like a
     /// crash by the failure policy.
     Restart,
+    /// A logger that is down but whose pipe still holds lines: one more run
+    /// that reads to EOF, then down.
+    Drain,
     /// Wanted down without being signalled: a logger whose input was closed
     /// stops by itself at EOF; it is killed only if it outlives its stop
     /// timeout.
@@ -491,6 +494,10 @@ impl Lifecycle {
                     why: Why::Command,
                 });
                 state
+            }
+            (Down, Event::Drain) => {
+                self.want = Want::Drain;
+                self.start(out)
             }
             (_, Event::Once) => {
                 self.want = Want::Once;

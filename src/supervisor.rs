@@ -118,6 +118,9 @@ struct Unit {
     held: bool,
     /// Shutdown: to be stopped once nothing that depends on it is up.
     stop_pending: bool,
+    /// A retired logger run again to empty its pipe: how many bytes the pipe
+    /// held before the last such run (each run must make progress).
+    drained_from: Option<i32>,
     /// A command probe: when the next one runs, and how many failed.
     probe_at: Option<Instant>,
     /// A running command probe and its deadline.
@@ -827,6 +830,7 @@ impl Supervisor {
             waiting: false,
             held: false,
             stop_pending: false,
+            drained_from: None,
             probe_at: None,
             probe_running: None,
             probe_failures: 0,
@@ -1017,6 +1021,22 @@ impl Supervisor {
             }
             Action::Settled => {
                 let unit = &self.units[i];
+                // A retired logger that stopped before reading everything
+                // (it exited on its own just then): once more, to EOF, for
+                // as long as each run reads something (one that never reads
+                // must not loop).
+                let input_closed = self.units.iter().any(|u| u.logger == Some(i) && u.log_pipe.is_none());
+                let left = unread(unit);
+                if unit.kind == Kind::Logger
+                    && unit.life.wants_down()
+                    && input_closed
+                    && left > 0
+                    && unit.drained_from.is_none_or(|before| left < before)
+                {
+                    self.units[i].drained_from = Some(left);
+                    debug!("{}: lines left in its pipe: one more run", self.units[i].label);
+                    return Some(Event::Drain);
+                }
                 if matches!(unit.kind, Kind::Service | Kind::Logger) && !unit.life.wants_down() {
                     info!("{}: not restarting (restart policy)", unit.label);
                     if unit.essential {
@@ -2159,4 +2179,15 @@ impl Supervisor {
 
 fn millis(d: Duration) -> u64 {
     u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}
+
+/// Bytes waiting in a logger's pipe (its read end, which baseinit keeps).
+fn unread(unit: &Unit) -> i32 {
+    let Some(fd) = &unit.log_pipe else {
+        return 0;
+    };
+    let mut n: nix::libc::c_int = 0;
+    // SAFETY: FIONREAD writes one int into `n`; the fd is open (we own it).
+    let rc = unsafe { nix::libc::ioctl(std::os::fd::AsRawFd::as_raw_fd(fd), nix::libc::FIONREAD, &mut n) };
+    if rc == 0 { n } else { 0 }
 }

@@ -792,3 +792,27 @@ fn as_a_non_root_user_an_unwritable_environment_is_one_warning_not_a_failure() {
         run.stderr
     );
 }
+
+#[test]
+fn a_logger_that_quits_often_still_gets_every_line_at_shutdown() {
+    require_namespaces!("a_logger_that_quits_often_still_gets_every_line_at_shutdown");
+    let tree = Tree::new();
+    tree.service("writer", r#"seq 1 40; echo done > "$OUT/written"; exec sleep 60"#);
+    // Quits after every 5 lines; restarts only after 10 s, so at shutdown
+    // most lines are still in the pipe.
+    tree.service_file(
+        "writer",
+        "log/run",
+        &tree.script(r#"n=0; while [ $n -lt 5 ] && IFS= read -r l; do echo "$l" >> "$OUT/logged"; n=$((n+1)); done"#),
+        0o755,
+    );
+    tree.service_file("writer", "log/service.toml", "[backoff]\ninitial = \"10s\"\n", 0o644);
+    let init = Baseinit::start(Mode::Pid1, &tree.args(&[]));
+    wait_lines(&tree, "written", 1, LONG);
+    wait_lines(&tree, "logged", 5, LONG);
+    init.signal(libc::SIGTERM);
+    let run = init.wait(LONG);
+    assert_eq!(run.code, 0, "stderr:\n{}", run.stderr);
+    let expected: Vec<String> = (1..=40).map(|i| i.to_string()).collect();
+    assert_eq!(tree.read("logged").lines().collect::<Vec<_>>(), expected);
+}
