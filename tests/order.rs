@@ -86,9 +86,15 @@ fn a_chain_of_three_starts_in_order_as_each_gets_ready_and_stops_in_reverse() {
 fn a_diamond_starts_the_base_first_and_the_top_last() {
     require_namespaces!("a_diamond_starts_the_base_first_and_the_top_last");
     let tree = Tree::new();
-    recorder(&tree, "base", "");
+    // Ready once each has recorded its start (s6's notification fd): with
+    // "ready as soon as it runs", a dependent is only *spawned* after, and
+    // its first line may still run first.
+    let ready = |name: &str| common::write_file(&tree.service_dir().join(name).join("notification-fd"), "3\n", 0o644);
+    recorder(&tree, "base", "echo >&3");
+    ready("base");
     for side in ["left", "right"] {
-        recorder(&tree, side, "");
+        recorder(&tree, side, "echo >&3");
+        ready(side);
         tree.service_file(side, "service.toml", "after = [\"base\"]\n", 0o644);
     }
     recorder(&tree, "top", "");
