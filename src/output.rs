@@ -325,6 +325,53 @@ mod tests {
         assert!(s.partial.is_empty());
     }
 
+    proptest::proptest! {
+        /// Whatever the bytes and however they are cut into reads, the
+        /// lines written carry exactly the input: nothing lost, added or
+        /// reordered (split lines joined back, the last line flushed).
+        #[test]
+        fn the_splitter_loses_and_adds_nothing(
+            input in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..40_000),
+            cuts in proptest::collection::vec(1usize..5000, 1..20),
+        ) {
+            let mut s = LineSplitter::new("s", Stream::Stdout, TEXT);
+            let mut out = Vec::new();
+            let mut rest = &input[..];
+            for cut in cuts.iter().cycle() {
+                if rest.is_empty() {
+                    break;
+                }
+                let (chunk, tail) = rest.split_at((*cut).min(rest.len()));
+                out.extend(s.push(chunk));
+                rest = tail;
+            }
+            out.extend(s.finish());
+            let mut rebuilt = Vec::new();
+            for line in &out {
+                let mut text = line.bytes.strip_prefix(b"s | ".as_slice()).unwrap().to_vec();
+                proptest::prop_assert_eq!(text.pop(), Some(b'\n'));
+                let continued = text.starts_with(b"[continued] ");
+                if continued {
+                    text.drain(..b"[continued] ".len());
+                }
+                let split = text.ends_with(CONTINUED.as_bytes());
+                if split {
+                    text.truncate(text.len() - CONTINUED.len());
+                }
+                proptest::prop_assert!(text.len() <= MAX_LINE);
+                rebuilt.extend_from_slice(&text);
+                if !split {
+                    rebuilt.push(b'\n');
+                }
+            }
+            // The last line had no newline of its own unless the input ended with one.
+            if !input.ends_with(b"\n") && !input.is_empty() {
+                rebuilt.pop();
+            }
+            proptest::prop_assert_eq!(rebuilt, input);
+        }
+    }
+
     #[test]
     fn json_lines_parse_back() {
         let style = Style {

@@ -414,4 +414,20 @@ mod tests {
         assert_eq!(scan_ulong(b"-1"), 0);
         assert_eq!(scan_ulong(b"99999999999999999999999"), u64::MAX);
     }
+
+    proptest::proptest! {
+        /// Any command line gives options or a usage error, never a panic.
+        #[test]
+        fn any_command_line_parses_or_is_a_usage_error(
+            args in proptest::collection::vec(proptest::collection::vec(proptest::prelude::any::<u8>(), 0..12), 0..8),
+            svwait in proptest::option::of(proptest::collection::vec(proptest::prelude::any::<u8>(), 0..6)),
+        ) {
+            use std::os::unix::ffi::OsStringExt;
+            let args: Vec<OsString> = std::iter::once(OsString::from("sv"))
+                .chain(args.into_iter().map(OsString::from_vec))
+                .collect();
+            let svwait = svwait.map(OsString::from_vec);
+            let _ = parse(&args, svwait.as_deref());
+        }
+    }
 }

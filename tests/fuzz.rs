@@ -1,0 +1,123 @@
+//! Property tests ("fuzzing") of the parsers that read what users write:
+//! service.toml, durations, signal names, the command line, and the
+//! container environment's .sh export. Any input gives a value or a clear
+//! error, never a panic. Regressions proptest finds are kept in
+//! `proptest-regressions/` and replayed first.
+#![allow(clippy::disallowed_methods)]
+
+use std::ffi::OsString;
+use std::os::unix::ffi::OsStringExt;
+use std::process::Command;
+
+use baseinit::config::{Defaults, parse_duration, parse_signal, scan_services};
+use baseinit::container_env::{ContainerEnv, EnvPaths};
+use clap::Parser;
+use proptest::prelude::*;
+
+/// TOML-ish text: mostly the keys and shapes of service.toml, plus noise.
+fn toml_text() -> impl Strategy<Value = String> {
+    let key = prop::sample::select(vec![
+        "command",
+        "restart",
+        "stop-signal",
+        "stop-timeout",
+        "finish-timeout",
+        "user",
+        "group",
+        "working-directory",
+        "output",
+        "after",
+        "requires",
+        "essential",
+        "max-restarts",
+        "[backoff]",
+        "[ready]",
+        "[health]",
+        "[environment]",
+        "initial",
+        "tcp",
+        "bogus",
+    ]);
+    let value = prop_oneof![
+        Just("\"5s\"".to_owned()),
+        Just("[\"a\", \"b\"]".to_owned()),
+        Just("true".to_owned()),
+        Just("-1".to_owned()),
+        Just("1e400".to_owned()),
+        "\"[^\"\\\\]{0,12}\"",
+        "[0-9]{1,22}",
+        ".{0,10}",
+    ];
+    prop::collection::vec((key, value), 0..8)
+        .prop_map(|pairs| pairs.into_iter().map(|(k, v)| format!("{k} = {v}\n")).collect())
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(256))]
+
+    #[test]
+    fn service_toml_never_panics_and_every_error_names_its_file(
+        text in prop_oneof![toml_text(), ".{0,200}"],
+        raw in prop::collection::vec(any::<u8>(), 0..200),
+        use_raw in any::<bool>(),
+    ) {
+        let dir = tempfile::tempdir().unwrap();
+        let service = dir.path().join("svc");
+        std::fs::create_dir(&service).unwrap();
+        let run = service.join("run");
+        std::fs::write(&run, "#!/bin/sh\n").unwrap();
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&run, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let toml = service.join("service.toml");
+        if use_raw { std::fs::write(&toml, &raw).unwrap() } else { std::fs::write(&toml, &text).unwrap() }
+        let scan = scan_services(dir.path(), &Defaults::default(), true);
+        for e in &scan.errors {
+            prop_assert!(e.path.starts_with(dir.path()), "{e}");
+            prop_assert!(!e.message.is_empty());
+        }
+    }
+
+    #[test]
+    fn durations_and_signals_never_panic(text in ".{0,30}") {
+        let _ = parse_duration(&text);
+        let _ = parse_signal(&text);
+    }
+
+    #[test]
+    fn the_command_line_parses_or_is_a_usage_error(
+        args in prop::collection::vec(prop_oneof![
+            prop::sample::select(vec![
+                "--", "--quiet", "-v", "--stop-timeout", "--wait-for-services", "--wait-for-services=1",
+                "--output", "json", "--log-format", "--skip-runit", "5", "-1", "nan", "sh",
+            ]).prop_map(String::from),
+            ".{0,8}",
+        ], 0..8),
+    ) {
+        let _ = baseinit::cli::Cli::try_parse_from(std::iter::once("baseinit".to_owned()).chain(args));
+    }
+}
+
+proptest! {
+    // Each case runs a real shell: fewer of them.
+    #![proptest_config(ProptestConfig::with_cases(32))]
+
+    /// `sh -c '. FILE; env -0'` gives back exactly any value without NUL.
+    #[test]
+    fn any_value_survives_the_sh_export(value in prop::collection::vec(1u8..=255, 0..64)) {
+        let dir = tempfile::tempdir().unwrap();
+        let paths = EnvPaths::beside(&dir.path().join("container_environment"));
+        let sh = paths.sh.clone();
+        let _env = ContainerEnv::boot(paths, [(OsString::from("FUZZ"), OsString::from_vec(value.clone()))]);
+        let out = Command::new("sh")
+            .arg("-c")
+            .arg(format!(". '{}'; env -0", sh.display()))
+            .env_clear()
+            .output()
+            .unwrap();
+        let found = out
+            .stdout
+            .split(|b| *b == 0)
+            .find_map(|entry| entry.strip_prefix(b"FUZZ=".as_slice()).map(<[u8]>::to_vec));
+        prop_assert_eq!(found.as_deref(), Some(value.as_slice()));
+    }
+}
