@@ -1,22 +1,55 @@
 //! What baseinit inherited from whoever started it, cleaned up first thing:
 //! the signal mask, dispositions that could kill or stop it, open fds.
+//!
+//! The signals baseinit acts on are *held* (blocked) from the first moment
+//! until their handlers exist, then released. As PID 1, a signal that arrives
+//! while its disposition is still the default is discarded by the kernel, so
+//! a `docker stop` in the first milliseconds would be lost; a blocked one
+//! stays pending and is handled once the handlers are in place. Threads
+//! started while the signals are held (the log thread) keep them blocked for
+//! good, so every signal is taken by the event loop's thread.
 
 use nix::libc;
 use nix::sys::signal::{SigHandler, SigSet, SigmaskHow, Signal, signal, sigprocmask};
 
-/// Runs every clean-up; call before anything else starts.
-pub fn clean_up() {
-    unblock_signals();
-    ignore_stray_signals();
-    mark_fds_cloexec();
+/// The signals baseinit handles (see the README's signal table).
+const HANDLED: [Signal; 8] = [
+    Signal::SIGTERM,
+    Signal::SIGINT,
+    Signal::SIGCHLD,
+    Signal::SIGHUP,
+    Signal::SIGQUIT,
+    Signal::SIGUSR1,
+    Signal::SIGUSR2,
+    Signal::SIGWINCH,
+];
+
+/// Replaces the inherited signal mask with one that blocks exactly the
+/// signals baseinit handles; call first thing, before any thread starts.
+/// Every other inherited block is dropped here.
+pub fn hold_signals() {
+    let mut held = SigSet::empty();
+    for sig in HANDLED {
+        held.add(sig);
+    }
+    // Nothing is logged yet: this runs before logging starts, and it cannot
+    // fail with a valid set and `how`.
+    let _ = sigprocmask(SigmaskHow::SIG_SETMASK, Some(&held), None);
 }
 
-/// Unblocks every signal: a blocked SIGTERM or SIGCHLD inherited from the
-/// parent would make PID 1 deaf.
-fn unblock_signals() {
+/// Unblocks every signal on this thread, once the handlers exist: a blocked
+/// SIGTERM or SIGCHLD (held, or inherited from the parent) would make PID 1
+/// deaf. Signals that arrived meanwhile are delivered now.
+pub fn release_signals() {
     if let Err(e) = sigprocmask(SigmaskHow::SIG_SETMASK, Some(&SigSet::empty()), None) {
-        tracing::warn!("cannot clear the inherited signal mask: {e}");
+        tracing::warn!("cannot clear the signal mask: {e}");
     }
+}
+
+/// Runs every clean-up; call before anything else starts.
+pub fn clean_up() {
+    ignore_stray_signals();
+    mark_fds_cloexec();
 }
 
 /// Signals baseinit has no use for must not kill or stop it. As PID 1 the

@@ -14,6 +14,8 @@ fn main() {
     if let Some(code) = baseinit::applets::dispatch(&args) {
         std::process::exit(code);
     }
+    // Before anything else (and before the log thread starts): see `inherited`.
+    baseinit::inherited::hold_signals();
     let cli = Cli::parse_from(&args);
     baseinit::logging::init(cli.quiet, cli.verbose, cli.log_format == baseinit::output::Format::Json);
     let code = run(cli);

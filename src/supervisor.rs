@@ -354,7 +354,11 @@ impl Supervisor {
             mut probe_results,
         } = channels;
         let mut signals = match Signals::install() {
-            Ok(signals) => signals,
+            Ok(signals) => {
+                // Handlers exist: whatever arrived while held is taken now.
+                crate::inherited::release_signals();
+                signals
+            }
             Err(e) => {
                 error!("cannot install signal handlers: {e}");
                 return Outcome::BootFailed;

@@ -1,0 +1,461 @@
+//! Abuse of the real binary as PID 1: a chaos soak (random SIGKILLs of
+//! services, signal storms, services added and removed, a stream of orphans)
+//! and SIGTERM at every moment of a container's life.
+//!
+//! The soak lasts `BASEINIT_SOAK_SECS` seconds (default 30, CI's length); run
+//! the long variant with
+//! `BASEINIT_SOAK_SECS=600 cargo test --test chaos -- --nocapture`.
+#![allow(clippy::disallowed_methods)]
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::time::{Duration, Instant};
+
+use common::{Baseinit, Mode, Tree, children_of, require_namespaces, wait_for, wait_lines};
+use nix::libc;
+
+const LONG: Duration = Duration::from_secs(30);
+/// Services the soak kills (the 20th makes orphans).
+const KILLABLE: usize = 19;
+
+/// A small deterministic generator (xorshift64*): the seed is printed, so a
+/// failing run can be replayed.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
+    }
+
+    fn below(&mut self, n: usize) -> usize {
+        (self.next() % n as u64) as usize
+    }
+}
+
+fn cmdline(pid: i32) -> String {
+    fs::read(format!("/proc/{pid}/cmdline"))
+        .map(|b| String::from_utf8_lossy(&b).replace('\0', " "))
+        .unwrap_or_default()
+}
+
+/// Live (not zombie) children of `parent` whose command line is `sleep <n>`,
+/// by `n`: every service of the soak ends in `exec sleep <its number>`.
+fn sleeping_services(parent: i32) -> BTreeMap<u32, Vec<i32>> {
+    let mut found: BTreeMap<u32, Vec<i32>> = BTreeMap::new();
+    for (pid, state) in children_of(parent) {
+        if state == 'Z' {
+            continue;
+        }
+        let line = cmdline(pid);
+        if let Some(n) = line.trim_end().strip_prefix("sleep ").and_then(|n| n.parse().ok()) {
+            found.entry(n).or_default().push(pid);
+        }
+    }
+    found
+}
+
+/// (VmRSS in kB, open fds) of a process.
+fn footprint(pid: i32) -> (u64, usize) {
+    let rss = fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("VmRSS:"))
+                .and_then(|v| v.split_whitespace().next()?.parse().ok())
+        })
+        .unwrap_or(0);
+    let fds = fs::read_dir(format!("/proc/{pid}/fd")).map(|d| d.count()).unwrap_or(0);
+    (rss, fds)
+}
+
+/// Zombie children of `parent` that are still zombies 300 ms later: a
+/// zombie that is reaped promptly is how every process ends.
+fn lasting_zombies(parent: i32) -> Vec<i32> {
+    let zombies = |p| -> Vec<i32> {
+        children_of(p)
+            .into_iter()
+            .filter(|(_, s)| *s == 'Z')
+            .map(|(pid, _)| pid)
+            .collect()
+    };
+    let first = zombies(parent);
+    std::thread::sleep(Duration::from_millis(300));
+    let second = zombies(parent);
+    first.into_iter().filter(|pid| second.contains(pid)).collect()
+}
+
+fn send(pid: i32, signal: i32) {
+    // SAFETY: kill(2) on a pid this test found as a child of its own
+    // baseinit (or baseinit itself).
+    unsafe { libc::kill(pid, signal) };
+}
+
+fn soak_service(tree: &Tree, name: &str, number: u32) {
+    tree.service(name, &format!("echo x >> \"$OUT/starts-{name}\"\nexec sleep {number}"));
+    // Fast restarts and no crash-loop verdict: the soak kills on purpose.
+    tree.service_file(
+        name,
+        "service.toml",
+        "max-restarts = 1000000\n[backoff]\ninitial = \"10ms\"\nmax = \"50ms\"\n",
+        0o644,
+    );
+}
+
+#[test]
+fn chaos_soak_loses_nothing_leaks_nothing_and_still_stops_in_milliseconds() {
+    require_namespaces!("chaos_soak_loses_nothing_leaks_nothing_and_still_stops_in_milliseconds");
+    let secs: u64 = std::env::var("BASEINIT_SOAK_SECS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(30);
+    let seed = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos() as u64 | 1)
+        .unwrap_or(0x9e37_79b9_7f4a_7c15);
+    eprintln!("chaos soak: {secs} s, seed {seed:#x}");
+    let mut rng = Rng(seed);
+
+    let tree = Tree::new();
+    let names: Vec<String> = (0..KILLABLE).map(|i| format!("s{i:02}")).collect();
+    for (i, name) in names.iter().enumerate() {
+        soak_service(&tree, name, 1000 + i as u32);
+    }
+    // Each `(sleep 0.01 &)` leaves an orphan for PID 1 to reap.
+    tree.service("orphans", "while :; do (sleep 0.01 &); sleep 0.01; done");
+    let init = Baseinit::start(Mode::Pid1, &tree.args(&[]));
+    let pid = init.pid();
+
+    let all_up = |dynamic: &[u32]| {
+        let live = sleeping_services(pid);
+        (0..KILLABLE as u32)
+            .map(|i| 1000 + i)
+            .chain(dynamic.iter().copied())
+            .all(|n| live.get(&n).is_some_and(|p| p.len() == 1))
+    };
+    wait_for("every service to start", LONG, || all_up(&[]).then_some(()));
+    for name in &names {
+        wait_lines(&tree, &format!("starts-{name}"), 1, LONG);
+    }
+    // Let the first restarts' allocations settle before the baseline.
+    std::thread::sleep(Duration::from_millis(500));
+    let (rss_start, fds_start) = footprint(pid);
+
+    let mut kills = [0usize; KILLABLE];
+    let mut signals_sent = 0usize;
+    let mut added = 0usize;
+    let mut removed = 0usize;
+    let mut dynamic: Vec<u32> = Vec::new();
+    let mut samples: Vec<(u64, usize)> = Vec::new();
+    let started = Instant::now();
+    let mut last_sample = Instant::now();
+    let mut last_tree_change = Instant::now();
+    while started.elapsed() < Duration::from_secs(secs) {
+        // SIGKILL one running service whose last kill has been answered by
+        // a restart, so that starts = 1 + kills holds exactly.
+        let i = rng.below(KILLABLE);
+        let starts = tree.read(&format!("starts-{}", names[i])).lines().count();
+        if starts == kills[i] + 1
+            && let Some(pids) = sleeping_services(pid).get(&(1000 + i as u32))
+            && let [service] = pids[..]
+        {
+            send(service, libc::SIGKILL);
+            kills[i] += 1;
+        }
+        // A storm of the signals that must change nothing.
+        for _ in 0..rng.below(20) {
+            let signal = [libc::SIGCHLD, libc::SIGHUP, libc::SIGUSR1][rng.below(3)];
+            send(pid, signal);
+            signals_sent += 1;
+        }
+        // Add or remove a service directory about every 300 ms.
+        if last_tree_change.elapsed() > Duration::from_millis(300) {
+            last_tree_change = Instant::now();
+            if dynamic.len() < 5 && (dynamic.is_empty() || rng.below(2) == 0) {
+                let number = 2000 + added as u32;
+                let name = format!("d{number}");
+                let staging = tree.path().join("staging").join(&name);
+                common::write_file(
+                    &staging.join("run"),
+                    &tree.script(&format!("exec sleep {number}")),
+                    0o755,
+                );
+                fs::rename(&staging, tree.service_dir().join(&name)).expect("add a service");
+                dynamic.push(number);
+                added += 1;
+            } else {
+                let number = dynamic.remove(rng.below(dynamic.len()));
+                let name = format!("d{number}");
+                fs::rename(tree.service_dir().join(&name), tree.path().join("removed").join(&name))
+                    .or_else(|_| {
+                        fs::create_dir_all(tree.path().join("removed"))?;
+                        fs::rename(tree.service_dir().join(&name), tree.path().join("removed").join(&name))
+                    })
+                    .expect("remove a service");
+                removed += 1;
+            }
+        }
+        if last_sample.elapsed() > Duration::from_secs(1) {
+            last_sample = Instant::now();
+            samples.push(footprint(pid));
+        }
+        std::thread::sleep(Duration::from_millis(5 + rng.below(15) as u64));
+    }
+
+    // Quiet again: every kill answered by exactly one restart, every
+    // service that should run runs once, the removed ones are gone.
+    for (i, name) in names.iter().enumerate() {
+        let file = format!("starts-{name}");
+        wait_lines(&tree, &file, kills[i] + 1, LONG);
+    }
+    wait_for("every service, and only those, to run", LONG, || {
+        let live = sleeping_services(pid);
+        let expected: Vec<u32> = (0..KILLABLE as u32)
+            .map(|i| 1000 + i)
+            .chain(dynamic.iter().copied())
+            .collect();
+        let running: Vec<u32> = live.keys().copied().collect();
+        (all_up(&dynamic) && running == expected).then_some(())
+    });
+    std::thread::sleep(Duration::from_millis(200));
+    for (i, name) in names.iter().enumerate() {
+        assert_eq!(
+            tree.read(&format!("starts-{name}")).lines().count(),
+            kills[i] + 1,
+            "{name}: one restart per kill"
+        );
+    }
+    let zombies = lasting_zombies(pid);
+    assert!(zombies.is_empty(), "zombies left: {zombies:?}");
+
+    // Back to the starting set of services, then compare the footprint.
+    for number in dynamic.drain(..) {
+        let name = format!("d{number}");
+        fs::rename(tree.service_dir().join(&name), tree.path().join("removed").join(&name)).expect("remove");
+        removed += 1;
+    }
+    wait_for("the added services to be gone", LONG, || {
+        let live = sleeping_services(pid);
+        (live.len() == KILLABLE).then_some(())
+    });
+    std::thread::sleep(Duration::from_millis(300));
+    let (rss_end, fds_end) = footprint(pid);
+    let rss_max = samples.iter().map(|s| s.0).max().unwrap_or(rss_end);
+    let fds_max = samples.iter().map(|s| s.1).max().unwrap_or(fds_end);
+
+    let mut init = init;
+    init.mark();
+    init.signal(libc::SIGTERM);
+    let run = init.wait(LONG);
+    let reaped = run
+        .stderr
+        .lines()
+        .find_map(|l| {
+            l.split_once(" orphans reaped")?
+                .0
+                .rsplit(' ')
+                .next()?
+                .parse::<u64>()
+                .ok()
+        })
+        .unwrap_or(0);
+    let total_kills: usize = kills.iter().sum();
+    eprintln!(
+        "chaos soak {secs} s: {total_kills} SIGKILLs, {total_kills} restarts; {signals_sent} signals to PID 1; \
+         {added} services added, {removed} removed; {reaped} orphans reaped; \
+         RSS {rss_start} kB at start, {rss_max} kB max, {rss_end} kB at end; \
+         fds {fds_start} at start, {fds_max} max, {fds_end} at end; graceful stop {:?}; crashes 0",
+        run.elapsed
+    );
+    assert_eq!(run.code, 0, "stderr (tail):\n{}", tail(&run.stderr));
+    assert!(!run.stderr.contains("panicked"), "{}", tail(&run.stderr));
+    assert!(
+        !run.stderr.contains("after the stop signal"),
+        "a service needed SIGKILL at the stop:\n{}",
+        tail(&run.stderr)
+    );
+    assert_eq!(fds_end, fds_start, "open fds of PID 1 grew");
+    // Allocator slack, not growth: a leak per kill (hundreds of them) or per
+    // signal (thousands) would be far larger.
+    assert!(
+        rss_end <= rss_start + 1024,
+        "RSS of PID 1 grew from {rss_start} kB to {rss_end} kB"
+    );
+    assert!(total_kills > 0 && reaped > 0, "the soak did nothing");
+}
+
+fn tail(text: &str) -> String {
+    let lines: Vec<&str> = text.lines().collect();
+    lines[lines.len().saturating_sub(40)..].join("\n")
+}
+
+/// True once `pid` blocks or catches SIGTERM: from then on a SIGTERM cannot
+/// be lost. (Before baseinit's first instruction, nothing can catch it: as
+/// PID 1 with the default disposition, the kernel discards it.)
+fn listens_for_sigterm(pid: i32) -> bool {
+    let Ok(status) = fs::read_to_string(format!("/proc/{pid}/status")) else {
+        return false;
+    };
+    let bit = 1u64 << (libc::SIGTERM - 1);
+    ["SigBlk:", "SigCgt:"].iter().any(|key| {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(key))
+            .and_then(|v| u64::from_str_radix(v.trim(), 16).ok())
+            .is_some_and(|mask| mask & bit != 0)
+    })
+}
+
+/// Starts baseinit on `tree`, waits until it listens for SIGTERM and `ready`
+/// holds, sends SIGTERM after `delay`, and returns how the run ended.
+fn sigterm_when(tree: &Tree, extra: &[&str], ready: impl Fn() -> bool, delay: Duration) -> common::Finished {
+    let mut init = Baseinit::start(Mode::Pid1, &tree.args(extra));
+    let pid = init.pid();
+    wait_for("baseinit to listen for SIGTERM", LONG, || {
+        listens_for_sigterm(pid).then_some(())
+    });
+    wait_for("the moment to signal", LONG, || ready().then_some(()));
+    std::thread::sleep(delay);
+    init.mark();
+    init.signal(libc::SIGTERM);
+    init.wait(LONG)
+}
+
+#[test]
+fn sigterm_at_any_moment_of_boot_stops_everything_started_so_far() {
+    require_namespaces!("sigterm_at_any_moment_of_boot_stops_everything_started_so_far");
+    // From baseinit's first instruction through the environment import,
+    // the scan, the startup scripts and the services' start.
+    for delay_us in [0u64, 100, 300, 1000, 3000, 10_000, 30_000, 100_000] {
+        let tree = Tree::new();
+        fs::create_dir_all(tree.env_dir()).unwrap();
+        fs::write(tree.env_dir().join("GREETING"), "hi").unwrap();
+        tree.startup_script("10_quick", r#"echo 10 >> "$OUT/scripts-run""#);
+        tree.startup_script("20_slow", r#"echo 20 >> "$OUT/scripts-run"; sleep 0.05"#);
+        for name in ["a", "b", "c"] {
+            tree.service(
+                name,
+                &format!(
+                    r#"echo up >> "$OUT/{name}"; trap 'echo stopped >> "$OUT/{name}"; exit 0' TERM; while :; do sleep 0.01; done"#
+                ),
+            );
+        }
+        let run = sigterm_when(&tree, &[], || true, Duration::from_micros(delay_us));
+        assert_eq!(run.code, 0, "SIGTERM {delay_us} µs in; stderr:\n{}", run.stderr);
+        assert!(
+            !run.stderr.contains("after the stop signal"),
+            "SIGTERM {delay_us} µs in: something needed SIGKILL:\n{}",
+            run.stderr
+        );
+        for name in ["a", "b", "c"] {
+            let log = tree.read(name);
+            assert!(
+                log.is_empty() || log == "up\nstopped\n",
+                "SIGTERM {delay_us} µs in: service {name} was started and not stopped gracefully: {log:?}"
+            );
+        }
+        eprintln!(
+            "SIGTERM {delay_us:>6} µs after baseinit listens: stopped in {:?}; startup scripts run: {:?}; services started: {}",
+            run.elapsed,
+            tree.read("scripts-run").lines().collect::<Vec<_>>(),
+            ["a", "b", "c"].iter().filter(|n| !tree.read(n).is_empty()).count()
+        );
+    }
+}
+
+#[test]
+fn sigterm_during_a_startup_script_stops_it_and_starts_no_service() {
+    require_namespaces!("sigterm_during_a_startup_script_stops_it_and_starts_no_service");
+    let tree = Tree::new();
+    tree.startup_script(
+        "10_long",
+        r#"trap 'echo stopped >> "$OUT/script"; exit 143' TERM; echo running >> "$OUT/script"; while :; do sleep 0.01; done"#,
+    );
+    tree.startup_script("20_never", r#"echo ran > "$OUT/never""#);
+    tree.service("svc", r#"echo up > "$OUT/svc"; exec sleep 1000"#);
+    let run = sigterm_when(&tree, &[], || tree.read("script") == "running\n", Duration::ZERO);
+    eprintln!("SIGTERM during a startup script: stopped in {:?}", run.elapsed);
+    assert_eq!(run.code, 0, "a requested stop; stderr:\n{}", run.stderr);
+    assert_eq!(tree.read("script"), "running\nstopped\n", "the script got SIGTERM");
+    assert_eq!(tree.read("never"), "", "no later startup script ran");
+    assert_eq!(tree.read("svc"), "", "no service started");
+}
+
+#[test]
+fn sigterm_during_a_restart_backoff_stops_without_starting_it_again() {
+    require_namespaces!("sigterm_during_a_restart_backoff_stops_without_starting_it_again");
+    let tree = Tree::new();
+    tree.service("crashy", r#"echo x >> "$OUT/starts"; exit 1"#);
+    tree.service_file(
+        "crashy",
+        "service.toml",
+        "[backoff]\ninitial = \"5s\"\nmax = \"5s\"\n",
+        0o644,
+    );
+    tree.service(
+        "steady",
+        r#"trap 'echo stopped > "$OUT/steady"; exit 0' TERM; while :; do sleep 0.01; done"#,
+    );
+    // The first death is of a run shorter than reset-after: 5 s of backoff.
+    let run = sigterm_when(
+        &tree,
+        &[],
+        || tree.read("starts").lines().count() == 2,
+        Duration::from_millis(100),
+    );
+    eprintln!("SIGTERM during a 5 s backoff: stopped in {:?}", run.elapsed);
+    assert_eq!(run.code, 0, "stderr:\n{}", run.stderr);
+    assert!(
+        run.elapsed < Duration::from_secs(5),
+        "the stop waited for the backoff: {:?}",
+        run.elapsed
+    );
+    assert_eq!(tree.read("starts").lines().count(), 2, "no start after the SIGTERM");
+    assert_eq!(tree.read("steady"), "stopped\n");
+}
+
+#[test]
+fn sigterm_during_a_pre_shutdown_hook_changes_nothing_and_the_stop_completes_in_order() {
+    require_namespaces!("sigterm_during_a_pre_shutdown_hook_changes_nothing_and_the_stop_completes_in_order");
+    let tree = Tree::new();
+    let pre = tree.path().join("pre_shutdown.d");
+    let post = tree.path().join("post_shutdown.d");
+    common::write_file(
+        &pre.join("10_slow"),
+        &tree.script(r#"echo pre-start >> "$OUT/order"; sleep 0.3; echo pre-end >> "$OUT/order""#),
+        0o755,
+    );
+    common::write_file(
+        &post.join("10_post"),
+        &tree.script(r#"echo post >> "$OUT/order""#),
+        0o755,
+    );
+    tree.service(
+        "svc",
+        r#"trap 'echo service-stopped >> "$OUT/order"; exit 0' TERM; echo up > "$OUT/up"; while :; do sleep 0.01; done"#,
+    );
+    let mut init = Baseinit::start(Mode::Pid1, &tree.args(&["--hook-timeout", "2"]));
+    wait_lines(&tree, "up", 1, LONG);
+    init.mark();
+    init.signal(libc::SIGTERM);
+    wait_lines(&tree, "order", 1, LONG);
+    // Twice more, while the hook runs.
+    init.signal(libc::SIGTERM);
+    init.signal(libc::SIGINT);
+    let run = init.wait(LONG);
+    eprintln!(
+        "SIGTERM ×3 around a 0.3 s pre-shutdown hook: stopped in {:?}",
+        run.elapsed
+    );
+    assert_eq!(run.code, 0, "stderr:\n{}", run.stderr);
+    assert_eq!(tree.read("order"), "pre-start\npre-end\nservice-stopped\npost\n");
+    assert!(
+        run.stderr.contains("received SIGTERM again: already shutting down"),
+        "{}",
+        run.stderr
+    );
+}
