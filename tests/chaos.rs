@@ -459,3 +459,111 @@ fn sigterm_during_a_pre_shutdown_hook_changes_nothing_and_the_stop_completes_in_
         run.stderr
     );
 }
+
+/// A pids cgroup of its own (v1 or v2), removed on drop; None when this
+/// machine has none we can write (said loudly; a failure when
+/// BASEINIT_REQUIRE_CGROUPS=1, as in CI).
+struct PidsCgroup(std::path::PathBuf);
+
+impl PidsCgroup {
+    fn new(test: &str) -> Option<Self> {
+        let name = format!("baseinit-test-{}", std::process::id());
+        let candidates = ["/sys/fs/cgroup/pids", "/sys/fs/cgroup"];
+        let mut why = String::from("no pids controller mounted");
+        for root in candidates {
+            let root = std::path::Path::new(root);
+            if !root.join("cgroup.procs").exists() {
+                continue;
+            }
+            let dir = root.join(&name);
+            match fs::create_dir(&dir) {
+                Ok(()) if dir.join("pids.max").exists() => return Some(PidsCgroup(dir)),
+                Ok(()) => {
+                    let _ = fs::remove_dir(&dir);
+                    why = format!("{} has no pids.max", root.display());
+                }
+                Err(e) => why = format!("cannot create {}: {e}", dir.display()),
+            }
+        }
+        if std::env::var("BASEINIT_REQUIRE_CGROUPS").as_deref() == Ok("1") {
+            panic!("{test}: a pids cgroup is required (BASEINIT_REQUIRE_CGROUPS=1) but unavailable: {why}");
+        }
+        eprintln!("\n*** SKIPPED {test}: no pids cgroup ({why}); set BASEINIT_REQUIRE_CGROUPS=1 to fail instead ***\n");
+        None
+    }
+
+    fn set_max(&self, max: &str) {
+        fs::write(self.0.join("pids.max"), max).expect("write pids.max");
+    }
+
+    fn adopt(&self, pid: i32) {
+        fs::write(self.0.join("cgroup.procs"), pid.to_string()).expect("move into the cgroup");
+    }
+}
+
+impl Drop for PidsCgroup {
+    fn drop(&mut self) {
+        // Empty once the test's baseinit is gone; retried briefly.
+        for _ in 0..100 {
+            if fs::remove_dir(&self.0).is_ok() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+#[test]
+fn when_fork_fails_it_logs_backs_off_keeps_the_rest_and_recovers_when_the_limit_lifts() {
+    let test = "when_fork_fails_it_logs_backs_off_keeps_the_rest_and_recovers_when_the_limit_lifts";
+    require_namespaces!(test);
+    let Some(cgroup) = PidsCgroup::new(test) else {
+        return;
+    };
+    let tree = Tree::new();
+    // Holds boot until baseinit is inside the cgroup, so every service is.
+    tree.startup_script("10_wait", r#"while [ ! -e "$OUT/go" ]; do sleep 0.01; done"#);
+    tree.service("steady", r#"echo $$ >> "$OUT/steady"; exec sleep 1000"#);
+    tree.service("crashy", r#"echo x >> "$OUT/starts"; exit 1"#);
+    tree.service_file(
+        "crashy",
+        "service.toml",
+        "max-restarts = 1000000\n[backoff]\ninitial = \"20ms\"\nmax = \"200ms\"\n",
+        0o644,
+    );
+    let init = Baseinit::start(Mode::Pid1, &tree.args(&[]));
+    cgroup.adopt(init.pid());
+    fs::write(tree.out("go"), "").unwrap();
+    wait_lines(&tree, "starts", 2, LONG);
+    wait_lines(&tree, "steady", 1, LONG);
+
+    // No fork succeeds in the container any more.
+    cgroup.set_max("1");
+    wait_for("failed starts with backoff", LONG, || {
+        (init.stderr_so_far().matches("service crashy: cannot start").count() >= 3).then_some(())
+    });
+    let starts_while_limited = tree.read("starts").lines().count();
+    cgroup.set_max("max");
+    wait_lines(&tree, "starts", starts_while_limited + 2, LONG);
+
+    init.signal(libc::SIGTERM);
+    let run = init.wait(LONG);
+    assert_eq!(run.code, 0, "stderr (tail):\n{}", tail(&run.stderr));
+    assert_eq!(tree.read("steady").lines().count(), 1, "steady was never restarted");
+    let failure = run
+        .stderr
+        .lines()
+        .find(|l| l.contains("service crashy: cannot start"))
+        .unwrap_or_default()
+        .to_owned();
+    assert!(
+        failure.contains("Resource temporarily unavailable") || failure.contains("EAGAIN"),
+        "the error says why: {failure}"
+    );
+    assert!(
+        run.stderr.contains("service crashy: restarting in"),
+        "{}",
+        tail(&run.stderr)
+    );
+    eprintln!("fork failure, as logged: {failure}");
+}

@@ -452,21 +452,50 @@ fn find_cycle<'a>(
     done.insert(node);
 }
 
+/// The largest `service.toml` read. A definition is a few hundred bytes;
+/// parsing megabytes would stall PID 1's event loop during a rescan.
+pub const MAX_SERVICE_TOML: u64 = 1 << 20;
+
 /// A hash of the files that define a service, to notice edits on a rescan.
+/// Small regular files are hashed by content; anything else (a large binary
+/// `run`, a FIFO that would block the read) by its metadata, never opened.
 fn fingerprint(dir: &Path) -> u64 {
     use std::hash::{Hash, Hasher};
+    use std::os::unix::fs::MetadataExt;
     let mut hasher = std::hash::DefaultHasher::new();
     for file in ["run", "finish", "service.toml", "notification-fd"] {
-        fs::read(dir.join(file)).ok().hash(&mut hasher);
+        let path = dir.join(file);
+        match fs::metadata(&path) {
+            Ok(meta) if meta.is_file() && meta.len() <= MAX_SERVICE_TOML => fs::read(&path).ok().hash(&mut hasher),
+            Ok(meta) => (meta.dev(), meta.ino(), meta.len(), meta.mtime(), meta.mtime_nsec()).hash(&mut hasher),
+            Err(_) => 0u8.hash(&mut hasher),
+        }
     }
     hasher.finish()
+}
+
+/// Reads a `service.toml` that is a regular file of at most
+/// [`MAX_SERVICE_TOML`] bytes; anything else is a problem to report, never
+/// a blocking open (a FIFO) or a huge parse.
+fn read_service_toml(path: &Path) -> io::Result<Vec<u8>> {
+    let meta = fs::metadata(path)?;
+    if !meta.is_file() {
+        return Err(io::Error::new(io::ErrorKind::InvalidInput, "not a regular file"));
+    }
+    if meta.len() > MAX_SERVICE_TOML {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("too large: {} bytes (the limit is {MAX_SERVICE_TOML})", meta.len()),
+        ));
+    }
+    fs::read(path)
 }
 
 /// Validates one service directory, adding its problems to `errors`.
 fn load_service(name: &str, dir: &Path, defaults: &Defaults, errors: &mut Vec<ConfigError>) -> Option<ServiceSpec> {
     let before = errors.len();
     let toml_path = dir.join("service.toml");
-    let (raw, text) = match fs::read(&toml_path) {
+    let (raw, text) = match read_service_toml(&toml_path) {
         Ok(bytes) => match String::from_utf8(bytes) {
             Ok(text) => match toml::from_str::<RawService>(&text) {
                 Ok(raw) => (raw, text),
@@ -484,6 +513,10 @@ fn load_service(name: &str, dir: &Path, defaults: &Defaults, errors: &mut Vec<Co
             }
         },
         Err(e) if e.kind() == io::ErrorKind::NotFound => (RawService::default(), String::new()),
+        Err(e) if e.kind() == io::ErrorKind::InvalidInput => {
+            errors.push(ConfigError::new(&toml_path, e.to_string()));
+            return None;
+        }
         Err(e) => {
             errors.push(ConfigError::new(&toml_path, format!("cannot read: {e}")));
             return None;
@@ -974,6 +1007,32 @@ A = "1"
         for (got, want) in errors.iter().zip(expected) {
             assert!(got.starts_with(want), "got {got:?}\nwant {want:?}...");
         }
+    }
+
+    #[test]
+    fn a_huge_or_fifo_service_toml_is_an_error_and_never_read() {
+        let t = Tree::new();
+        t.run("huge").run("fifo").run("fine");
+        let huge = t.0.path().join("huge/service.toml");
+        fs::File::create(&huge).unwrap().set_len(MAX_SERVICE_TOML + 1).unwrap();
+        nix::unistd::mkfifo(&t.0.path().join("fifo/service.toml"), nix::sys::stat::Mode::S_IRWXU).unwrap();
+        // A FIFO would block a read (and the fingerprint) forever.
+        let errors = t.errors();
+        assert_eq!(
+            errors,
+            [
+                "fifo/service.toml: not a regular file".to_owned(),
+                format!(
+                    "huge/service.toml: too large: {} bytes (the limit is {MAX_SERVICE_TOML})",
+                    MAX_SERVICE_TOML + 1
+                ),
+            ]
+        );
+        let scan = scan_services(t.0.path(), &Defaults::default(), true);
+        assert_eq!(
+            scan.services.iter().map(|s| s.name.as_str()).collect::<Vec<_>>(),
+            ["fine"]
+        );
     }
 
     #[test]
