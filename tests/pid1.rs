@@ -349,6 +349,8 @@ fn children_start_clean_whatever_baseinit_inherited() {
         let find = |want: &str| children.iter().map(|(p, _)| *p).find(|p| cmdline(*p) == want);
         Some((find("sleep\u{0}60\u{0}")?, find("sleep\u{0}61\u{0}")?))
     });
+    // `sleep` opens locale data for a moment as it starts.
+    std::thread::sleep(Duration::from_millis(100));
     for (who, pid) in [("service", service), ("main command", main)] {
         let status = fs::read_to_string(format!("/proc/{pid}/status")).expect("status");
         let sig: Vec<&str> = status

@@ -1,6 +1,7 @@
 //! What the supervisor guarantees about privileges: services run as the
 //! user they name, with nothing of root left; the control interface
-//! (supervise FIFOs, status socket) is root's alone.
+//! (supervise FIFOs, status socket) is root's alone; no child of any kind
+//! inherits a signal mask, an ignored signal or an fd.
 #![allow(clippy::disallowed_methods)]
 
 mod common;
@@ -8,7 +9,7 @@ mod common;
 use std::process::Command;
 use std::time::Duration;
 
-use common::{BIN, Baseinit, Mode, Tree, require_namespaces, wait_lines};
+use common::{BIN, Baseinit, Mode, Tree, children_of, require_namespaces, wait_lines};
 use nix::libc;
 
 const LONG: Duration = Duration::from_secs(30);
@@ -95,4 +96,139 @@ fn only_root_controls_services_or_asks_for_status() {
     assert_eq!(tree.read("web"), "up\n");
     init.signal(libc::SIGTERM);
     assert_eq!(init.wait(LONG).code, 0);
+}
+
+/// Where each of `fds` of `pid` pointed (when it still runs).
+fn fd_links(pid: i32, fds: &[i32]) -> Vec<String> {
+    fds.iter()
+        .map(|fd| {
+            std::fs::read_link(format!("/proc/{pid}/fd/{fd}"))
+                .map(|p| p.display().to_string())
+                .unwrap_or_else(|_| "?".into())
+        })
+        .collect()
+}
+
+/// (SigBlk, SigIgn, fds, process group) of a live process.
+fn child_state(pid: i32) -> Option<(String, String, Vec<i32>, i32)> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let field = |key: &str| {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(key))
+            .map(|v| v.trim().to_owned())
+    };
+    let mut fds: Vec<i32> = std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .ok()?
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
+        .collect();
+    fds.sort();
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let pgrp = stat.rsplit_once(')')?.1.split_whitespace().nth(2)?.parse().ok()?;
+    Some((field("SigBlk:")?, field("SigIgn:")?, fds, pgrp))
+}
+
+#[test]
+fn no_signal_mask_ignored_signal_or_fd_leaks_into_any_kind_of_child() {
+    require_namespaces!("no_signal_mask_ignored_signal_or_fd_leaks_into_any_kind_of_child");
+    let tree = Tree::new();
+    // Each kind of child ends in `exec` of a program that opens nothing, told
+    // apart by its arguments, so /proc shows exactly what baseinit gave it.
+    let kinds: [(&str, &str); 9] = [
+        ("startup script", "sleep 0.4"),
+        ("service", "sleep 100"),
+        ("readiness probe", "sleep 0.41"),
+        ("health probe", "sleep 0.42"),
+        ("service run once", "sleep 0.43"),
+        ("finish", "sleep 0.44"),
+        ("logger", "cat"),
+        ("pre-shutdown hook", "sleep 0.45"),
+        ("post-shutdown hook", "sleep 0.46"),
+    ];
+    tree.startup_script("10_script", "exec sleep 0.4");
+    tree.service("svc", "exec sleep 100");
+    tree.service_file(
+        "svc",
+        "service.toml",
+        "[ready]\ncommand = [\"sleep\", \"0.41\"]\n[health]\ncommand = [\"sleep\", \"0.42\"]\ninterval = \"200ms\"\ntimeout = \"5s\"\n",
+        0o644,
+    );
+    tree.service_file("svc", "log/run", "#!/bin/sh\nexec cat > /dev/null\n", 0o755);
+    tree.service("once", "exec sleep 0.43");
+    tree.service_file("once", "service.toml", "restart = \"never\"\n", 0o644);
+    tree.service_file("once", "finish", "#!/bin/sh\nexec sleep 0.44\n", 0o755);
+    for (dir, arg) in [("pre_shutdown.d", "0.45"), ("post_shutdown.d", "0.46")] {
+        common::write_file(
+            &tree.path().join(dir).join("10_hook"),
+            &format!("#!/bin/sh\nexec sleep {arg}\n"),
+            0o755,
+        );
+    }
+    let mut init = Baseinit::start_with(Mode::Pid1, &tree.args(&["--hook-timeout", "3"]), |command| {
+        // SAFETY: in the forked child before exec: only async-signal-safe calls.
+        unsafe {
+            std::os::unix::process::CommandExt::pre_exec(command, || {
+                libc::signal(libc::SIGALRM, libc::SIG_IGN);
+                libc::signal(libc::SIGPIPE, libc::SIG_IGN);
+                let mut set: libc::sigset_t = std::mem::zeroed();
+                libc::sigemptyset(&mut set);
+                libc::sigaddset(&mut set, libc::SIGUSR1);
+                libc::sigaddset(&mut set, libc::SIGTERM);
+                libc::sigprocmask(libc::SIG_SETMASK, &set, std::ptr::null_mut());
+                libc::dup2(2, 7); // not close-on-exec
+                Ok(())
+            });
+        }
+    });
+    let pid = init.pid();
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(std::collections::BTreeMap::new()));
+    let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let watcher = {
+        let (seen, done) = (seen.clone(), done.clone());
+        let markers: Vec<String> = kinds.iter().map(|(_, c)| c.replace(' ', "\0") + "\0").collect();
+        std::thread::spawn(move || {
+            // A program may open a file for a moment as it starts (`sleep`
+            // reads locale data): judge each child 50 ms after its exec.
+            let mut first_seen = std::collections::HashMap::new();
+            while !done.load(std::sync::atomic::Ordering::Relaxed) {
+                for (child, _) in children_of(pid) {
+                    let cmdline = std::fs::read_to_string(format!("/proc/{child}/cmdline")).unwrap_or_default();
+                    let Some(i) = markers.iter().position(|m| *m == cmdline) else {
+                        continue;
+                    };
+                    let since = *first_seen.entry(child).or_insert_with(std::time::Instant::now);
+                    if since.elapsed() >= Duration::from_millis(50)
+                        && let Some(state) = child_state(child)
+                    {
+                        seen.lock().unwrap().entry(i).or_insert((child, state));
+                    }
+                }
+                std::thread::sleep(Duration::from_millis(5));
+            }
+        })
+    };
+    common::wait_for("every running kind of child to be seen", LONG, || {
+        (seen.lock().unwrap().len() >= 7).then_some(())
+    });
+    init.mark();
+    init.signal(libc::SIGTERM);
+    let run = init.wait(LONG);
+    done.store(true, std::sync::atomic::Ordering::Relaxed);
+    watcher.join().unwrap();
+    assert_eq!(run.code, 0, "stderr:\n{}", run.stderr);
+    let seen = seen.lock().unwrap();
+    for (i, (kind, _)) in kinds.iter().enumerate() {
+        let Some((child, (blocked, ignored, fds, pgrp))) = seen.get(&i) else {
+            panic!("{kind}: never seen running; stderr:\n{}", run.stderr);
+        };
+        assert_eq!(blocked, "0000000000000000", "{kind}: signal mask");
+        assert_eq!(ignored, "0000000000000000", "{kind}: ignored signals");
+        assert_eq!(
+            fds,
+            &[0, 1, 2],
+            "{kind}: only fds 0-2 (links: {links:?})",
+            links = fd_links(*child, fds)
+        );
+        assert_eq!(pgrp, child, "{kind}: its own process group");
+    }
 }
