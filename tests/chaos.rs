@@ -1,6 +1,7 @@
 //! Abuse of the real binary as PID 1: a chaos soak (random SIGKILLs of
 //! services, signal storms, services added and removed, a stream of orphans)
-//! and SIGTERM at every moment of a container's life.
+//! SIGTERM at every moment of a container's life, fork failing (a pids
+//! cgroup) and a read-only or full `/etc` and `/run` (a small tmpfs).
 //!
 //! The soak lasts `BASEINIT_SOAK_SECS` seconds (default 30, CI's length); run
 //! the long variant with
@@ -566,4 +567,97 @@ fn when_fork_fails_it_logs_backs_off_keeps_the_rest_and_recovers_when_the_limit_
         tail(&run.stderr)
     );
     eprintln!("fork failure, as logged: {failure}");
+}
+
+/// A 64 KiB tmpfs mounted for one test (root only), unmounted on drop.
+struct SmallFs(std::path::PathBuf);
+
+impl SmallFs {
+    fn mount(at: &std::path::Path) -> Option<Self> {
+        fs::create_dir_all(at).ok()?;
+        let ok = std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "-o", "size=64k", "baseinit-test"])
+            .arg(at)
+            .status()
+            .is_ok_and(|s| s.success());
+        ok.then(|| SmallFs(at.to_owned()))
+    }
+
+    fn remount_read_only(&self) {
+        let ok = std::process::Command::new("mount")
+            .args(["-o", "remount,ro"])
+            .arg(&self.0)
+            .status()
+            .is_ok_and(|s| s.success());
+        assert!(ok, "remount read-only");
+    }
+
+    fn fill(&self) {
+        use std::io::Write;
+        let mut f = fs::File::create(self.0.join("filler")).unwrap();
+        while f.write_all(&[0u8; 4096]).is_ok() {}
+        // The last partial block too.
+        while f.write_all(&[0u8; 1]).is_ok() {}
+    }
+}
+
+impl Drop for SmallFs {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount").arg("-l").arg(&self.0).status();
+    }
+}
+
+#[test]
+fn a_read_only_or_full_run_and_etc_cost_warnings_not_services() {
+    let test = "a_read_only_or_full_run_and_etc_cost_warnings_not_services";
+    require_namespaces!(test);
+    if !nix::unistd::Uid::effective().is_root() {
+        if std::env::var("BASEINIT_REQUIRE_ROOT").as_deref() == Ok("1") {
+            panic!("{test}: needs root to mount a small file system (BASEINIT_REQUIRE_ROOT=1)");
+        }
+        eprintln!(
+            "\n*** SKIPPED {test}: needs root to mount a small file system; set BASEINIT_REQUIRE_ROOT=1 to fail instead ***\n"
+        );
+        return;
+    }
+    for broken in ["read-only", "full"] {
+        let tree = Tree::new();
+        let small = SmallFs::mount(&tree.path().join("small")).expect("mount a tmpfs");
+        // The environment directory (/etc/container_environment) and the
+        // runtime directory (/run/baseinit) both live on it.
+        let env_dir = small.0.join("container_environment");
+        fs::create_dir_all(&env_dir).unwrap();
+        fs::write(env_dir.join("FROM_FILE"), "yes").unwrap();
+        let run_dir = small.0.join("run");
+        match broken {
+            "read-only" => small.remount_read_only(),
+            _ => small.fill(),
+        }
+        tree.service("svc", r#"echo "$FROM_FILE" > "$OUT/svc"; exec sleep 1000"#);
+        let mut args = tree.args(&[]);
+        for (flag, value) in [("--env-dir", &env_dir), ("--runtime-dir", &run_dir)] {
+            let at = args.iter().position(|a| a == flag).expect(flag);
+            args[at + 1] = value.display().to_string();
+        }
+        let init = Baseinit::start(Mode::Pid1, &args);
+        wait_lines(&tree, "svc", 1, LONG);
+        std::thread::sleep(Duration::from_millis(200));
+        init.signal(libc::SIGTERM);
+        let run = init.wait(LONG);
+        let warnings: Vec<&str> = run
+            .stderr
+            .lines()
+            .filter(|l| l.contains(" WARN ") || l.contains(" ERROR "))
+            .collect();
+        eprintln!("{broken} /etc and /run, as reported:\n{}", warnings.join("\n"));
+        assert_eq!(run.code, 0, "{broken}: stderr:\n{}", run.stderr);
+        assert_eq!(
+            tree.read("svc"),
+            "yes\n",
+            "{broken}: the service ran with the imported environment"
+        );
+        assert!(!warnings.is_empty(), "{broken}: the failure to write is reported");
+        assert!(!run.stderr.contains("panicked"), "{}", run.stderr);
+        drop(small);
+    }
 }
