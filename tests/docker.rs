@@ -890,3 +890,140 @@ fn example_image_starts_the_redis_client_only_once_redis_is_ready_and_stops_it_f
         "redis stopped before its client:\n{logs}"
     );
 }
+
+/// The chaos soak's short variant in a real container: random SIGKILLs of
+/// services from the host, signal storms through `docker kill -s` and
+/// straight to the container's PID 1, services added and removed with
+/// `docker exec`, orphans nonstop; then `docker stop`.
+#[test]
+fn chaos_in_a_container_loses_nothing_and_docker_stop_still_takes_milliseconds() {
+    require_docker!("chaos_in_a_container_loses_nothing_and_docker_stop_still_takes_milliseconds");
+    const SERVICES: usize = 10;
+    let mut files: Vec<(String, String, u32)> = vec![(
+        "Dockerfile".into(),
+        format!("FROM {BASE}\nCOPY service/ /etc/service/\n"),
+        0o644,
+    )];
+    let toml = "max-restarts = 1000000\n[backoff]\ninitial = \"10ms\"\nmax = \"50ms\"\n";
+    for i in 0..SERVICES {
+        let name = format!("s{i:02}");
+        files.push((
+            format!("service/{name}/run"),
+            format!("#!/bin/sh\necho x >> /tmp/starts-{name}\nexec sleep {}\n", 1000 + i),
+            0o755,
+        ));
+        files.push((format!("service/{name}/service.toml"), toml.into(), 0o644));
+    }
+    files.push((
+        "service/orphans/run".into(),
+        "#!/bin/sh\nwhile :; do (sleep 0.01 &); sleep 0.01; done\n".into(),
+        0o755,
+    ));
+    let borrowed: Vec<(&str, &str, u32)> = files.iter().map(|(p, b, m)| (p.as_str(), b.as_str(), *m)).collect();
+    let image = test_image("chaos", &borrowed);
+    let c = Container::start("chaos", &[&image]);
+    let init: i32 = c
+        .inspect("{{.State.Pid}}")
+        .parse()
+        .expect("the container's PID 1 on the host");
+    let wait_until = |what: &str, probe: &dyn Fn() -> bool| {
+        let deadline = Instant::now() + BOOT;
+        while !probe() {
+            assert!(Instant::now() < deadline, "{what}; logs:\n{}", c.logs());
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    };
+    let all_up = || {
+        let live = common::sleeping_services(init);
+        (0..SERVICES as u32).all(|i| live.get(&(1000 + i)).is_some_and(|p| p.len() == 1))
+    };
+    wait_until("every service to start", &all_up);
+    std::thread::sleep(Duration::from_millis(500));
+    let (rss_start, fds_start) = common::footprint(init);
+    let starts = |i: usize| -> usize {
+        let out = c.exec(&["sh", "-c", &format!("cat /tmp/starts-s{i:02} 2>/dev/null || true")]);
+        out.stdout.lines().count()
+    };
+
+    let mut rng = common::Rng(0x5eed_0000_0000_0001 ^ std::process::id() as u64);
+    let mut kills = [0usize; SERVICES];
+    let mut signals = 0usize;
+    let mut changes = 0usize;
+    let started = Instant::now();
+    let mut last_change = Instant::now();
+    while started.elapsed() < Duration::from_secs(15) {
+        let i = rng.below(SERVICES);
+        // Kill only a run whose previous kill was answered by a restart,
+        // looking for its pid after that: the old one is reaped by then.
+        if starts(i) == kills[i] + 1
+            && let Some([pid]) = common::sleeping_services(init).get(&(1000 + i as u32)).map(|p| &p[..])
+            // SAFETY: kill(2) on a pid found as a child of the container's init.
+            && unsafe { libc::kill(*pid, libc::SIGKILL) } == 0
+        {
+            kills[i] += 1;
+        }
+        for _ in 0..rng.below(20) {
+            let signal = [libc::SIGCHLD, libc::SIGHUP, libc::SIGUSR1][rng.below(3)];
+            // SAFETY: kill(2) on the container's PID 1, found by docker inspect.
+            unsafe { libc::kill(init, signal) };
+            signals += 1;
+        }
+        if last_change.elapsed() > Duration::from_secs(1) {
+            last_change = Instant::now();
+            let _ = try_docker(&["kill", "-s", "HUP", &c.name], COMMAND);
+            signals += 1;
+            let script = "if [ -d /etc/service/extra ]; then mv /etc/service/extra /tmp/extra-$$; \
+                          else mkdir -p /tmp/x/extra && printf '#!/bin/sh\\nexec sleep 3000\\n' > /tmp/x/extra/run \
+                          && chmod +x /tmp/x/extra/run && mv /tmp/x/extra /etc/service/extra; fi";
+            let out = c.exec(&["sh", "-c", script]);
+            assert_eq!(out.code, 0, "{}", out.text());
+            changes += 1;
+        }
+    }
+    // The last change may have left `extra` in: take it out for the count.
+    let _ = c.exec(&[
+        "sh",
+        "-c",
+        "[ -d /etc/service/extra ] && mv /etc/service/extra /tmp/extra-end || true",
+    ]);
+    for (i, &killed) in kills.iter().enumerate() {
+        wait_until(&format!("s{i:02}: one restart per kill ({killed})"), &|| {
+            starts(i) == killed + 1
+        });
+    }
+    wait_until("every service up, the added one gone", &|| {
+        all_up() && common::sleeping_services(init).len() == SERVICES
+    });
+    std::thread::sleep(Duration::from_millis(300));
+    for (i, &killed) in kills.iter().enumerate() {
+        assert_eq!(starts(i), killed + 1, "s{i:02}: restarts must match kills");
+    }
+    let zombies = common::lasting_zombies(init);
+    assert!(zombies.is_empty(), "zombies in the container: {zombies:?}");
+    let (rss_end, fds_end) = common::footprint(init);
+    let took = c.stop();
+    let logs = c.logs();
+    let total: usize = kills.iter().sum();
+    eprintln!(
+        "chaos in a container, 15 s: {total} SIGKILLs and restarts, {signals} signals to PID 1, \
+         {changes} service-directory changes, {} orphans reaped; RSS {rss_start} → {rss_end} kB, \
+         fds {fds_start} → {fds_end}; docker stop {took:?}",
+        orphans_reaped(&logs)
+    );
+    assert_eq!(c.exit_code(), 0, "{}", tail_of(&logs));
+    assert_eq!(fds_end, fds_start, "open fds of PID 1 grew");
+    assert!(
+        rss_end <= rss_start + 1024,
+        "RSS grew from {rss_start} kB to {rss_end} kB"
+    );
+    assert!(
+        !logs.contains("after the stop signal"),
+        "a service needed SIGKILL:\n{}",
+        tail_of(&logs)
+    );
+}
+
+fn tail_of(text: &str) -> String {
+    let lines: Vec<&str> = text.lines().collect();
+    lines[lines.len().saturating_sub(40)..].join("\n")
+}

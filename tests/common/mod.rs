@@ -5,6 +5,7 @@
 //! here, so the supervisor's waitpid rule does not apply.
 #![allow(clippy::disallowed_methods, dead_code)]
 
+use std::collections::BTreeMap;
 use std::fs;
 use std::io::Write;
 use std::os::unix::fs::PermissionsExt;
@@ -364,4 +365,73 @@ pub fn children_of(ppid: i32) -> Vec<(i32, char)> {
             (parent == ppid).then_some((pid, state))
         })
         .collect()
+}
+
+/// A small deterministic generator (xorshift64*): the seed is printed, so a
+/// failing run can be replayed.
+pub struct Rng(pub u64);
+
+impl Rng {
+    pub fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
+    }
+
+    pub fn below(&mut self, n: usize) -> usize {
+        (self.next() % n as u64) as usize
+    }
+}
+
+pub fn cmdline(pid: i32) -> String {
+    fs::read(format!("/proc/{pid}/cmdline"))
+        .map(|b| String::from_utf8_lossy(&b).replace('\0', " "))
+        .unwrap_or_default()
+}
+
+/// Live (not zombie) children of `parent` whose command line is `sleep <n>`,
+/// by `n`: every service of the soak ends in `exec sleep <its number>`.
+pub fn sleeping_services(parent: i32) -> BTreeMap<u32, Vec<i32>> {
+    let mut found: BTreeMap<u32, Vec<i32>> = BTreeMap::new();
+    for (pid, state) in children_of(parent) {
+        if state == 'Z' {
+            continue;
+        }
+        let line = cmdline(pid);
+        if let Some(n) = line.trim_end().strip_prefix("sleep ").and_then(|n| n.parse().ok()) {
+            found.entry(n).or_default().push(pid);
+        }
+    }
+    found
+}
+
+/// (VmRSS in kB, open fds) of a process.
+pub fn footprint(pid: i32) -> (u64, usize) {
+    let rss = fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("VmRSS:"))
+                .and_then(|v| v.split_whitespace().next()?.parse().ok())
+        })
+        .unwrap_or(0);
+    let fds = fs::read_dir(format!("/proc/{pid}/fd")).map(|d| d.count()).unwrap_or(0);
+    (rss, fds)
+}
+
+/// Zombie children of `parent` that are still zombies 300 ms later: a
+/// zombie that is reaped promptly is how every process ends.
+pub fn lasting_zombies(parent: i32) -> Vec<i32> {
+    let zombies = |p| -> Vec<i32> {
+        children_of(p)
+            .into_iter()
+            .filter(|(_, s)| *s == 'Z')
+            .map(|(pid, _)| pid)
+            .collect()
+    };
+    let first = zombies(parent);
+    std::thread::sleep(Duration::from_millis(300));
+    let second = zombies(parent);
+    first.into_iter().filter(|pid| second.contains(pid)).collect()
 }
