@@ -121,3 +121,44 @@ proptest! {
         prop_assert_eq!(found.as_deref(), Some(value.as_slice()));
     }
 }
+
+/// The kept corpus, `tests/corpus/service-toml/`: inputs that once needed
+/// care (deep nesting, overflow, BOM, CRLF, NUL, binary, duplicates), each
+/// replayed as a service's `service.toml`. Each is loaded or reported
+/// naming its file; none panics. Add a file here for every new finding.
+#[test]
+fn the_kept_service_toml_corpus_is_loaded_or_reported() {
+    let corpus = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/corpus/service-toml");
+    let mut seen = 0;
+    let mut entries: Vec<_> = std::fs::read_dir(&corpus).unwrap().map(|e| e.unwrap().path()).collect();
+    entries.sort();
+    for input in entries {
+        let dir = tempfile::tempdir().unwrap();
+        let service = dir.path().join("svc");
+        std::fs::create_dir(&service).unwrap();
+        let run = service.join("run");
+        std::fs::write(&run, "#!/bin/sh\n").unwrap();
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&run, std::fs::Permissions::from_mode(0o755)).unwrap();
+        std::fs::copy(&input, service.join("service.toml")).unwrap();
+        let scan = scan_services(dir.path(), &Defaults::default(), true);
+        let loaded = scan.services.len();
+        assert_eq!(
+            loaded + usize::from(!scan.errors.is_empty()),
+            1,
+            "{}: either loaded or reported: {:?}",
+            input.display(),
+            scan.errors
+        );
+        for e in &scan.errors {
+            assert!(e.path.starts_with(dir.path()), "{}: {e}", input.display());
+        }
+        eprintln!(
+            "{}: {}",
+            input.file_name().unwrap().to_string_lossy(),
+            scan.errors.first().map_or("loaded".to_owned(), |e| e.message.clone())
+        );
+        seen += 1;
+    }
+    assert!(seen >= 20, "the corpus is there");
+}
