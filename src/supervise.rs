@@ -212,7 +212,11 @@ impl Supervise {
 /// and sends each, tagged with `unit`, to the supervisor (which alone acts on
 /// them). The FIFO is opened read-write, so it never reports EOF when a writer
 /// such as `sv` closes it.
-pub async fn read_commands(control: PathBuf, unit: usize, commands: tokio::sync::mpsc::UnboundedSender<(usize, u8)>) {
+pub async fn read_commands(
+    control: PathBuf,
+    unit: crate::supervisor::UnitToken,
+    commands: tokio::sync::mpsc::UnboundedSender<(crate::supervisor::UnitToken, u8)>,
+) {
     let receiver = match tokio::net::unix::pipe::OpenOptions::new()
         .read_write(true)
         .open_receiver(&control)

@@ -9,7 +9,7 @@
 //! or a failed boot) the pre-shutdown hooks, the stop of all units, the
 //! post-shutdown hooks, the kill-all, and exit.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::ffi::OsString;
 use std::os::fd::{AsFd, OwnedFd};
 use std::path::{Path, PathBuf};
@@ -153,8 +153,18 @@ struct Unit {
     /// Being replaced (changed definition) or removed by a rescan: what comes
     /// after it settles.
     leaving: Option<Leaving>,
-    /// Gone: no longer supervised.
+    /// Gone: no longer supervised. Its slot may be reused (see `add_unit`).
     retired: bool,
+    /// Tells this unit from earlier ones that held the same slot.
+    generation: u64,
+}
+
+/// A unit as named in messages that may arrive after it is gone: its slot
+/// and the generation that held it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct UnitToken {
+    pub index: usize,
+    pub generation: u64,
 }
 
 /// One process's output pipes: (read end, write end) for stdout and stderr.
@@ -220,7 +230,7 @@ const RESCAN_SETTLE: Duration = Duration::from_millis(100);
 /// What reaches the supervisor from its helper tasks.
 pub struct Channels {
     /// Bytes from services' `supervise/control` FIFOs.
-    pub commands: mpsc::UnboundedReceiver<(usize, u8)>,
+    pub commands: mpsc::UnboundedReceiver<(UnitToken, u8)>,
     /// Probe tasks: this run of this unit is ready.
     ready: mpsc::UnboundedReceiver<(usize, Pid)>,
     /// TCP health probes: this run of this unit passed (true) or failed.
@@ -241,8 +251,10 @@ pub struct Supervisor {
     no_children: bool,
     orphans_reaped: u64,
     stop_started: Option<Instant>,
-    commands: mpsc::UnboundedSender<(usize, u8)>,
+    commands: mpsc::UnboundedSender<(UnitToken, u8)>,
     rescan_at: Option<Instant>,
+    /// The last unit generation handed out (see `UnitToken`).
+    next_generation: u64,
     /// The environment every child gets; None until boot imported it.
     env: Option<ContainerEnv>,
     started_at: Instant,
@@ -323,6 +335,7 @@ impl Supervisor {
             stop_started: None,
             commands,
             rescan_at: None,
+            next_generation: 0,
             env: None,
             started_at: Instant::now(),
             sink: None,
@@ -407,7 +420,7 @@ impl Supervisor {
                 _ = signals.user1.recv() => self.forward(Signal::SIGUSR1),
                 _ = signals.user2.recv() => self.forward(Signal::SIGUSR2),
                 _ = signals.window.recv() => self.forward(Signal::SIGWINCH),
-                Some((i, byte)) = commands.recv() => self.on_command(i, byte, Instant::now()),
+                Some((token, byte)) = commands.recv() => self.on_command(token, byte, Instant::now()),
                 Some(reply) = requests.recv() => {
                     let _ = reply.send(self.snapshot());
                 }
@@ -785,9 +798,13 @@ impl Supervisor {
             Ok((sup, control)) => {
                 debug!("{}: runit state in {}", self.units[i].label, sup.dir().display());
                 self.units[i].supervise = Some(sup);
+                let token = UnitToken {
+                    index: i,
+                    generation: self.units[i].generation,
+                };
                 self.units[i].control_task = Some(tokio::spawn(supervise::read_commands(
                     control,
-                    i,
+                    token,
                     self.commands.clone(),
                 )));
                 self.publish(i);
@@ -818,8 +835,37 @@ impl Supervisor {
         self.begin_shutdown(StopReason::ServiceEnded(i), Instant::now());
     }
 
+    /// A slot for a new unit: a retired unit's when one is free, so that
+    /// services added and removed for months do not grow PID 1's memory.
+    /// Free means nothing can still refer to it: down, no process of its
+    /// own (a run, finish, probe or control script) left to reap, no
+    /// draining group, no probe task, and no live unit's logger.
+    fn free_slot(&mut self) -> Option<usize> {
+        let busy: HashSet<usize> = self
+            .pids
+            .values()
+            .map(|(i, _)| *i)
+            .chain(self.units.iter().filter(|u| !u.retired).filter_map(|u| u.logger))
+            .chain(self.main)
+            .collect();
+        let free = self.units.iter().enumerate().position(|(i, u)| {
+            u.retired
+                && !busy.contains(&i)
+                && u.life.is_down()
+                && u.life.draining_group().is_none()
+                && u.probe_running.is_none()
+                && u.probe_task.as_ref().is_none_or(JoinHandle::is_finished)
+        })?;
+        // Retired services that named it as their logger forget it.
+        for unit in self.units.iter_mut().filter(|u| u.logger == Some(free)) {
+            unit.logger = None;
+        }
+        Some(free)
+    }
+
     fn add_unit(&mut self, label: String, kind: Kind, run: Launch, finish: Option<Launch>, policy: Policy) -> usize {
-        self.units.push(Unit {
+        self.next_generation += 1;
+        let unit = Unit {
             label,
             kind,
             name: String::new(),
@@ -854,8 +900,18 @@ impl Supervisor {
             prefix: false,
             leaving: None,
             retired: false,
-        });
-        self.units.len() - 1
+            generation: self.next_generation,
+        };
+        match self.free_slot() {
+            Some(i) => {
+                self.units[i] = unit;
+                i
+            }
+            None => {
+                self.units.push(unit);
+                self.units.len() - 1
+            }
+        }
     }
 
     /// Gives an event to unit `i`'s machine and carries out its actions, and
@@ -1229,7 +1285,6 @@ impl Supervisor {
     /// before the run is ready, a health probe after.
     fn probe_result(&mut self, i: usize, run: Pid, ok: bool, now: Instant) {
         let unit = &mut self.units[i];
-        unit.probe_running = None;
         if unit.life.run_pid() != Some(run) {
             return; // an earlier run's
         }
@@ -1530,9 +1585,14 @@ impl Supervisor {
     }
 
     /// A byte from a service's `supervise/control`.
-    fn on_command(&mut self, i: usize, byte: u8, now: Instant) {
-        let Some(unit) = self.units.get(i).filter(|u| !u.retired) else {
-            return;
+    fn on_command(&mut self, token: UnitToken, byte: u8, now: Instant) {
+        let i = token.index;
+        let Some(unit) = self
+            .units
+            .get(i)
+            .filter(|u| !u.retired && u.generation == token.generation)
+        else {
+            return; // for a unit gone since (its slot may hold another now)
         };
         let Some(command) = Command::parse(byte) else {
             debug!("{}: ignoring control byte {byte:#04x}", unit.label);
@@ -1651,7 +1711,13 @@ impl Supervisor {
                     events.push((i, Event::FinishExited(child.status)));
                 }
                 Some((i, Role::Control(command))) => controls.push((i, command, child.status)),
-                Some((i, Role::Probe(run))) => probes.push((i, run, child.status.success())),
+                Some((i, Role::Probe(run))) => {
+                    let unit = &mut self.units[i];
+                    if unit.probe_running.is_some_and(|(pid, _)| pid == child.pid) {
+                        unit.probe_running = None;
+                    }
+                    probes.push((i, run, child.status.success()));
+                }
                 None => {
                     self.orphans_reaped += 1;
                     debug!("reaped orphan {} ({})", child.pid, child.status);
@@ -1858,6 +1924,9 @@ impl Supervisor {
         unit.supervise = None;
         unit.log_pipe = None;
         if let Some(task) = unit.control_task.take() {
+            task.abort();
+        }
+        if let Some(task) = unit.probe_task.take() {
             task.abort();
         }
         if self.by_name.get(&unit.name) == Some(&i) {
