@@ -816,3 +816,49 @@ fn a_logger_that_quits_often_still_gets_every_line_at_shutdown() {
     let expected: Vec<String> = (1..=40).map(|i| i.to_string()).collect();
     assert_eq!(tree.read("logged").lines().collect::<Vec<_>>(), expected);
 }
+
+/// Opens a control FIFO for writing without blocking: Err(ENXIO) when
+/// nobody reads it.
+fn open_control(path: &std::path::Path) -> std::io::Result<fs::File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    fs::OpenOptions::new()
+        .write(true)
+        .custom_flags(libc::O_NONBLOCK)
+        .open(path)
+}
+
+#[test]
+fn a_removed_service_stops_listening_and_the_next_one_gets_only_its_own_commands() {
+    require_namespaces!("a_removed_service_stops_listening_and_the_next_one_gets_only_its_own_commands");
+    let tree = Tree::new();
+    let body = r#"echo "$(basename "$PWD") up" >> "$OUT/events"
+trap 'echo "$(basename "$PWD") stopped" >> "$OUT/events"; exit 0' TERM
+while :; do sleep 0.05; done"#;
+    tree.service("old", body);
+    let init = Baseinit::start(Mode::Pid1, &tree.args(&[]));
+    wait_lines(&tree, "events", 1, LONG);
+    let old_control = tree.path().join("gone/old/supervise/control");
+
+    // Removed: stopped and retired (its slot is free for the next one).
+    fs::create_dir_all(tree.path().join("gone")).unwrap();
+    fs::rename(tree.service_dir().join("old"), tree.path().join("gone/old")).unwrap();
+    wait_lines(&tree, "events", 2, LONG);
+    let staging = tree.path().join("staging/new");
+    common::write_file(&staging.join("run"), &tree.script(body), 0o755);
+    fs::rename(&staging, tree.service_dir().join("new")).unwrap();
+    wait_lines(&tree, "events", 3, LONG);
+
+    // Nobody reads the old service's FIFO any more...
+    let err = open_control(&old_control).expect_err("the old FIFO still has a reader");
+    assert_eq!(err.raw_os_error(), Some(libc::ENXIO), "{err}");
+    // ...and the new one's commands reach the new one.
+    use std::io::Write;
+    let new_control = tree.service_dir().join("new/supervise/control");
+    let mut control = wait_for("the new service's FIFO to be read", LONG, || open_control(&new_control).ok());
+    control.write_all(b"d").unwrap();
+    wait_lines(&tree, "events", 4, LONG);
+    init.signal(libc::SIGTERM);
+    let run = init.wait(LONG);
+    assert_eq!(run.code, 0, "stderr:\n{}", run.stderr);
+    assert_eq!(tree.read("events"), "old up\nold stopped\nnew up\nnew stopped\n");
+}
