@@ -62,7 +62,10 @@ impl ServiceWatch {
     }
 
     /// (Re)adds watches: the directory itself and every service in it (and its
-    /// `log/`). Adding an existing watch is harmless.
+    /// `log/`). Adding an existing watch is harmless. Watches of services no
+    /// longer in the directory are removed: a watch follows its inode, so a
+    /// service moved away would otherwise stay watched (and remembered)
+    /// for good.
     fn arm(&mut self) {
         let inotify = &self.inotify.get_ref().0;
         let entries = AddWatchFlags::IN_CREATE
@@ -84,6 +87,7 @@ impl ServiceWatch {
         let Ok(entries) = std::fs::read_dir(&self.dir) else {
             return;
         };
+        let mut current = HashSet::new();
         for entry in entries.flatten() {
             if entry.file_name().as_encoded_bytes().starts_with(b".") {
                 continue;
@@ -93,10 +97,19 @@ impl ServiceWatch {
                 if dir.is_dir()
                     && let Ok(wd) = inotify.add_watch(&dir, inside)
                 {
-                    self.services.insert(wd);
+                    current.insert(wd);
                 }
             }
         }
+        for stale in self
+            .services
+            .difference(&current)
+            .filter(|wd| Some(**wd) != self.top && Some(**wd) != self.parent)
+        {
+            // EINVAL when the kernel dropped it already (directory deleted).
+            let _ = inotify.rm_watch(*stale);
+        }
+        self.services = current;
     }
 
     /// Waits until something that may change a definition happens.

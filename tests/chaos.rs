@@ -77,6 +77,7 @@ fn chaos_soak_loses_nothing_leaks_nothing_and_still_stops_in_milliseconds() {
     // Let the first restarts' allocations settle before the baseline.
     std::thread::sleep(Duration::from_millis(500));
     let (rss_start, fds_start) = footprint(pid);
+    let watches_start = common::inotify_watches(pid);
 
     let mut kills = [0usize; KILLABLE];
     let mut signals_sent = 0usize;
@@ -178,6 +179,7 @@ fn chaos_soak_loses_nothing_leaks_nothing_and_still_stops_in_milliseconds() {
     });
     std::thread::sleep(Duration::from_millis(300));
     let (rss_end, fds_end) = footprint(pid);
+    let watches_end = common::inotify_watches(pid);
     let rss_max = samples.iter().map(|s| s.0).max().unwrap_or(rss_end);
     let fds_max = samples.iter().map(|s| s.1).max().unwrap_or(fds_end);
 
@@ -202,7 +204,8 @@ fn chaos_soak_loses_nothing_leaks_nothing_and_still_stops_in_milliseconds() {
         "chaos soak {secs} s: {total_kills} SIGKILLs, {total_kills} restarts; {signals_sent} signals to PID 1; \
          {added} services added, {removed} removed; {reaped} orphans reaped; \
          RSS {rss_start} kB at start, {rss_max} kB max, {rss_end} kB at end; \
-         fds {fds_start} at start, {fds_max} max, {fds_end} at end; graceful stop {:?}; crashes 0",
+         fds {fds_start} at start, {fds_max} max, {fds_end} at end; \
+         inotify watches {watches_start} at start, {watches_end} at end; graceful stop {:?}; crashes 0",
         run.elapsed
     );
     assert_eq!(run.code, 0, "stderr (tail):\n{}", tail(&run.stderr));
@@ -213,6 +216,10 @@ fn chaos_soak_loses_nothing_leaks_nothing_and_still_stops_in_milliseconds() {
         tail(&run.stderr)
     );
     assert_eq!(fds_end, fds_start, "open fds of PID 1 grew");
+    assert_eq!(
+        watches_end, watches_start,
+        "inotify watches of removed services were kept"
+    );
     // Allocator slack, not growth: a leak per kill (hundreds of them) or per
     // signal (thousands) would be far larger.
     assert!(

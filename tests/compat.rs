@@ -854,7 +854,9 @@ while :; do sleep 0.05; done"#;
     // ...and the new one's commands reach the new one.
     use std::io::Write;
     let new_control = tree.service_dir().join("new/supervise/control");
-    let mut control = wait_for("the new service's FIFO to be read", LONG, || open_control(&new_control).ok());
+    let mut control = wait_for("the new service's FIFO to be read", LONG, || {
+        open_control(&new_control).ok()
+    });
     control.write_all(b"d").unwrap();
     wait_lines(&tree, "events", 4, LONG);
     init.signal(libc::SIGTERM);

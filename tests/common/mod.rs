@@ -435,3 +435,15 @@ pub fn lasting_zombies(parent: i32) -> Vec<i32> {
     let second = zombies(parent);
     first.into_iter().filter(|pid| second.contains(pid)).collect()
 }
+
+/// How many inotify watches `pid` holds (from /proc/PID/fdinfo).
+pub fn inotify_watches(pid: i32) -> usize {
+    let Ok(entries) = fs::read_dir(format!("/proc/{pid}/fdinfo")) else {
+        return 0;
+    };
+    entries
+        .flatten()
+        .filter_map(|e| fs::read_to_string(e.path()).ok())
+        .map(|info| info.lines().filter(|l| l.starts_with("inotify wd:")).count())
+        .sum()
+}
