@@ -134,3 +134,65 @@ fn wait_or_dump(init: &Baseinit, what: &str, mut probe: impl FnMut() -> Option<(
         std::thread::sleep(Duration::from_millis(10));
     }
 }
+
+#[test]
+fn an_unreadable_service_directory_is_reported_and_harms_nothing() {
+    // Root reads everything: baseinit runs as nobody here (through its own
+    // setuser), so that a 0700 root-owned directory is truly unreadable.
+    if !nix::unistd::Uid::effective().is_root() {
+        if std::env::var("BASEINIT_REQUIRE_ROOT").as_deref() == Ok("1") {
+            panic!("needs root to switch to nobody (BASEINIT_REQUIRE_ROOT=1)");
+        }
+        eprintln!("\n*** SKIPPED an_unreadable_service_directory_is_reported_and_harms_nothing: needs root ***\n");
+        return;
+    }
+    use std::os::unix::fs::PermissionsExt;
+    let tree = Tree::new();
+    let open = |path: &std::path::Path| {
+        fs::create_dir_all(path).unwrap();
+        fs::set_permissions(path, fs::Permissions::from_mode(0o777)).unwrap();
+    };
+    fs::set_permissions(tree.path(), fs::Permissions::from_mode(0o755)).unwrap();
+    let out = tree.path().join("out");
+    open(&out);
+    open(&tree.path().join("run"));
+    let script = |body: &str| format!("#!/bin/sh\nOUT='{}'\n{body}\n", out.display());
+    common::write_file(
+        &tree.service_dir().join("fine/run"),
+        &script(r#"echo $$ >> "$OUT/fine"; exec sleep 1000"#),
+        0o755,
+    );
+    let mut args = vec!["setuser".to_owned(), "nobody".to_owned(), common::BIN.to_owned()];
+    args.extend(tree.args(&[]));
+    let init = Baseinit::start(Mode::Subreaper, &args);
+    wait_or_dump(&init, "fine to start", || {
+        (!fs::read_to_string(out.join("fine")).unwrap_or_default().is_empty()).then_some(())
+    });
+
+    let staging = tree.path().join("staging/locked");
+    common::write_file(&staging.join("run"), &script("exec sleep 1000"), 0o755);
+    fs::set_permissions(&staging, fs::Permissions::from_mode(0o700)).unwrap();
+    fs::rename(&staging, tree.service_dir().join("locked")).unwrap();
+    init.signal(libc::SIGHUP);
+    wait_or_dump(&init, "the unreadable directory to be reported", || {
+        init.stderr_so_far()
+            .contains("locked/service.toml: cannot read: Permission denied")
+            .then_some(())
+    });
+    init.signal(libc::SIGTERM);
+    let run = init.wait(LONG);
+    eprintln!(
+        "as reported:\n{}",
+        run.stderr
+            .lines()
+            .filter(|l| l.contains("locked"))
+            .collect::<Vec<_>>()
+            .join("\n")
+    );
+    assert_eq!(run.code, 0, "stderr:\n{}", run.stderr);
+    assert_eq!(
+        fs::read_to_string(out.join("fine")).unwrap_or_default().lines().count(),
+        1,
+        "fine was never restarted"
+    );
+}
