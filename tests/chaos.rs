@@ -551,13 +551,7 @@ impl Drop for SmallFs {
 fn a_read_only_or_full_run_and_etc_cost_warnings_not_services() {
     let test = "a_read_only_or_full_run_and_etc_cost_warnings_not_services";
     require_namespaces!(test);
-    if !nix::unistd::Uid::effective().is_root() {
-        if std::env::var("BASEINIT_REQUIRE_ROOT").as_deref() == Ok("1") {
-            panic!("{test}: needs root to mount a small file system (BASEINIT_REQUIRE_ROOT=1)");
-        }
-        eprintln!(
-            "\n*** SKIPPED {test}: needs root to mount a small file system; set BASEINIT_REQUIRE_ROOT=1 to fail instead ***\n"
-        );
+    if !common::root_available(test, "to mount a small file system") {
         return;
     }
     for broken in ["read-only", "full"] {

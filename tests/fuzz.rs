@@ -52,6 +52,21 @@ fn toml_text() -> impl Strategy<Value = String> {
         .prop_map(|pairs| pairs.into_iter().map(|(k, v)| format!("{k} = {v}\n")).collect())
 }
 
+/// Scans a service directory holding one service, `svc`: an executable
+/// `run` and `toml` as its `service.toml`.
+fn scan_one_service(toml: &[u8]) -> (tempfile::TempDir, baseinit::config::Scan) {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let service = dir.path().join("svc");
+    std::fs::create_dir(&service).unwrap();
+    let run = service.join("run");
+    std::fs::write(&run, "#!/bin/sh\n").unwrap();
+    std::fs::set_permissions(&run, std::fs::Permissions::from_mode(0o755)).unwrap();
+    std::fs::write(service.join("service.toml"), toml).unwrap();
+    let scan = scan_services(dir.path(), &Defaults::default(), true);
+    (dir, scan)
+}
+
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(256))]
 
@@ -61,16 +76,7 @@ proptest! {
         raw in prop::collection::vec(any::<u8>(), 0..200),
         use_raw in any::<bool>(),
     ) {
-        let dir = tempfile::tempdir().unwrap();
-        let service = dir.path().join("svc");
-        std::fs::create_dir(&service).unwrap();
-        let run = service.join("run");
-        std::fs::write(&run, "#!/bin/sh\n").unwrap();
-        use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(&run, std::fs::Permissions::from_mode(0o755)).unwrap();
-        let toml = service.join("service.toml");
-        if use_raw { std::fs::write(&toml, &raw).unwrap() } else { std::fs::write(&toml, &text).unwrap() }
-        let scan = scan_services(dir.path(), &Defaults::default(), true);
+        let (dir, scan) = scan_one_service(if use_raw { &raw } else { text.as_bytes() });
         for e in &scan.errors {
             prop_assert!(e.path.starts_with(dir.path()), "{e}");
             prop_assert!(!e.message.is_empty());
@@ -133,15 +139,7 @@ fn the_kept_service_toml_corpus_is_loaded_or_reported() {
     let mut entries: Vec<_> = std::fs::read_dir(&corpus).unwrap().map(|e| e.unwrap().path()).collect();
     entries.sort();
     for input in entries {
-        let dir = tempfile::tempdir().unwrap();
-        let service = dir.path().join("svc");
-        std::fs::create_dir(&service).unwrap();
-        let run = service.join("run");
-        std::fs::write(&run, "#!/bin/sh\n").unwrap();
-        use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(&run, std::fs::Permissions::from_mode(0o755)).unwrap();
-        std::fs::copy(&input, service.join("service.toml")).unwrap();
-        let scan = scan_services(dir.path(), &Defaults::default(), true);
+        let (dir, scan) = scan_one_service(&std::fs::read(&input).unwrap());
         let loaded = scan.services.len();
         assert_eq!(
             loaded + usize::from(!scan.errors.is_empty()),

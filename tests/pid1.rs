@@ -322,26 +322,11 @@ fn children_start_clean_whatever_baseinit_inherited() {
     // `sleep` opens nothing of its own, so what /proc shows of it is exactly
     // what baseinit gave it (a shell would add fds of its own).
     tree.service_file("probe", "service.toml", "command = [\"sleep\", \"60\"]\n", 0o644);
-    let init = Baseinit::start_with(Mode::Pid1, &tree.args(&["--", "sleep", "61"]), |command| {
-        // SAFETY: in the forked child before exec: only async-signal-safe calls.
-        unsafe {
-            command.pre_exec(|| {
-                // Ignored and blocked signals and a stray fd that baseinit
-                // inherits (through unshare) and must not pass on.
-                libc::signal(libc::SIGALRM, libc::SIG_IGN);
-                libc::signal(libc::SIGTSTP, libc::SIG_IGN);
-                libc::signal(libc::SIGPIPE, libc::SIG_IGN);
-                let mut set: libc::sigset_t = std::mem::zeroed();
-                libc::sigemptyset(&mut set);
-                libc::sigaddset(&mut set, libc::SIGUSR1);
-                libc::sigaddset(&mut set, libc::SIGTERM);
-                libc::sigaddset(&mut set, libc::SIGCHLD);
-                libc::sigprocmask(libc::SIG_SETMASK, &set, std::ptr::null_mut());
-                libc::dup2(2, 7); // dup2 clears close-on-exec on fd 7
-                Ok(())
-            });
-        }
-    });
+    let init = Baseinit::start_with(
+        Mode::Pid1,
+        &tree.args(&["--", "sleep", "61"]),
+        common::dirty_inheritance,
+    );
     let me = init.pid();
     let cmdline = |pid: i32| fs::read_to_string(format!("/proc/{pid}/cmdline")).unwrap_or_default();
     let (service, main) = wait_for("the service and the main command to run", LONG, || {

@@ -15,11 +15,7 @@ use nix::libc;
 const LONG: Duration = Duration::from_secs(30);
 
 fn root(test: &str) -> bool {
-    if nix::unistd::Uid::effective().is_root() {
-        return true;
-    }
-    eprintln!("\n*** SKIPPED {test}: needs root ***\n");
-    false
+    common::root_available(test, "to switch users")
 }
 
 #[test]
@@ -164,22 +160,11 @@ fn no_signal_mask_ignored_signal_or_fd_leaks_into_any_kind_of_child() {
             0o755,
         );
     }
-    let mut init = Baseinit::start_with(Mode::Pid1, &tree.args(&["--hook-timeout", "3"]), |command| {
-        // SAFETY: in the forked child before exec: only async-signal-safe calls.
-        unsafe {
-            std::os::unix::process::CommandExt::pre_exec(command, || {
-                libc::signal(libc::SIGALRM, libc::SIG_IGN);
-                libc::signal(libc::SIGPIPE, libc::SIG_IGN);
-                let mut set: libc::sigset_t = std::mem::zeroed();
-                libc::sigemptyset(&mut set);
-                libc::sigaddset(&mut set, libc::SIGUSR1);
-                libc::sigaddset(&mut set, libc::SIGTERM);
-                libc::sigprocmask(libc::SIG_SETMASK, &set, std::ptr::null_mut());
-                libc::dup2(2, 7); // not close-on-exec
-                Ok(())
-            });
-        }
-    });
+    let mut init = Baseinit::start_with(
+        Mode::Pid1,
+        &tree.args(&["--hook-timeout", "3"]),
+        common::dirty_inheritance,
+    );
     let pid = init.pid();
     let seen = std::sync::Arc::new(std::sync::Mutex::new(std::collections::BTreeMap::new()));
     let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));

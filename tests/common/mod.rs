@@ -447,3 +447,41 @@ pub fn inotify_watches(pid: i32) -> usize {
         .map(|info| info.lines().filter(|l| l.starts_with("inotify wd:")).count())
         .sum()
 }
+
+/// True when the test runs as root (to mount, to switch users, to make a
+/// cgroup). When not, says so loudly; with BASEINIT_REQUIRE_ROOT=1 (CI) that
+/// is a failure instead of a skip.
+pub fn root_available(test: &str, why: &str) -> bool {
+    if nix::unistd::Uid::effective().is_root() {
+        return true;
+    }
+    if std::env::var("BASEINIT_REQUIRE_ROOT").as_deref() == Ok("1") {
+        panic!("{test}: needs root {why} (BASEINIT_REQUIRE_ROOT=1)");
+    }
+    eprintln!("\n*** SKIPPED {test}: needs root {why}; set BASEINIT_REQUIRE_ROOT=1 to fail instead ***\n");
+    false
+}
+
+/// Makes `command` start with what a careless parent leaves behind, for
+/// baseinit to clean up and never pass on: ignored signals, blocked
+/// signals and a stray fd (7, not close-on-exec).
+pub fn dirty_inheritance(command: &mut Command) {
+    use nix::libc;
+    use std::os::unix::process::CommandExt;
+    // SAFETY: in the forked child before exec: only async-signal-safe calls.
+    unsafe {
+        command.pre_exec(|| {
+            libc::signal(libc::SIGALRM, libc::SIG_IGN);
+            libc::signal(libc::SIGTSTP, libc::SIG_IGN);
+            libc::signal(libc::SIGPIPE, libc::SIG_IGN);
+            let mut set: libc::sigset_t = std::mem::zeroed();
+            libc::sigemptyset(&mut set);
+            libc::sigaddset(&mut set, libc::SIGUSR1);
+            libc::sigaddset(&mut set, libc::SIGTERM);
+            libc::sigaddset(&mut set, libc::SIGCHLD);
+            libc::sigprocmask(libc::SIG_SETMASK, &set, std::ptr::null_mut());
+            libc::dup2(2, 7); // dup2 clears close-on-exec on fd 7
+            Ok(())
+        });
+    }
+}
