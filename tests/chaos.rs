@@ -234,10 +234,17 @@ fn tail(text: &str) -> String {
     lines[lines.len().saturating_sub(40)..].join("\n")
 }
 
-/// True once `pid` blocks or catches SIGTERM: from then on a SIGTERM cannot
-/// be lost. (Before baseinit's first instruction, nothing can catch it: as
-/// PID 1 with the default disposition, the kernel discards it.)
+/// True once `pid` runs baseinit and blocks or catches SIGTERM: from then
+/// on a SIGTERM cannot be lost. (Before baseinit's first instruction,
+/// nothing can catch it: as PID 1 with the default disposition, the kernel
+/// discards it. `unshare` itself blocks SIGTERM between its fork and the
+/// exec, hence the check of the executable.)
 fn listens_for_sigterm(pid: i32) -> bool {
+    let runs_baseinit = fs::read_link(format!("/proc/{pid}/exe"))
+        .is_ok_and(|exe| fs::canonicalize(common::BIN).is_ok_and(|bin| exe == bin));
+    if !runs_baseinit {
+        return false;
+    }
     let Ok(status) = fs::read_to_string(format!("/proc/{pid}/status")) else {
         return false;
     };
