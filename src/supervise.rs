@@ -208,25 +208,25 @@ impl Supervise {
     }
 }
 
-/// Reads command bytes from the `control` FIFO for as long as the task lives
-/// and sends each, tagged with `unit`, to the supervisor (which alone acts on
-/// them). The FIFO is opened read-write, so it never reports EOF when a writer
-/// such as `sv` closes it.
+/// Opens the `control` FIFO for reading, read-write so that it never
+/// reports EOF when a writer such as `sv` closes it. Called before the
+/// service starts (not in the reading task), so that an `sv` run the moment
+/// the service is up finds a reader. Needs the tokio runtime.
+pub fn open_control(control: &Path) -> io::Result<tokio::net::unix::pipe::Receiver> {
+    tokio::net::unix::pipe::OpenOptions::new()
+        .read_write(true)
+        .open_receiver(control)
+}
+
+/// Reads command bytes from the opened `control` FIFO for as long as the
+/// task lives and sends each, tagged with `unit`, to the supervisor (which
+/// alone acts on them).
 pub async fn read_commands(
+    receiver: tokio::net::unix::pipe::Receiver,
     control: PathBuf,
     unit: crate::supervisor::UnitToken,
     commands: tokio::sync::mpsc::UnboundedSender<(crate::supervisor::UnitToken, u8)>,
 ) {
-    let receiver = match tokio::net::unix::pipe::OpenOptions::new()
-        .read_write(true)
-        .open_receiver(&control)
-    {
-        Ok(receiver) => receiver,
-        Err(e) => {
-            tracing::warn!("{}: cannot read commands: {e}", control.display());
-            return;
-        }
-    };
     let mut buf = [0u8; 64];
     loop {
         if let Err(e) = receiver.readable().await {

@@ -802,11 +802,21 @@ impl Supervisor {
                     index: i,
                     generation: self.units[i].generation,
                 };
-                self.units[i].control_task = Some(tokio::spawn(supervise::read_commands(
-                    control,
-                    token,
-                    self.commands.clone(),
-                )));
+                match supervise::open_control(&control) {
+                    Ok(receiver) => {
+                        self.units[i].control_task = Some(tokio::spawn(supervise::read_commands(
+                            receiver,
+                            control,
+                            token,
+                            self.commands.clone(),
+                        )));
+                    }
+                    Err(e) => warn!(
+                        "{}: cannot read commands from {}: {e}",
+                        self.units[i].label,
+                        control.display()
+                    ),
+                }
                 self.publish(i);
             }
             Err(e) => warn!("{}: no runit state (sv cannot control it): {e}", self.units[i].label),
