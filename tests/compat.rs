@@ -413,18 +413,6 @@ while :; do sleep 0.1; done"#;
     );
 }
 
-/// `env -0` output as (name, value) byte pairs.
-fn parse_env0(bytes: &[u8]) -> std::collections::BTreeMap<Vec<u8>, Vec<u8>> {
-    bytes
-        .split(|b| *b == 0)
-        .filter(|entry| !entry.is_empty())
-        .filter_map(|entry| {
-            let eq = entry.iter().position(|b| *b == b'=')?;
-            Some((entry[..eq].to_vec(), entry[eq + 1..].to_vec()))
-        })
-        .collect()
-}
-
 #[test]
 fn the_container_environment_is_imported_exported_and_reimported_like_my_init() {
     require_namespaces!("the_container_environment_is_imported_exported_and_reimported_like_my_init");
@@ -462,7 +450,7 @@ fn the_container_environment_is_imported_exported_and_reimported_like_my_init() 
     assert_eq!(run.code, 0, "stderr:\n{}", run.stderr);
 
     for who in ["startup.env", "service.env"] {
-        let env = parse_env0(&fs::read(tree.out(who)).unwrap());
+        let env = common::parse_env0(&fs::read(tree.out(who)).unwrap());
         let get = |name: &str| env.get(name.as_bytes()).map(|v| v.as_slice());
         assert_eq!(
             get("FROM_FILE"),
@@ -497,13 +485,7 @@ fn the_container_environment_is_imported_exported_and_reimported_like_my_init() 
     assert!(!env_dir.join("HOME").exists(), "HOME is never written as a file");
     // The .sh gives back exactly the values through a real shell.
     let sh = tree.path().join("container_environment.sh");
-    let out = Command::new("sh")
-        .arg("-c")
-        .arg(format!(". '{}'; env -0", sh.display()))
-        .env_clear()
-        .output()
-        .unwrap();
-    let sourced = parse_env0(&out.stdout);
+    let sourced = common::sourced_env(&sh);
     assert_eq!(sourced.get(&b"WEIRD"[..]).map(|v| v.as_slice()), Some(weird));
     assert_eq!(
         sourced.get(&b"ADDED"[..]).map(|v| v.as_slice()),

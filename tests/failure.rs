@@ -84,19 +84,10 @@ fn on_failure_stop_leaves_it_failed_and_the_rest_running() {
     };
     let snap = wait_for("crashy to be failed", LONG, || {
         let snap = status();
-        let crashy = snap["services"]
-            .as_array()?
-            .iter()
-            .find(|s| s["name"] == "crashy")?
-            .clone();
+        let crashy = common::service_in(&snap, "crashy")?.clone();
         (crashy["state"] == "failed").then_some(snap)
     });
-    let web = snap["services"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|s| s["name"] == "web")
-        .unwrap();
+    let web = common::service_in(&snap, "web").unwrap();
     assert_eq!(web["state"], "run");
     std::thread::sleep(Duration::from_millis(300));
     assert_eq!(tree.read("starts").lines().count(), 3, "no restart once failed");

@@ -5,9 +5,10 @@
 //! `proptest-regressions/` and replayed first.
 #![allow(clippy::disallowed_methods)]
 
+mod common;
+
 use std::ffi::OsString;
 use std::os::unix::ffi::OsStringExt;
-use std::process::Command;
 
 use baseinit::config::{Defaults, parse_duration, parse_signal, scan_services};
 use baseinit::container_env::{ContainerEnv, EnvPaths};
@@ -114,16 +115,7 @@ proptest! {
         let paths = EnvPaths::beside(&dir.path().join("container_environment"));
         let sh = paths.sh.clone();
         let _env = ContainerEnv::boot(paths, [(OsString::from("FUZZ"), OsString::from_vec(value.clone()))]);
-        let out = Command::new("sh")
-            .arg("-c")
-            .arg(format!(". '{}'; env -0", sh.display()))
-            .env_clear()
-            .output()
-            .unwrap();
-        let found = out
-            .stdout
-            .split(|b| *b == 0)
-            .find_map(|entry| entry.strip_prefix(b"FUZZ=".as_slice()).map(<[u8]>::to_vec));
+        let found = common::sourced_env(&sh).remove(b"FUZZ".as_slice());
         prop_assert_eq!(found.as_deref(), Some(value.as_slice()));
     }
 }

@@ -58,20 +58,10 @@ fn status_and_health_report_a_crash_loop_and_recover_when_it_is_stopped() {
     let (code, json, _) = baseinit(&tree, &["status", "--json"]);
     assert_eq!(code, 0);
     let snap: serde_json::Value = serde_json::from_str(&json).unwrap();
-    let web = snap["services"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|s| s["name"] == "web")
-        .unwrap();
+    let web = common::service_in(&snap, "web").unwrap();
     assert_eq!(web["state"], "run");
     assert!(web["pid"].as_i64().unwrap() > 0);
-    let crashy = snap["services"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|s| s["name"] == "crashy")
-        .unwrap();
+    let crashy = common::service_in(&snap, "crashy").unwrap();
     assert!(crashy["restarts"].as_u64().unwrap() >= 2, "{json}");
     assert_eq!(crashy["last_exit"]["code"], 3);
 

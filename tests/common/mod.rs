@@ -485,3 +485,32 @@ pub fn dirty_inheritance(command: &mut Command) {
         });
     }
 }
+
+/// The service named `name` in a `baseinit status --json` snapshot.
+pub fn service_in<'a>(snapshot: &'a serde_json::Value, name: &str) -> Option<&'a serde_json::Value> {
+    snapshot["services"].as_array()?.iter().find(|s| s["name"] == name)
+}
+
+/// `NAME=VALUE` pairs of `env -0` output, as bytes.
+pub fn parse_env0(bytes: &[u8]) -> BTreeMap<Vec<u8>, Vec<u8>> {
+    bytes
+        .split(|b| *b == 0)
+        .filter(|entry| !entry.is_empty())
+        .filter_map(|entry| {
+            let eq = entry.iter().position(|b| *b == b'=')?;
+            Some((entry[..eq].to_vec(), entry[eq + 1..].to_vec()))
+        })
+        .collect()
+}
+
+/// The environment a real shell gets from sourcing `sh` (a
+/// `container_environment.sh`), and nothing else.
+pub fn sourced_env(sh: &Path) -> BTreeMap<Vec<u8>, Vec<u8>> {
+    let out = Command::new("sh")
+        .arg("-c")
+        .arg(format!(". '{}'; env -0", sh.display()))
+        .env_clear()
+        .output()
+        .expect("run sh");
+    parse_env0(&out.stdout)
+}
