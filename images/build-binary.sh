@@ -3,10 +3,12 @@
 # to images/dist/baseinit (the images' build context takes it from there).
 #
 # The machine's Rust toolchain has only the gnu target, so the binary is
-# linked statically against glibc (`+crt-static`). glibc warns at link time
-# that getpwnam & co. need the shared NSS modules at run time: baseinit only
-# reads /etc/passwd and /etc/group ("files"), which glibc's static NSS handles;
-# the images' tests check `setuser nobody id` on Debian and on scratch.
+# linked statically against glibc (`+crt-static`). In a static binary glibc's
+# getpwnam & co. still dlopen the NSS modules nsswitch.conf names, and that
+# segfaults (`group: files systemd` and a name not in /etc/group). So baseinit
+# never calls them: it reads /etc/passwd and /etc/group itself
+# (src/accounts.rs). The images' tests check `setuser nobody id` on Debian and
+# on scratch.
 #
 # Usage: images/build-binary.sh [OUTPUT]   (default images/dist/baseinit)
 set -euo pipefail

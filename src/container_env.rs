@@ -640,7 +640,7 @@ fn fill(mut file: fs::File, contents: &[u8], existing: Option<&fs::Metadata>, ta
 
 /// docker_env's gid, when the group exists.
 fn dump_group() -> Option<u32> {
-    match nix::unistd::Group::from_name(DUMP_GROUP) {
+    match crate::accounts::group_by_name(DUMP_GROUP) {
         Ok(group) => group.map(|group| group.gid.as_raw()),
         Err(e) => {
             tracing::debug!("cannot look up group {DUMP_GROUP}: {e}");

@@ -2,6 +2,7 @@
 //!
 //! The map of the crate, in the order data flows:
 //! - [`applets`]: `sv` and `setuser`, by argv[0] or as `baseinit sv`.
+//! - [`accounts`]: users and groups, read from /etc/passwd and /etc/group (never NSS).
 //! - [`container_env`]: my_init's container environment import and export.
 //! - [`check`]: `baseinit check`, validating an image's configuration.
 //! - [`cli`]: flags and their environment-variable twins (my_init's names).
@@ -20,6 +21,7 @@
 //! - [`logging`]: baseinit's own log on stderr.
 //! - [`output`]: services' stdout and stderr, as whole prefixed (or JSON) lines.
 
+pub mod accounts;
 pub mod applets;
 pub mod check;
 pub mod cli;

@@ -42,7 +42,7 @@ fn a_service_with_user_runs_with_every_id_and_group_of_that_user() {
     init.signal(libc::SIGTERM);
     assert_eq!(init.wait(LONG).code, 0);
     let ids = tree.read("ids");
-    let nobody = nix::unistd::User::from_name("nobody").unwrap().unwrap();
+    let nobody = baseinit::accounts::user_by_name("nobody").unwrap().unwrap();
     let (uid, gid) = (nobody.uid.as_raw(), nobody.gid.as_raw());
     let line = |key: &str| ids.lines().find(|l| l.starts_with(key)).unwrap_or_default().to_owned();
     assert_eq!(line("Uid:"), format!("Uid:\t{uid}\t{uid}\t{uid}\t{uid}"), "{ids}");

@@ -1,20 +1,23 @@
 //! `setuser USER COMMAND [ARGS…]`: run a command as another user (my_init's).
 //!
-//! USER is a name, or a numeric uid that has a passwd entry. The groups come
-//! from the group database (initgroups), then the gid, then the uid; after
-//! that baseinit checks that root cannot be regained before it runs anything.
+//! USER is a name, or a numeric uid that has an entry in /etc/passwd (read
+//! directly, never through glibc's NSS: see [`crate::accounts`]). The
+//! supplementary groups are set from /etc/group (what initgroups would set),
+//! then the gid, then the uid; after that baseinit checks that root cannot be
+//! regained before it runs anything.
 //! `HOME`, `USER`, `LOGNAME` and `UID` are set from the passwd entry; COMMAND
 //! is looked up in `PATH` as the shell does, as the new user.
 
-use std::ffi::{CString, OsStr, OsString};
+use std::ffi::{OsStr, OsString};
 use std::io;
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
 
 use nix::errno::Errno;
-use nix::unistd::{Gid, Uid, User};
+use nix::unistd::{Gid, Uid};
 
+use crate::accounts::{self, User};
 use crate::exit::{CANNOT_EXECUTE, NOT_FOUND};
 
 /// Exit status for a usage error, an unknown user or a failed switch
@@ -62,13 +65,12 @@ pub fn main(args: &[OsString]) -> i32 {
 
 /// Finds USER by name, else (if it is a number) by uid.
 fn lookup(name: &str) -> Result<User, String> {
-    let by_name = User::from_name(name).map_err(|e| format!("cannot look up user {name}: {}", e.desc()))?;
+    let by_name = accounts::user_by_name(name).map_err(|e| format!("cannot look up user {name}: {e}"))?;
     if let Some(user) = by_name {
         return Ok(user);
     }
     if let Ok(uid) = name.parse::<u32>() {
-        let by_uid =
-            User::from_uid(Uid::from_raw(uid)).map_err(|e| format!("cannot look up uid {uid}: {}", e.desc()))?;
+        let by_uid = accounts::user_by_uid(Uid::from_raw(uid)).map_err(|e| format!("cannot look up uid {uid}: {e}"))?;
         if let Some(user) = by_uid {
             return Ok(user);
         }
@@ -91,9 +93,10 @@ fn switch_to(user: &User) -> Result<(), String> {
     if already && !user.uid.is_root() {
         return Ok(());
     }
-    let name = CString::new(user.name.as_bytes()).map_err(|_| format!("bad user name {:?}", user.name))?;
-    nix::unistd::initgroups(&name, user.gid)
-        .map_err(|e| format!("cannot set the groups of {}: {}", user.name, e.desc()))?;
+    // initgroups, without its NSS lookup: the groups /etc/group gives.
+    let groups = accounts::group_list(&user.name, user.gid)
+        .map_err(|e| format!("cannot look up the groups of {}: {e}", user.name))?;
+    nix::unistd::setgroups(&groups).map_err(|e| format!("cannot set the groups of {}: {}", user.name, e.desc()))?;
     nix::unistd::setgid(user.gid).map_err(|e| format!("cannot set gid {}: {}", user.gid, e.desc()))?;
     nix::unistd::setuid(user.uid).map_err(|e| format!("cannot set uid {}: {}", user.uid, e.desc()))?;
     verify(user)

@@ -5,7 +5,7 @@
 mod raw;
 
 use std::collections::HashMap;
-use std::ffi::{CString, OsString};
+use std::ffi::OsString;
 use std::fmt;
 use std::fs;
 use std::io;
@@ -14,12 +14,13 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use nix::sys::signal::Signal;
-use nix::unistd::{Gid, Group, Uid, User, getgrouplist};
+use nix::unistd::{Gid, Uid};
 use toml::Spanned;
 
 use raw::RawService;
 pub use raw::{parse_duration, parse_signal};
 
+use crate::accounts::{self, User};
 use crate::service::{Backoff, FailureAction, FailurePolicy, Policy, RestartPolicy};
 use crate::spawn::{Credentials, Launch, StdinMode};
 
@@ -777,10 +778,9 @@ fn credentials(
     };
     Some(match passwd {
         Some((_, Ok(user))) => {
-            let groups = CString::new(user.name.clone())
-                .ok()
-                .and_then(|name| getgrouplist(&name, gid).ok())
-                .unwrap_or_else(|| vec![gid]);
+            // Not fatal: an unreadable /etc/group leaves the primary group
+            // alone, as getgrouplist did, rather than failing the service.
+            let groups = accounts::group_list(&user.name, gid).unwrap_or_else(|_| vec![gid]);
             Credentials {
                 uid: user.uid,
                 gid,
@@ -809,9 +809,9 @@ fn credentials(
 fn lookup_user(user: &str) -> Result<Result<User, Uid>, String> {
     if let Ok(n) = user.parse::<u32>() {
         let uid = Uid::from_raw(n);
-        return Ok(User::from_uid(uid).ok().flatten().ok_or(uid));
+        return Ok(accounts::user_by_uid(uid).ok().flatten().ok_or(uid));
     }
-    match User::from_name(user) {
+    match accounts::user_by_name(user) {
         Ok(Some(entry)) => Ok(Ok(entry)),
         Ok(None) => Err(format!("unknown user `{user}` (not in the passwd database)")),
         Err(e) => Err(format!("cannot look up user `{user}`: {e}")),
@@ -822,7 +822,7 @@ fn lookup_group(group: &str) -> Result<Gid, String> {
     if let Ok(n) = group.parse::<u32>() {
         return Ok(Gid::from_raw(n));
     }
-    match Group::from_name(group) {
+    match accounts::group_by_name(group) {
         Ok(Some(entry)) => Ok(entry.gid),
         Ok(None) => Err(format!("unknown group `{group}` (not in the group database)")),
         Err(e) => Err(format!("cannot look up group `{group}`: {e}")),
