@@ -60,6 +60,10 @@ impl<'de> serde::Deserialize<'de> for RestartPolicy {
     }
 }
 
+/// How long a run must have lasted for its death, the first in a row, to be
+/// restarted at once (runit and s6 use the same second).
+pub const WAS_UP: Duration = Duration::from_secs(1);
+
 /// Exponential backoff between quick repeated deaths.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Backoff {
@@ -753,8 +757,16 @@ impl Lifecycle {
             self.quick_deaths = 0;
             Duration::ZERO
         } else {
+            // The first death after a run of a second or more is a service
+            // that was up and fell over, not a crash loop: back at once, as
+            // runit and s6 do. Deaths in a row after it back off.
+            let was_up = exit.status.is_some() && self.quick_deaths == 0 && exit.ran_for >= WAS_UP;
             self.quick_deaths = self.quick_deaths.saturating_add(1);
-            self.policy.backoff.delay(self.quick_deaths)
+            if was_up {
+                Duration::ZERO
+            } else {
+                self.policy.backoff.delay(self.quick_deaths)
+            }
         };
         // The crash-loop limit counts automatic restarts only: an operator's
         // restart (`prompt`) is not a crash.
@@ -913,6 +925,35 @@ mod tests {
         m.on(Event::Spawned(pid(4)), t0 + 20_000 * MS);
         let a = m.on(exited(1, true), t0 + 20_001 * MS); // quick again: back to initial
         assert_eq!(a[0], Action::Restart { after: 100 * MS });
+    }
+
+    #[test]
+    fn a_service_that_was_up_comes_back_at_once_then_backs_off() {
+        // (how long each run lasted, the restart delay that follows)
+        let table = [
+            (2_000, Duration::ZERO),  // up 2 s: back at once
+            (2_000, 200 * MS),        // a second death in a row: backoff
+            (10, 400 * MS),           // and a third
+            (20_000, Duration::ZERO), // a healthy run starts over
+            (10, 100 * MS),           // a quick death after it: initial
+        ];
+        let mut m = Lifecycle::new(policy());
+        let mut now = Instant::now();
+        m.on(Event::Up, now);
+        for (n, (ran_ms, delay)) in table.into_iter().enumerate() {
+            m.on(Event::Spawned(pid(10 + n as i32)), now);
+            now += ran_ms * MS;
+            let actions = m.on(exited(1, true), now);
+            assert_eq!(
+                actions.first(),
+                Some(&Action::Restart { after: delay }),
+                "run {n} of {ran_ms} ms"
+            );
+            now += delay;
+            if !delay.is_zero() {
+                assert_eq!(m.on(Event::Tick, now), vec![Action::StartRun]);
+            }
+        }
     }
 
     #[test]
