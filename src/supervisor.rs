@@ -201,6 +201,14 @@ enum HookStage {
     Post,
 }
 
+/// How long a shutdown goes without updating the services' runit state
+/// (`supervise/stat`, `status`, `pid`). Each update is three file creations
+/// and renames per service, which on a disk took most of a 3-service stop
+/// (2 ms of 3.3). A stop that is over by then leaves the files as they were
+/// (the next boot rewrites them); a longer one shows every service's state
+/// from then on, and ends with them written.
+const STATE_DURING_SHUTDOWN: Duration = Duration::from_millis(100);
+
 #[derive(Debug)]
 enum Phase {
     /// Startup scripts, one at a time; `current` indexes `units`.
@@ -402,6 +410,7 @@ impl Supervisor {
         self.reap(Instant::now());
         self.boot(Instant::now());
         let mut watch = None;
+        let mut retired_watch = None;
         // For the test that proves a panic ends in an ordered stop: a bug on
         // demand, some time after boot. Never set outside that test.
         let panic_at = std::env::var("BASEINIT_TEST_PANIC_AFTER_MS")
@@ -413,8 +422,17 @@ impl Supervisor {
             if panic_at.is_some_and(|at| Instant::now() >= at) {
                 panic!("BASEINIT_TEST_PANIC_AFTER_MS asked for it");
             }
-            if watch.is_none() && matches!(self.phase, Phase::Running) && !self.opts.skip_services {
+            if watch.is_none()
+                && matches!(self.phase, Phase::Running)
+                && !self.opts.skip_services
+                && retired_watch.is_none()
+            {
                 watch = ServiceWatch::new(&self.opts.service_dir);
+            }
+            if !matches!(self.phase, Phase::Running)
+                && let Some(w) = watch.take()
+            {
+                retired_watch = Some(w.unwatch_all());
             }
             let wake = self.next_wake().into_iter().chain(panic_at).min();
             tokio::select! {
@@ -442,6 +460,8 @@ impl Supervisor {
                 () = sleep_until(wake) => self.on_tick(Instant::now()),
             }
         }
+        // A quick shutdown leaves the files as they were (see
+        // `STATE_DURING_SHUTDOWN`); a long one ends with them all down.
         self.flush_published();
         self.drain_output(writer).await;
         let outcome = self.outcome();
@@ -1564,8 +1584,18 @@ impl Supervisor {
         }
     }
 
-    /// Writes the runit state of every unit `publish` marked.
+    /// Until when a shutdown leaves the runit state unwritten (see
+    /// `STATE_DURING_SHUTDOWN`); None outside a shutdown.
+    fn state_held_until(&self) -> Option<Instant> {
+        self.stop_started.map(|t| t + STATE_DURING_SHUTDOWN)
+    }
+
+    /// Writes the runit state of every unit `publish` marked, except early in
+    /// a shutdown.
     fn flush_published(&mut self) {
+        if self.state_held_until().is_some_and(|until| Instant::now() < until) {
+            return;
+        }
         for i in std::mem::take(&mut self.publish_due) {
             if let Some(unit) = self.units.get_mut(i) {
                 unit.publish_queued = false;
@@ -2055,6 +2085,7 @@ impl Supervisor {
             .chain(self.rescan_at)
             .chain(probes)
             .chain(self.main_waits.flatten())
+            .chain(self.state_held_until().filter(|_| !self.publish_due.is_empty()))
             .min()
     }
 

@@ -112,6 +112,19 @@ impl ServiceWatch {
         self.services = current;
     }
 
+    /// Removes every watch, for a shutdown. Closing an inotify fd that still
+    /// has watches blocks for the kernel's mark reaper and an SRCU grace
+    /// period: 15-25 ms measured here, which made up most of a 3-service
+    /// `docker stop`. Removed now, they are reaped while the services stop,
+    /// and the close at exit is immediate.
+    pub fn unwatch_all(mut self) -> Retired {
+        let inotify = &self.inotify.get_ref().0;
+        for wd in self.services.drain().chain(self.top.take()).chain(self.parent.take()) {
+            let _ = inotify.rm_watch(wd);
+        }
+        Retired(self)
+    }
+
     /// Waits until something that may change a definition happens.
     pub async fn changed(&mut self) {
         loop {
@@ -143,3 +156,8 @@ impl ServiceWatch {
         }
     }
 }
+
+/// A watch without watches, kept open until baseinit exits (see
+/// [`ServiceWatch::unwatch_all`]); never read again, so the removals' own
+/// IN_IGNORED events cannot trigger a rescan.
+pub struct Retired(#[allow(dead_code)] ServiceWatch);
