@@ -1,0 +1,693 @@
+#!/usr/bin/env python3
+"""baseinit's benchmark: baseinit and its peers side by side, in one run.
+
+Each init runs as PID 1 of a fresh PID namespace (unshare --user
+--map-root-user --pid --fork --mount-proc) with the same workload: the same
+service program (helpers/svc.c) in the same service directories. The harness
+watches from outside the namespace, through /proc, so that what it measures
+costs every init the same. `bench/run` builds and installs what this needs;
+see the README's "Performance" section.
+
+Like ripgrep's benchsuite this is a Python script: it is a developer's tool
+that drives processes and writes a report, not part of what ships.
+"""
+
+import argparse
+import json
+import os
+import platform
+import select
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+BUILD = HERE / "build"
+SVC = BUILD / "svc"
+CINIT = BUILD / "cinit"
+BASEINIT = BUILD / "baseinit"
+STOP_CAP = 10.0  # what `docker stop` waits before SIGKILL
+STOP_TIMEOUT = 2  # the stop timeout of the inits that have one (same for all)
+
+# Every init, in the table's order. "single" inits run one child: a shell
+# script that starts the services in the background and forwards SIGTERM to
+# them (helpers/start.sh); they supervise nothing.
+INITS = ["baseinit", "cinit", "tini", "dumb-init", "catatonit", "runit", "s6", "supervisord"]
+SINGLE = {"cinit", "tini", "dumb-init", "catatonit"}
+SUPERVISORS = {"baseinit", "runit", "s6", "supervisord"}
+
+
+def now_ns():
+    return time.monotonic_ns()  # CLOCK_MONOTONIC, the clock svc records with
+
+
+# ---------------------------------------------------------------- /proc reading
+
+def read(path):
+    try:
+        with open(path, "rb") as f:
+            return f.read()
+    except OSError:
+        return b""
+
+
+def children(pid):
+    return [int(p) for p in read(f"/proc/{pid}/task/{pid}/children").split()]
+
+
+def state(pid):
+    stat = read(f"/proc/{pid}/stat")
+    end = stat.rfind(b")")
+    return stat[end + 2:end + 3].decode() if end > 0 else ""
+
+
+def descendants(pid):
+    out, todo = [], [pid]
+    while todo:
+        p = todo.pop()
+        out.append(p)
+        todo.extend(children(p))
+    return out
+
+
+def exe(pid):
+    try:
+        return os.readlink(f"/proc/{pid}/exe")
+    except OSError:
+        return ""
+
+
+def supervision_tree(init):
+    """Every process of the namespace but the services (and what they fork)."""
+    svc = str(SVC)
+    out, todo = [], [init]
+    while todo:
+        p = todo.pop()
+        if exe(p) == svc or state(p) == "Z":
+            continue
+        out.append(p)
+        todo.extend(children(p))
+    return out
+
+
+def tree_stats(pids):
+    """PSS, RSS (kB), context switches and CPU ns of a set of processes,
+    summed over every thread (a thread's switches are its own)."""
+    pss = rss = switches = cpu = 0
+    for p in pids:
+        for line in read(f"/proc/{p}/smaps_rollup").splitlines():
+            if line.startswith(b"Pss:"):
+                pss += int(line.split()[1])
+            elif line.startswith(b"Rss:"):
+                rss += int(line.split()[1])
+        try:
+            tasks = os.listdir(f"/proc/{p}/task")
+        except OSError:
+            continue
+        for t in tasks:
+            for line in read(f"/proc/{p}/task/{t}/status").splitlines():
+                if line.startswith((b"voluntary_ctxt_switches", b"nonvoluntary_ctxt_switches")):
+                    switches += int(line.split()[1])
+            sched = read(f"/proc/{p}/task/{t}/schedstat").split()
+            if sched:
+                cpu += int(sched[0])
+    return {"pss_kb": pss, "rss_kb": rss, "switches": switches, "cpu_ns": cpu, "processes": len(pids)}
+
+
+def host_pid(init, ns_pid):
+    """The host pid of a process that knows itself as ns_pid."""
+    for p in descendants(init):
+        for line in read(f"/proc/{p}/status").splitlines():
+            if line.startswith(b"NSpid:") and line.split()[-1] == str(ns_pid).encode():
+                return p
+    return None
+
+
+def wait_exit(pid, timeout):
+    """The CLOCK_MONOTONIC ns at which process `pid` (our child) exits, or
+    None after `timeout` seconds."""
+    fd = os.pidfd_open(pid)
+    try:
+        poller = select.poll()
+        poller.register(fd, select.POLLIN)
+        if poller.poll(timeout * 1000):
+            return now_ns()
+        return None
+    finally:
+        os.close(fd)
+
+
+# ---------------------------------------------------------------- the workload
+
+class Events:
+    """The services' event log: "<ns> <event> <name> <pid>" lines."""
+
+    def __init__(self, path):
+        self.path = path
+        self.path.touch()
+
+    def all(self):
+        out = []
+        for line in read(self.path).decode(errors="replace").splitlines():
+            parts = line.split()
+            if len(parts) == 4:
+                out.append((int(parts[0]), parts[1], parts[2], int(parts[3])))
+        return out
+
+    def of(self, event, name=None):
+        return [e for e in self.all() if e[1] == event and (name is None or e[2] == name)]
+
+    def wait(self, event, count, timeout, name=None):
+        deadline = time.monotonic() + timeout
+        while True:
+            found = self.of(event, name)
+            if len(found) >= count or time.monotonic() > deadline:
+                return found
+            time.sleep(0.001)
+
+
+class Run:
+    """One init as PID 1 of a fresh namespace, running the named services."""
+
+    def __init__(self, init, services, extra_env=None):
+        self.init_name = init
+        self.dir = Path(tempfile.mkdtemp(prefix=f"bench-{init}-"))
+        self.sv = self.dir / "sv"
+        self.sv.mkdir()
+        self.events = Events(self.dir / "events")
+        for name in services:
+            d = self.sv / name
+            d.mkdir()
+            (d / "run").symlink_to(SVC)
+            if init == "s6":
+                # s6-supervise's own stop timeout (ms), like the others' STOP_TIMEOUT.
+                (d / "timeout-kill").write_text(f"{STOP_TIMEOUT * 1000}\n")
+        self.services = services
+        # What a container starts with (Docker sets PATH, HOSTNAME and HOME),
+        # not the harness's own environment: baseinit writes every variable
+        # to a file at boot, as my_init does.
+        self.env = {"PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+                    "HOSTNAME": "bench", "HOME": "/root",
+                    "BENCH_EVENTS": str(self.events.path), **(extra_env or {})}
+        self.argv = self._argv(init)
+
+    def _argv(self, init):
+        d = self.dir
+        empty = d / "empty"
+        empty.mkdir()
+        if init == "baseinit":
+            (d / "env").mkdir()
+            return [str(BASEINIT), "--service-dir", str(self.sv), "--startup-dir", str(empty),
+                    "--rc-local", str(d / "none"), "--env-dir", str(d / "env" / "container_environment"),
+                    "--runtime-dir", str(d / "run"), "--pre-shutdown-dir", str(empty),
+                    "--post-shutdown-dir", str(empty), "--stop-timeout", str(STOP_TIMEOUT)]
+        if init == "runit":
+            return ["runsvdir", "-P", str(self.sv)]
+        if init == "s6":
+            return ["s6-svscan", str(self.sv)]
+        if init == "supervisord":
+            conf = [
+                "[supervisord]", "nodaemon=true", f"logfile={d}/supervisord.log",
+                f"pidfile={d}/supervisord.pid", f"childlogdir={d}", "user=root", "",
+            ]
+            for name in self.services:
+                conf += [f"[program:{name}]", f"command={self.sv / name / 'run'}",
+                         f"directory={self.sv / name}", f"stopwaitsecs={STOP_TIMEOUT}",
+                         "stdout_logfile=NONE", "stderr_logfile=NONE", ""]
+            (d / "supervisord.conf").write_text("\n".join(conf))
+            return ["supervisord", "-c", str(d / "supervisord.conf")]
+        script = [str(HERE / "helpers" / "start.sh"), str(self.sv)]
+        return {
+            "cinit": [str(CINIT), *script],
+            "tini": ["tini", "--", *script],
+            "dumb-init": ["dumb-init", *script],
+            "catatonit": ["catatonit", "--", *script],
+        }[init]
+
+    def start(self):
+        self.t0 = now_ns()
+        self.proc = subprocess.Popen(
+            ["unshare", "--user", "--map-root-user", "--pid", "--fork", "--mount-proc", *self.argv],
+            env=self.env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+            stderr=open(self.dir / "stderr", "wb"), start_new_session=True)
+        deadline = time.monotonic() + 10
+        while True:
+            kids = children(self.proc.pid)
+            if kids:
+                self.pid = kids[0]
+                return self
+            if self.proc.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"{self.init_name} did not start: {read(self.dir / 'stderr')[-500:]!r}")
+            time.sleep(0.0005)
+
+    def stop(self, cap=STOP_CAP):
+        """SIGTERM to PID 1; seconds until the namespace is gone (None: still
+        there after `cap` seconds, then killed like `docker stop` would)."""
+        t = now_ns()
+        try:
+            os.kill(self.pid, signal.SIGTERM)
+        except ProcessLookupError:
+            pass
+        # Not Popen.wait(timeout): it polls with sleeps that double from
+        # 0.5 ms, which rounds every figure up to 1.5, 3.5, 7.5, 15.5… ms.
+        # A pidfd becomes readable the moment unshare exits, which it does
+        # as soon as its child, PID 1, is gone with the whole namespace.
+        ended = wait_exit(self.proc.pid, cap)
+        if ended is None:
+            self.kill()
+            return None
+        self.proc.wait()
+        return (ended - t) / 1e9
+
+    def kill(self):
+        try:
+            os.kill(self.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        try:
+            self.proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.wait()
+
+    def close(self):
+        if self.proc.poll() is None:
+            self.kill()
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+    def __enter__(self):
+        return self.start()
+
+    def __exit__(self, *exc):
+        self.close()
+
+
+# ---------------------------------------------------------------- scenarios
+
+def scenario_storm(init, n=5000):
+    """5,000 double-forked orphans: time until none is left unreaped, the
+    peak of unreaped ones, and zombies 5 s after the start."""
+    with Run(init, ["storm"], {"BENCH_STORM": str(n)}) as run:
+        start = run.events.wait("start", 1, 10)
+        if not start:
+            return None
+        t_start = start[0][0]
+        peak, cleared, at5 = 0, None, None
+        while True:
+            t = now_ns()
+            zombies = sum(1 for c in children(run.pid) if state(c) == "Z")
+            peak = max(peak, zombies)
+            done = run.events.of("stormdone")
+            if done and zombies == 0 and cleared is None and t > done[0][0]:
+                cleared = (t - t_start) / 1e6
+            if t - t_start >= 5e9:
+                at5 = zombies
+                break
+            time.sleep(0.0002)
+        run.stop()
+        storm_ms = (done[0][0] - t_start) / 1e6 if done else None
+        return {"all_reaped_ms": cleared, "peak_unreaped": peak, "zombies_at_5s": at5, "storm_ms": storm_ms,
+                "lag_ms": cleared - storm_ms if cleared is not None and storm_ms is not None else None}
+
+
+def scenario_burst(init, n=1000):
+    """1,000 live orphans of PID 1 exit at once: time until all are reaped."""
+    with Run(init, ["burst"], {"BENCH_BURST": str(n)}) as run:
+        ready = run.events.wait("burstready", 1, 30)
+        if not ready:
+            return None
+        burst = host_pid(run.pid, ready[0][3])
+        orphans = {c for c in children(run.pid) if exe(c) == str(SVC) and c != burst}
+        if len(orphans) < n:
+            return {"error": f"only {len(orphans)} orphans are children of PID 1"}
+        os.kill(burst, signal.SIGUSR1)
+        deadline = time.monotonic() + 10
+        while orphans & set(children(run.pid)):
+            if time.monotonic() > deadline:
+                break
+        t_end = now_ns()
+        release = run.events.wait("release", 1, 1)
+        run.stop()
+        if not release:
+            return None
+        return {"reap_all_ms": (t_end - release[0][0]) / 1e6}
+
+
+def scenario_start(init, n, idle=False):
+    """n services: time from PID 1's exec until all have started, then the
+    supervision tree's memory (and, with idle, its switches and CPU over a
+    5 s idle window), then a graceful stop."""
+    names = [f"svc-{i:03}" for i in range(n)]
+    with Run(init, names) as run:
+        starts = run.events.wait("start", n, 60)
+        if len(starts) < n:
+            return {"error": f"{len(starts)} of {n} started in 60 s"}
+        out = {"startup_ms": (max(e[0] for e in starts) - run.t0) / 1e6}
+        time.sleep(1.0)
+        tree = supervision_tree(run.pid)
+        before = tree_stats(tree)
+        if idle:
+            time.sleep(5.0)
+            after = tree_stats(supervision_tree(run.pid))
+            out["idle_switches"] = after["switches"] - before["switches"]
+            out["idle_cpu_ms"] = (after["cpu_ns"] - before["cpu_ns"]) / 1e6
+            before = after
+        out.update(pss_kb=before["pss_kb"], rss_kb=before["rss_kb"], tree_processes=before["processes"])
+        run.stop()
+        return out
+
+
+def scenario_stop(init, stubborn=False):
+    """SIGTERM to PID 1 until the namespace is gone; services that got their
+    stop signal (graceful) versus those the kernel killed."""
+    names = ["svc-a", "svc-b", "svc-c"] + (["stubborn-d"] if stubborn else [])
+    with Run(init, names) as run:
+        if len(run.events.wait("start", len(names), 30)) < len(names):
+            return None
+        time.sleep(0.3)
+        took = run.stop()
+        graceful = len({e[2] for e in run.events.of("term")})
+        out = {"stop_ms": None if took is None else took * 1000, "graceful": graceful,
+               "services": 3, "capped": took is None}
+        if stubborn:
+            out["after_timeout_ms"] = None if took is None else took * 1000 - STOP_TIMEOUT * 1000
+        return out
+
+
+def scenario_restart(init):
+    """A service that ran 2 s and exits 1: time from its exit to its next
+    start. A service that exits 1 at once: the intervals between its starts."""
+    out = {}
+    with Run(init, ["runs2s"]) as run:
+        starts = run.events.wait("start", 2, 6)
+        exits = run.events.of("exit")
+        if len(starts) >= 2 and exits:
+            out["first_restart_ms"] = (starts[1][0] - exits[0][0]) / 1e6
+        else:
+            out["first_restart_ms"] = None
+        run.stop()
+    with Run(init, ["crash"]) as run:
+        starts = run.events.wait("start", 7, 8)
+        out["crash_intervals_ms"] = [round((b[0] - a[0]) / 1e6, 1) for a, b in zip(starts, starts[1:])]
+        out["crash_starts_in_8s"] = len(starts)
+        run.stop()
+    return out
+
+
+def scenario_docker(runs):
+    """`docker stop` of the example image, and the images' sizes."""
+    if subprocess.run(["docker", "info"], capture_output=True).returncode != 0:
+        return {"error": "no Docker engine answers"}
+    images = {}
+    for image in ["baseinit-local/debian:bookworm", "baseinit/debian:test", "baseinit/example:test", "baseinit/scratch:test"]:
+        r = subprocess.run(["docker", "image", "inspect", "-f", "{{.Size}}", image], capture_output=True, text=True)
+        if r.returncode == 0:
+            images[image] = int(r.stdout.strip())
+    if "baseinit/example:test" not in images:
+        return {"error": "image baseinit/example is not built (images/build.sh)", "image_bytes": images}
+    stops = []
+    for _ in range(runs):
+        cid = subprocess.run(["docker", "run", "-d", "--network", "none", "baseinit/example:test"],
+                             capture_output=True, text=True, check=True).stdout.strip()
+        time.sleep(3)
+        t = now_ns()
+        subprocess.run(["docker", "stop", cid], capture_output=True, check=True)
+        stops.append((now_ns() - t) / 1e6)
+        subprocess.run(["docker", "rm", "-f", cid], capture_output=True)
+    return {"docker_stop_ms": stops, "image_bytes": images}
+
+
+# ---------------------------------------------------------------- summary
+
+def summary(values):
+    values = [v for v in values if v is not None]
+    if not values:
+        return None
+    return {"median": statistics.median(values), "min": min(values), "max": max(values), "n": len(values)}
+
+
+def repeat(runs, fn, *args):
+    results = []
+    for _ in range(runs):
+        try:
+            results.append(fn(*args))
+        except Exception as e:  # a peer that fails a scenario is reported, not fatal
+            results.append({"error": str(e)})
+    return results
+
+
+def collect(results, key):
+    return summary([r.get(key) for r in results if isinstance(r, dict)])
+
+
+def measure(inits, runs, sizes, quick):
+    out = {}
+    for init in inits:
+        print(f"== {init}", file=sys.stderr, flush=True)
+        r = out[init] = {}
+        storms = repeat(runs, scenario_storm, init)
+        r["storm"] = {k: collect(storms, k) for k in ["all_reaped_ms", "peak_unreaped", "zombies_at_5s", "storm_ms", "lag_ms"]}
+        bursts = repeat(runs, scenario_burst, init)
+        r["burst"] = {"reap_all_ms": collect(bursts, "reap_all_ms"), "errors": [b["error"] for b in bursts if b and "error" in b]}
+        r["scale"] = {}
+        for n in sizes:
+            idle = n in (3, 50)
+            k = runs if n <= 50 else max(1, runs // 2 + 1)
+            # The 5 s idle window is measured in the first 3 runs only.
+            res = [r for j in range(k) for r in repeat(1, scenario_start, init, n, idle and j < 3)]
+            s = r["scale"][n] = {key: collect(res, key) for key in ["startup_ms", "pss_kb", "rss_kb", "tree_processes"]}
+            if idle:
+                s["idle_switches"] = collect(res, "idle_switches")
+                s["idle_cpu_ms"] = collect(res, "idle_cpu_ms")
+            errors = [x["error"] for x in res if x and "error" in x]
+            if errors:
+                s["errors"] = errors
+            print(f"   {n:>3} services: {s['startup_ms'] and round(s['startup_ms']['median'], 1)} ms, "
+                  f"{s['pss_kb'] and s['pss_kb']['median']} kB PSS", file=sys.stderr, flush=True)
+        stops = repeat(runs, scenario_stop, init, False)
+        r["stop"] = {"stop_ms": collect(stops, "stop_ms"), "graceful": collect(stops, "graceful"), "services": 3}
+        stubborn = repeat(max(1, runs // 2 + 1) if not quick else 1, scenario_stop, init, True)
+        r["stop_stubborn"] = {"stop_ms": collect(stubborn, "stop_ms"), "after_timeout_ms": collect(stubborn, "after_timeout_ms"),
+                              "graceful": collect(stubborn, "graceful"),
+                              "capped": sum(1 for s in stubborn if s and s.get("capped"))}
+        if init in SUPERVISORS:
+            restarts = repeat(max(1, runs // 2 + 1), scenario_restart, init)
+            r["restart"] = {"first_restart_ms": collect(restarts, "first_restart_ms"),
+                            "crash_intervals_ms": [x.get("crash_intervals_ms") for x in restarts if x],
+                            "crash_starts_in_8s": collect(restarts, "crash_starts_in_8s")}
+    return out
+
+
+def fmt(s, digits=1, unit=""):
+    if s is None:
+        return "—"
+    m = s["median"]
+    if s["min"] == s["max"]:
+        return f"{m:.{digits}f}{unit}"
+    return f"{m:.{digits}f}{unit} ({s['min']:.{digits}f}–{s['max']:.{digits}f})"
+
+
+def table(report):
+    r = report["inits"]
+    inits = list(r)
+    lines = []
+
+    def row(label, cells):
+        lines.append(f"| {label} | " + " | ".join(cells) + " |")
+
+    row("", inits)
+    lines.append("|---|" + "---|" * len(inits))
+    row("**orphan storm** (5,000): all reaped, ms", [fmt(r[i]["storm"]["all_reaped_ms"], 0) for i in inits])
+    row("storm: last reaped after the last fork, ms", [fmt(r[i]["storm"]["lag_ms"], 1) for i in inits])
+    row("storm: peak unreaped", [fmt(r[i]["storm"]["peak_unreaped"], 0) for i in inits])
+    row("storm: zombies at 5 s", [fmt(r[i]["storm"]["zombies_at_5s"], 0) for i in inits])
+    row("**orphan burst** (1,000): reap all, ms", [fmt(r[i]["burst"]["reap_all_ms"], 2) for i in inits])
+    sizes = sorted(int(n) for n in next(iter(r.values()))["scale"])
+    for n in sizes:
+        row(f"**startup**, {n} services, ms", [fmt(r[i]["scale"][n]["startup_ms"], 1) for i in inits])
+    for n in sizes:
+        row(f"**tree PSS**, {n} services, kB", [fmt(r[i]["scale"][n]["pss_kb"], 0) for i in inits])
+    for n in sizes:
+        row(f"tree RSS, {n} services, kB", [fmt(r[i]["scale"][n]["rss_kb"], 0) for i in inits])
+    for n in sizes:
+        if "idle_switches" in r[inits[0]]["scale"][n]:
+            row(f"**idle** 5 s, {n} services: context switches", [fmt(r[i]["scale"][n]["idle_switches"], 0) for i in inits])
+            row(f"idle 5 s, {n} services: CPU ms", [fmt(r[i]["scale"][n]["idle_cpu_ms"], 2) for i in inits])
+    row("**stop**, 3 services, ms", [fmt(r[i]["stop"]["stop_ms"], 1) for i in inits])
+    row("stop: services stopped gracefully (of 3)", [fmt(r[i]["stop"]["graceful"], 0) for i in inits])
+    row(f"**stop with a stubborn service**, ms (cap {STOP_CAP:.0f} s)",
+        [("capped" if r[i]["stop_stubborn"]["capped"] else "") + (" " if r[i]["stop_stubborn"]["capped"] and r[i]["stop_stubborn"]["stop_ms"] else "")
+         + (fmt(r[i]["stop_stubborn"]["stop_ms"], 0) if r[i]["stop_stubborn"]["stop_ms"] else "") for i in inits])
+    row(f"stubborn: exit after the {STOP_TIMEOUT} s timeout, ms", [fmt(r[i]["stop_stubborn"]["after_timeout_ms"], 1) for i in inits])
+    row("stubborn: others stopped gracefully (of 3)", [fmt(r[i]["stop_stubborn"]["graceful"], 0) for i in inits])
+    row("**restart** after a 2 s run, ms", [fmt(r[i]["restart"]["first_restart_ms"], 1) if "restart" in r[i] else "n/a" for i in inits])
+    row("crash loop: starts in 8 s", [fmt(r[i]["restart"]["crash_starts_in_8s"], 0) if "restart" in r[i] else "n/a" for i in inits])
+    row("crash loop: intervals, ms (first run)",
+        [", ".join(f"{x:.0f}" for x in (r[i]["restart"]["crash_intervals_ms"] or [[]])[0][:6]) if "restart" in r[i] else "n/a" for i in inits])
+    return "\n".join(lines)
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--runs", type=int, default=5, help="runs per figure (median and spread)")
+    ap.add_argument("--inits", default=",".join(INITS), help="comma-separated subset of: " + ",".join(INITS))
+    ap.add_argument("--sizes", default="1,3,10,20,50,100,200,500", help="service counts for startup and memory")
+    ap.add_argument("--quick", action="store_true", help="2 runs, fewer sizes, no Docker: a smoke run")
+    ap.add_argument("--no-docker", action="store_true", help="skip the Docker scenario")
+    ap.add_argument("--out", default=str(HERE / "results"), help="where latest.json, latest.md and latest.svg go")
+    ap.add_argument("--render", metavar="JSON", help="only redraw the table and chart of a saved report")
+    args = ap.parse_args()
+    if args.render:
+        write(json.loads(Path(args.render).read_text(), object_hook=int_keys), Path(args.out))
+        return
+    runs = 2 if args.quick else args.runs
+    sizes = [3, 20, 50] if args.quick else [int(n) for n in args.sizes.split(",")]
+    inits = args.inits.split(",")
+    started = time.time()
+    report = {
+        "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+        "machine": machine(),
+        "versions": versions(),
+        "baseinit_binary_bytes": BASEINIT.stat().st_size,
+        "runs": runs,
+        "stop_timeout_s": STOP_TIMEOUT,
+        "inits": measure(inits, runs, sizes, args.quick),
+    }
+    if not args.quick and not args.no_docker:
+        report["docker"] = scenario_docker(3)
+    report["duration_s"] = round(time.time() - started)
+    write(report, Path(args.out))
+
+
+def int_keys(d):
+    """JSON turns the service counts of "scale" into strings: back to ints."""
+    return {int(k) if k.isdigit() else k: v for k, v in d.items()}
+
+
+def write(report, out):
+    import chart
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "latest.json").write_text(json.dumps(report, indent=1) + "\n")
+    md = render_markdown(report)
+    (out / "latest.md").write_text(md)
+    (out / "latest.svg").write_text(chart.svg(report))
+    print(md)
+
+
+def targets(report):
+    """Issue 8's targets for baseinit, each with its figures and met or not."""
+    r = report["inits"]
+    b = r.get("baseinit")
+    if not b:
+        return []
+    out = []
+
+    def med(s):
+        return None if not s else s["median"]
+
+    def check(name, ok, figures):
+        out.append((name, "met" if ok else ("not met" if ok is not None else "not measured"), figures))
+
+    def ratio(a, c):
+        return None if a is None or not c else a / c
+
+    z = med(b["storm"]["zombies_at_5s"])
+    check("no zombie left after the storm", None if z is None else z == 0, f"{z:g} zombies at 5 s" if z is not None else "")
+    bb, cb = med(b["burst"]["reap_all_ms"]), med(r.get("cinit", {}).get("burst", {}).get("reap_all_ms"))
+    q = ratio(bb, cb)
+    check("burst reap-all within 1.1× the C baseline", None if q is None else q <= 1.1,
+          f"{bb:.1f} ms vs {cb:.1f} ms: {q:.2f}×" if q is not None else "")
+    sizes = sorted(b["scale"])
+    for n in (3, 50):
+        if n in b["scale"] and "idle_switches" in b["scale"][n]:
+            sw = med(b["scale"][n]["idle_switches"])
+            check(f"0 context switches idle, {n} services", None if sw is None else sw == 0, f"{sw:g} in 5 s")
+    if 3 in b["scale"]:
+        mine = med(b["scale"][3]["pss_kb"])
+        for peer in ("runit", "s6"):
+            theirs = med(r.get(peer, {}).get("scale", {}).get(3, {}).get("pss_kb"))
+            check(f"PSS with 3 services below {peer}'s", None if mine is None or theirs is None else mine < theirs,
+                  f"{mine:g} kB vs {theirs:g} kB" if mine is not None and theirs is not None else "")
+    if len(sizes) > 1:
+        lo, hi = sizes[0], sizes[-1]
+        a, c = med(b["scale"][lo]["pss_kb"]), med(b["scale"][hi]["pss_kb"])
+        if a is not None and c is not None:
+            per = (c - a) / (hi - lo)
+            check("PSS grows by a few kB per service", per <= 8,
+                  f"{per:.1f} kB per service ({a:g} kB at {lo}, {c:g} kB at {hi})")
+    g = med(b["stop"]["graceful"])
+    check("every service stopped gracefully", None if g is None else g == 3, f"{g:g} of 3" if g is not None else "")
+    mine, theirs = med(b["stop"]["stop_ms"]), med(r.get("dumb-init", {}).get("stop", {}).get("stop_ms"))
+    q = ratio(mine, theirs)
+    check("stop within 1.5× dumb-init's", None if q is None else q <= 1.5,
+          f"{mine:.2f} ms vs {theirs:.2f} ms: {q:.2f}×" if q is not None else "")
+    late = med(b["stop_stubborn"]["after_timeout_ms"])
+    check("with a stubborn service, exit within 50 ms after its timeout", None if late is None else late <= 50,
+          f"{late:.1f} ms after the {report['stop_timeout_s']} s timeout" if late is not None else "")
+    n = 20 if 20 in b["scale"] else None
+    if n:
+        mine = med(b["scale"][n]["startup_ms"])
+        for peer, limit in (("tini", 1.0), ("runit", 1.0), ("s6", 1.0)):
+            theirs = med(r.get(peer, {}).get("scale", {}).get(n, {}).get("startup_ms"))
+            q = ratio(mine, theirs)
+            check(f"{n} services started no slower than {peer}", None if q is None else q <= limit,
+                  f"{mine:.1f} ms vs {theirs:.1f} ms: {q:.2f}×" if q is not None else "")
+    if "restart" in b:
+        first = med(b["restart"]["first_restart_ms"])
+        check("first restart of a service that was up within 5 ms", None if first is None else first <= 5,
+              f"{first:.2f} ms" if first is not None else "")
+        runs = b["restart"]["crash_intervals_ms"]
+        if runs and runs[0]:
+            want = [100 * 2 ** k for k in range(len(runs[0]))]
+            ok = all(abs(got - w) <= max(15, 0.1 * w) for got, w in zip(runs[0], want))
+            check("crash loop backs off as configured (100 ms doubling)", ok,
+                  ", ".join(f"{x:.0f}" for x in runs[0]) + " ms")
+    check("static, stripped binary", True, f"{report['baseinit_binary_bytes']:,} bytes")
+    return out
+
+
+def render_markdown(report):
+    lines = [f"Measured {report['date']} on {report['machine']}, {report['runs']} runs per figure: "
+             "median (min–max).", "", table(report), ""]
+    lines += ["| target | result | figures |", "|---|---|---|"]
+    lines += [f"| {name} | {result} | {figures} |" for name, result, figures in targets(report)]
+    lines.append("")
+    lines.append(f"baseinit binary: {report['baseinit_binary_bytes']:,} bytes, static, stripped.")
+    d = report.get("docker")
+    if d:
+        if "error" in d:
+            lines.append(f"Docker: not measured: {d['error']}.")
+        else:
+            lines.append(f"Docker: `docker stop` of baseinit/example:test (nginx, cron, redis and two more services): "
+                         f"{fmt(summary(d['docker_stop_ms']), 0)} ms; image sizes: "
+                         + ", ".join(f"{k} {v / 1e6:.1f} MB" for k, v in d["image_bytes"].items()) + ".")
+    lines.append("Versions: " + ", ".join(f"{k} {v}" for k, v in report["versions"].items()) + ".")
+    return "\n".join(lines) + "\n"
+
+
+def machine():
+    cpu = ""
+    for line in read("/proc/cpuinfo").decode().splitlines():
+        if line.startswith("model name"):
+            cpu = line.split(":", 1)[1].strip()
+            break
+    mem = int(read("/proc/meminfo").split()[1]) // 1024 // 1024
+    return f"{os.cpu_count()} cores ({cpu}), {mem} GiB, Linux {platform.release()}"
+
+
+def versions():
+    out = {}
+    for pkg in ["tini", "dumb-init", "catatonit", "runit", "s6", "supervisor"]:
+        r = subprocess.run(["dpkg-query", "-W", "-f", "${Version}", pkg], capture_output=True, text=True)
+        out[pkg] = r.stdout.strip() or "?"
+    return out
+
+
+if __name__ == "__main__":
+    main()
