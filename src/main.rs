@@ -16,6 +16,7 @@ fn main() {
     }
     // Before anything else (and before the log thread starts): see `inherited`.
     baseinit::inherited::hold_signals();
+    baseinit::inherited::reserve_fd_table();
     let cli = Cli::parse_from(&args);
     baseinit::logging::init(cli.quiet, cli.verbose, cli.log_format == baseinit::output::Format::Json);
     let code = run(cli);

@@ -170,6 +170,11 @@ pub enum Event {
     Spawned(Pid),
     /// The program asked for by the last Start action could not be started.
     SpawnFailed,
+    /// The process `pid` (confirmed by Spawned) never ran its program: the
+    /// exec, or a step before it, failed in the child. Spawning does not wait
+    /// for the exec, so this comes when that child is reaped; it ends the run
+    /// (or `finish`) as SpawnFailed would have.
+    ExecFailed(Pid),
     /// The `run` process was reaped; `group_empty` tells whether anything of
     /// its process group is still alive.
     RunExited { status: ExitStatus, group_empty: bool },
@@ -532,6 +537,17 @@ impl Lifecycle {
                 out,
             ),
 
+            // The run never started after all: as SpawnFailed in Starting. Its
+            // group held only that child, which is gone: nothing to drain.
+            (Running { pid, .. } | Stopping { pid, .. }, Event::ExecFailed(failed)) if pid == failed => self.decide(
+                Termination {
+                    status: None,
+                    ran_for: Duration::ZERO,
+                },
+                now,
+                out,
+            ),
+
             (Running { pid, since }, Event::RunExited { status, group_empty })
             | (Stopping { pid, since, .. }, Event::RunExited { status, group_empty }) => {
                 let exit = Termination {
@@ -594,6 +610,12 @@ impl Lifecycle {
                 escalation,
             },
             (Finishing { pid: None, exit, .. }, Event::SpawnFailed) => self.decide(exit, now, out),
+            (
+                Finishing {
+                    pid: Some(pid), exit, ..
+                },
+                Event::ExecFailed(failed),
+            ) if pid == failed => self.decide(exit, now, out),
             (Finishing { exit, .. }, Event::FinishExited(status)) => {
                 if status == ExitStatus::Exited(125) && self.want == Want::Up {
                     // s6's convention: the service must not come back.
@@ -1204,6 +1226,66 @@ mod tests {
         assert_eq!(m.on(Event::Up, t0), vec![Action::StartRun]);
         assert_eq!(m.on(Event::SpawnFailed, t0), vec![Action::Restart { after: 100 * MS }]);
         assert_eq!(m.last_exit().map(|e| e.status), Some(None));
+    }
+
+    #[test]
+    fn an_exec_failure_found_at_reap_time_is_a_spawn_failure() {
+        let t0 = Instant::now();
+        // Running: backoff, no finish, no drain; the same as SpawnFailed.
+        let mut m = Lifecycle::new(Policy {
+            has_finish: true,
+            ..policy()
+        });
+        m.on(Event::Up, t0);
+        m.on(Event::Spawned(pid(1)), t0);
+        assert_eq!(m.on(Event::ExecFailed(pid(9)), t0), vec![], "another pid's: stale");
+        assert_eq!(
+            m.on(Event::ExecFailed(pid(1)), t0 + 5 * MS),
+            vec![Action::Restart { after: 100 * MS }]
+        );
+        assert_eq!(m.state(), State::Backoff { until: t0 + 105 * MS });
+        assert_eq!(
+            m.last_exit(),
+            Some(Termination {
+                status: None,
+                ran_for: Duration::ZERO
+            })
+        );
+
+        // Stopping (asked down before the failure was known): settles.
+        let mut m = Lifecycle::new(policy());
+        m.on(Event::Up, t0);
+        m.on(Event::Spawned(pid(1)), t0);
+        m.on(Event::Down, t0);
+        assert_eq!(m.on(Event::ExecFailed(pid(1)), t0), vec![Action::Settled]);
+        assert!(m.is_down());
+
+        // A run that runs once (a startup script, the main command): down,
+        // with no status, which the supervisor reads as "could not be started".
+        let mut m = Lifecycle::new(Policy {
+            restart: RestartPolicy::Never,
+            ..policy()
+        });
+        m.on(Event::Up, t0);
+        m.on(Event::Spawned(pid(1)), t0);
+        assert_eq!(m.on(Event::ExecFailed(pid(1)), t0), vec![Action::Settled]);
+        assert!(m.is_down());
+        assert_eq!(m.last_exit().map(|e| e.status), Some(None));
+
+        // `finish` that never ran: decide on the run's exit.
+        let mut m = Lifecycle::new(Policy {
+            has_finish: true,
+            ..policy()
+        });
+        m.on(Event::Up, t0);
+        m.on(Event::Spawned(pid(1)), t0);
+        m.on(exited(1, true), t0);
+        m.on(Event::Spawned(pid(2)), t0);
+        assert_eq!(
+            m.on(Event::ExecFailed(pid(2)), t0),
+            vec![Action::Restart { after: 100 * MS }]
+        );
+        assert_eq!(m.last_exit().and_then(|e| e.status), Some(ExitStatus::Exited(1)));
     }
 
     #[test]

@@ -1,14 +1,25 @@
 //! Starting programs clean: own process group, empty signal mask, default
-//! dispositions, only fds 0-2, chosen stdin, credentials. It never waits.
+//! dispositions, only fds 0-2, chosen stdin, credentials. It never waits, not
+//! even for the exec: a child whose exec fails says so through the shared
+//! [`ExecReports`] pipe, which the reaper reads when it reaps that child.
+//!
+//! Why not std's `Command`: its `spawn` blocks until the child has exec'd (it
+//! reads a close-on-exec pipe to report exec errors). Services then started
+//! strictly one after another, each a full fork→exec round trip, and a child
+//! waiting for a busy core held the whole boot up by a scheduler tick (2-5 ms
+//! per service). Here the parent prepares everything before `fork` and returns
+//! right after it; the child only makes raw syscalls on what was prepared.
 
-use std::ffi::OsString;
+use std::collections::{BTreeMap, HashMap};
+use std::ffi::{CStr, CString, OsStr, OsString};
 use std::io;
-use std::os::fd::{AsRawFd, BorrowedFd};
-use std::os::unix::process::CommandExt;
-use std::path::PathBuf;
-use std::process::{Command, Stdio};
+use std::os::fd::{AsRawFd, BorrowedFd, OwnedFd, RawFd};
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
 
+use nix::fcntl::{FcntlArg, OFlag};
 use nix::libc;
+use nix::sys::signal::{SigSet, SigmaskHow, pthread_sigmask};
 use nix::unistd::{Gid, Pid, Uid};
 
 use crate::container_env::Vars;
@@ -72,6 +83,18 @@ pub struct SpawnError {
 }
 
 impl SpawnError {
+    /// `launch`'s program could not be started: `source` says why.
+    pub fn new(launch: &Launch, source: io::Error) -> Self {
+        SpawnError {
+            program: launch
+                .argv
+                .first()
+                .map(|p| p.to_string_lossy().into_owned())
+                .unwrap_or_default(),
+            source,
+        }
+    }
+
     pub fn failure(&self) -> SpawnFailure {
         match self.source.kind() {
             io::ErrorKind::NotFound => SpawnFailure::NotFound,
@@ -94,109 +117,477 @@ pub struct Redirect<'a> {
     pub notify_socket: Option<&'a std::path::Path>,
 }
 
+/// One report: the child's pid and the errno of what failed, native-endian
+/// i32s. Written with one write(2), far below PIPE_BUF, so it is atomic:
+/// records from many children never interleave.
+const RECORD: usize = 8;
+
+/// The pipe children report a failed start through (an exec, or a step
+/// before it), created once and shared by all of them. Both ends are
+/// close-on-exec, so a child that exec'd holds no copy and says nothing: a
+/// record always means failure. A child writes its record *before* it exits,
+/// so once the reaper has a child's exit, that child's record is in the pipe:
+/// [`ExecReports::collect`] after each drain, then [`ExecReports::take`] for
+/// each reaped pid.
+pub struct ExecReports {
+    /// Non-blocking: `collect` reads until the pipe is empty.
+    reader: OwnedFd,
+    /// Blocking: a child never drops its record for a full pipe; it waits
+    /// for the reaper to empty it (which every SIGCHLD does).
+    writer: OwnedFd,
+    /// errno by pid, for records read whose child has not been reaped yet.
+    pending: HashMap<i32, i32>,
+    /// The start of a record whose rest is not read yet (never seen: records
+    /// are written whole and read in multiples of their size).
+    partial: Vec<u8>,
+}
+
+impl ExecReports {
+    pub fn new() -> io::Result<Self> {
+        let (reader, writer) = nix::unistd::pipe2(OFlag::O_CLOEXEC)?;
+        nix::fcntl::fcntl(&reader, FcntlArg::F_SETFL(OFlag::O_NONBLOCK))?;
+        // Above 0-2, which children get their stdio dup'd onto (baseinit
+        // may have been started with one of them closed).
+        Ok(ExecReports {
+            reader: above_stdio(reader)?,
+            writer: above_stdio(writer)?,
+            pending: HashMap::new(),
+            partial: Vec::new(),
+        })
+    }
+
+    /// Reads every record in the pipe. Call after reaping, before looking
+    /// the reaped pids up with `take`.
+    pub fn collect(&mut self) {
+        let mut buf = [0u8; 64 * RECORD];
+        loop {
+            match nix::unistd::read(&self.reader, &mut buf) {
+                Ok(0) => return, // cannot happen: we hold the write end
+                Ok(n) => {
+                    self.partial.extend_from_slice(&buf[..n]);
+                    let whole = self.partial.len() - self.partial.len() % RECORD;
+                    for record in self.partial[..whole].chunks_exact(RECORD) {
+                        let (pid, errno) = decode_record(record);
+                        self.pending.insert(pid, errno);
+                    }
+                    self.partial.drain(..whole);
+                }
+                Err(nix::errno::Errno::EINTR) => {}
+                Err(nix::errno::Errno::EAGAIN) => return,
+                Err(errno) => {
+                    tracing::error!("cannot read the exec report pipe: {errno}");
+                    return;
+                }
+            }
+        }
+    }
+
+    /// Why the reaped child `pid` could not start, if it reported a failure.
+    pub fn take(&mut self, pid: Pid) -> Option<io::Error> {
+        self.pending.remove(&pid.as_raw()).map(io::Error::from_raw_os_error)
+    }
+}
+
+fn decode_record(record: &[u8]) -> (i32, i32) {
+    let word = |at: usize| {
+        let mut bytes = [0u8; 4];
+        bytes.copy_from_slice(&record[at..at + 4]);
+        i32::from_ne_bytes(bytes)
+    };
+    (word(0), word(4))
+}
+
+fn encode_record(pid: i32, errno: i32) -> [u8; RECORD] {
+    let [a, b, c, d] = pid.to_ne_bytes();
+    let [e, f, g, h] = errno.to_ne_bytes();
+    [a, b, c, d, e, f, g, h]
+}
+
+/// `fd` itself when it is above 2, else a close-on-exec copy that is.
+fn above_stdio(fd: OwnedFd) -> io::Result<OwnedFd> {
+    if fd.as_raw_fd() > 2 {
+        Ok(fd)
+    } else {
+        // std's try_clone is F_DUPFD_CLOEXEC with a minimum of 3.
+        fd.try_clone()
+    }
+}
+
+/// The child's environment: `base` (the container environment), then the
+/// user's identity, then the launch's own variables, then `NOTIFY_SOCKET`;
+/// a later one replaces an earlier one of the same name. Sorted by name, as
+/// std's `Command` passed it.
+fn child_env<'a>(
+    launch: &'a Launch,
+    base: &'a Vars,
+    notify_socket: Option<&'a Path>,
+) -> BTreeMap<&'a OsStr, &'a OsStr> {
+    let mut env: BTreeMap<&OsStr, &OsStr> = base.iter().map(|(k, v)| (k.as_os_str(), v.as_os_str())).collect();
+    if let Some(creds) = &launch.credentials
+        && let Some((user, home)) = &creds.identity
+    {
+        env.insert(OsStr::new("HOME"), home.as_os_str());
+        env.insert(OsStr::new("USER"), OsStr::new(user));
+        env.insert(OsStr::new("LOGNAME"), OsStr::new(user));
+    }
+    for (name, value) in &launch.env {
+        env.insert(name, value);
+    }
+    if let Some(socket) = notify_socket {
+        env.insert(OsStr::new("NOTIFY_SOCKET"), socket.as_os_str());
+    }
+    env
+}
+
+/// execvp's search path when the environment has no PATH (glibc's CS_PATH).
+const DEFAULT_PATH: &str = "/bin:/usr/bin";
+/// execvp's interpreter for an executable without a `#!` line.
+const SHELL: &CStr = c"/bin/sh";
+/// The longest file name (glibc's execvp refuses a longer bare name).
+const NAME_MAX: usize = 255;
+
+/// The files to try, in order, for `program`, as glibc's execvp does, with
+/// `path` the child's PATH: a name with a '/' as is (relative to the child's
+/// working directory), a bare name in each PATH directory (an empty entry is
+/// the working directory).
+fn exec_candidates(program: &OsStr, path: Option<&OsStr>) -> io::Result<Vec<OsString>> {
+    let bytes = program.as_bytes();
+    if bytes.is_empty() {
+        return Err(io::Error::from_raw_os_error(libc::ENOENT));
+    }
+    if bytes.contains(&b'/') {
+        return Ok(vec![program.to_owned()]);
+    }
+    if bytes.len() > NAME_MAX {
+        return Err(io::Error::from_raw_os_error(libc::ENAMETOOLONG));
+    }
+    let path = path.unwrap_or(OsStr::new(DEFAULT_PATH));
+    Ok(path
+        .as_bytes()
+        .split(|b| *b == b':')
+        .map(|dir| {
+            if dir.is_empty() {
+                program.to_owned()
+            } else {
+                let mut file = OsStr::from_bytes(dir).to_owned();
+                file.push("/");
+                file.push(program);
+                file
+            }
+        })
+        .collect())
+}
+
+/// std's message for a NUL inside an argument or variable.
+fn nul_error() -> io::Error {
+    io::Error::new(io::ErrorKind::InvalidInput, "nul byte found in provided data")
+}
+
+fn c_string(bytes: impl Into<Vec<u8>>) -> io::Result<CString> {
+    CString::new(bytes).map_err(|_| nul_error())
+}
+
+/// The child's `envp` strings, `NAME=VALUE`.
+fn env_strings(env: &BTreeMap<&OsStr, &OsStr>) -> io::Result<Vec<CString>> {
+    env.iter()
+        .map(|(name, value)| {
+            let mut entry = Vec::with_capacity(name.len() + value.len() + 1);
+            entry.extend_from_slice(name.as_bytes());
+            entry.push(b'=');
+            entry.extend_from_slice(value.as_bytes());
+            c_string(entry)
+        })
+        .collect()
+}
+
+/// Pointers to `strings`, then the null pointer that ends an argv or envp.
+fn pointers(strings: &[CString]) -> Vec<*const libc::c_char> {
+    strings
+        .iter()
+        .map(|s| s.as_ptr())
+        .chain(std::iter::once(std::ptr::null()))
+        .collect()
+}
+
+/// Everything the child needs, built before `fork`. After it the child is a
+/// copy of one thread of a process that has others (whose locks, malloc's
+/// among them, may be held forever in the copy): it must not allocate, so it
+/// only reads this and makes raw syscalls. The `CString` vectors keep the
+/// pointed-to bytes alive; moving them here does not move those bytes.
+struct Plan {
+    _argv: Vec<CString>,
+    argv: Vec<*const libc::c_char>,
+    _env: Vec<CString>,
+    envp: Vec<*const libc::c_char>,
+    candidates: Vec<CString>,
+    /// execvp's fallback for an executable without `#!` (ENOEXEC):
+    /// `/bin/sh FILE ARGS…`; the child puts the file in slot 1.
+    shell_argv: Vec<*const libc::c_char>,
+    cwd: Option<CString>,
+    /// What goes onto fds 0, 1 and 2 (None: inherited). Each is above 2, so
+    /// no dup2 onto 0-2 can close another's source.
+    stdio: [Option<RawFd>; 3],
+    creds: Option<(libc::uid_t, libc::gid_t, Vec<libc::gid_t>)>,
+    foreground: bool,
+    notify: Option<(RawFd, i32)>,
+    report: RawFd,
+}
+
+/// `fd`'s number if it is above 2, else that of a close-on-exec copy above 2
+/// kept in `held` (closed in the parent after the fork).
+fn stdio_source(fd: BorrowedFd<'_>, held: &mut Vec<OwnedFd>) -> io::Result<RawFd> {
+    if fd.as_raw_fd() > 2 {
+        return Ok(fd.as_raw_fd());
+    }
+    let copy = fd.try_clone_to_owned()?;
+    let raw = copy.as_raw_fd();
+    held.push(copy);
+    Ok(raw)
+}
+
 /// Starts `launch` with `extra_args` appended, in a new process group whose id
 /// is the returned pid. The caller must register the pid before it next reaps.
 /// The child's environment is `base` (the container environment), then the
 /// user's identity, then the launch's own variables.
-pub fn spawn(launch: &Launch, extra_args: &[OsString], base: &Vars, redirect: Redirect<'_>) -> Result<Pid, SpawnError> {
-    let error = |source| SpawnError {
-        program: launch
-            .argv
-            .first()
-            .map(|p| p.to_string_lossy().into_owned())
-            .unwrap_or_default(),
-        source,
-    };
-    let Some((program, args)) = launch.argv.split_first() else {
+///
+/// It returns as soon as the child is forked. What fails before the fork (a
+/// NUL byte, an empty command, the fork itself: EAGAIN at a pids limit) is an
+/// error here; what fails in the child (the exec, a chdir, a setuid…) is
+/// reported through `reports` and the child exits 127.
+pub fn spawn(
+    launch: &Launch,
+    extra_args: &[OsString],
+    base: &Vars,
+    redirect: Redirect<'_>,
+    reports: &ExecReports,
+) -> Result<Pid, SpawnError> {
+    let error = |source| SpawnError::new(launch, source);
+    let Some(program) = launch.argv.first() else {
         return Err(error(io::Error::new(io::ErrorKind::InvalidInput, "empty command")));
     };
-    let mut command = Command::new(program);
-    command.args(args).args(extra_args);
-    if let Some(cwd) = &launch.cwd {
-        command.current_dir(cwd);
-    }
-    command.env_clear().envs(base);
-    if let Some(creds) = &launch.credentials
-        && let Some((user, home)) = &creds.identity
-    {
-        command.env("HOME", home).env("USER", user).env("LOGNAME", user);
-    }
-    command.envs(launch.env.iter().map(|(k, v)| (k, v)));
-    if let Some(socket) = redirect.notify_socket {
-        command.env("NOTIFY_SOCKET", socket);
-    }
-    command.stdin(match (redirect.stdin, launch.stdin) {
-        (Some(fd), _) => Stdio::from(fd.try_clone_to_owned().map_err(error)?),
-        (None, StdinMode::Null) => Stdio::null(),
-        (None, StdinMode::Inherit) => Stdio::inherit(),
-    });
-    if let Some(fd) = redirect.stdout {
-        command.stdout(Stdio::from(fd.try_clone_to_owned().map_err(error)?));
-    }
-    if let Some(fd) = redirect.stderr {
-        command.stderr(Stdio::from(fd.try_clone_to_owned().map_err(error)?));
-    }
-    let creds = launch.credentials.as_ref().map(|c| {
-        (
-            c.uid.as_raw(),
-            c.gid.as_raw(),
-            c.groups.iter().map(|g| g.as_raw()).collect::<Vec<_>>(),
-        )
-    });
+    let env = child_env(launch, base, redirect.notify_socket);
+    // A bare name is searched in the child's PATH, not baseinit's (as std's
+    // Command did when given an environment).
+    let candidates = exec_candidates(program, env.get(OsStr::new("PATH")).copied())
+        .and_then(|files| files.into_iter().map(|f| c_string(f.into_encoded_bytes())).collect())
+        .map_err(error)?;
+    let argv = launch
+        .argv
+        .iter()
+        .chain(extra_args)
+        .map(|a| c_string(a.as_bytes()))
+        .collect::<io::Result<Vec<_>>>()
+        .map_err(error)?;
+    let env = env_strings(&env).map_err(error)?;
+    let cwd = launch
+        .cwd
+        .as_ref()
+        .map(|dir| c_string(dir.as_os_str().as_bytes()))
+        .transpose()
+        .map_err(error)?;
+    let mut shell_argv = vec![SHELL.as_ptr(), std::ptr::null()];
+    shell_argv.extend(argv.iter().skip(1).map(|a| a.as_ptr()));
+    shell_argv.push(std::ptr::null());
+
+    let mut held = Vec::new();
+    let stdin = match (redirect.stdin, launch.stdin) {
+        (Some(fd), _) => Some(stdio_source(fd, &mut held)),
+        (None, StdinMode::Null) => Some(
+            nix::fcntl::open(
+                "/dev/null",
+                OFlag::O_RDONLY | OFlag::O_CLOEXEC,
+                nix::sys::stat::Mode::empty(),
+            )
+            .map_err(io::Error::from)
+            .and_then(above_stdio)
+            .map(|fd| {
+                let raw = fd.as_raw_fd();
+                held.push(fd);
+                raw
+            }),
+        ),
+        (None, StdinMode::Inherit) => None,
+    };
+    let stdin = stdin.transpose().map_err(error)?;
+    let stdout = redirect
+        .stdout
+        .map(|fd| stdio_source(fd, &mut held))
+        .transpose()
+        .map_err(error)?;
+    let stderr = redirect
+        .stderr
+        .map(|fd| stdio_source(fd, &mut held))
+        .transpose()
+        .map_err(error)?;
+    // Above 2 too: the stdio dup2s must not close it before its own dup2.
+    let notify = redirect
+        .notify
+        .map(|(fd, target)| stdio_source(fd, &mut held).map(|fd| (fd, target)))
+        .transpose()
+        .map_err(error)?;
     // Hand the terminal over only when baseinit holds it itself: a
     // `baseinit -- cmd &` in an interactive shell must not steal it.
     // SAFETY: plain syscalls on fd 0.
     let foreground = launch.foreground && unsafe { libc::isatty(0) == 1 && libc::tcgetpgrp(0) == libc::getpgrp() };
-    let notify = redirect.notify.map(|(fd, target)| (fd.as_raw_fd(), target));
-    // SAFETY: the closure runs in the forked child before exec and calls only
-    // async-signal-safe functions (signal, setpgid, syscall, setgroups,
-    // setgid, setuid, isatty, tcsetpgrp); it does not allocate: the
-    // groups vector was built in the parent.
-    unsafe {
-        command.pre_exec(move || {
-            // Every fd baseinit opens is close-on-exec already, and startup
-            // marked the inherited ones; this is a cheap second guard (best
-            // effort: kernels before 5.11 lack the flag).
-            libc::syscall(libc::SYS_close_range, 3u32, u32::MAX, libc::CLOSE_RANGE_CLOEXEC);
-            if libc::setpgid(0, 0) != 0 {
-                return Err(io::Error::last_os_error());
-            }
-            if let Some((uid, gid, groups)) = &creds
-                && (libc::setgroups(groups.len(), groups.as_ptr()) != 0
-                    || libc::setgid(*gid) != 0
-                    || libc::setuid(*uid) != 0)
-            {
-                return Err(io::Error::last_os_error());
-            }
-            if foreground {
-                // A background group may not change the terminal's foreground
-                // group without ignoring SIGTTOU for the call.
-                libc::signal(libc::SIGTTOU, libc::SIG_IGN);
-                libc::tcsetpgrp(0, libc::getpid());
-            }
-            if let Some((fd, target)) = notify {
-                // dup2 gives the new fd no close-on-exec; when it is already
-                // at its place, clear the flag instead.
-                let ok = if fd == target {
-                    libc::fcntl(fd, libc::F_SETFD, 0) == 0
-                } else {
-                    libc::dup2(fd, target) == target
-                };
-                if !ok {
-                    return Err(io::Error::last_os_error());
-                }
-            }
-            // Last, so nothing above can re-ignore a signal.
-            clean_signals();
-            Ok(())
-        });
+    let mut plan = Plan {
+        argv: pointers(&argv),
+        _argv: argv,
+        envp: pointers(&env),
+        _env: env,
+        candidates,
+        shell_argv,
+        cwd,
+        stdio: [stdin, stdout, stderr],
+        creds: launch.credentials.as_ref().map(|c| {
+            (
+                c.uid.as_raw(),
+                c.gid.as_raw(),
+                c.groups.iter().map(|g| g.as_raw()).collect(),
+            )
+        }),
+        foreground,
+        notify,
+        report: reports.writer.as_raw_fd(),
+    };
+
+    // Every signal blocked across the fork: the child must run no handler
+    // of baseinit's (tokio's would write to baseinit's wake-up pipe) before
+    // `clean_signals` puts every disposition back to its default; it ends
+    // with an empty mask. A failure leaves the mask as it was: nothing to do.
+    let mut old = SigSet::empty();
+    let blocked = pthread_sigmask(SigmaskHow::SIG_SETMASK, Some(&SigSet::all()), Some(&mut old)).is_ok();
+    // SAFETY: in the child, `exec_child` only makes async-signal-safe calls
+    // on what `plan` holds (built above) and never returns.
+    let pid = unsafe { libc::fork() };
+    if pid == 0 {
+        // SAFETY: as above; this is the child.
+        unsafe { exec_child(&mut plan) }
     }
-    // std reports exec failures through a close-on-exec pipe and reaps that
-    // child itself; this is safe because only the supervisor task spawns and
-    // reaps, so no waitpid(-1) can run concurrently.
-    let child = command.spawn().map_err(error)?;
-    // Dropping a Child neither waits nor kills.
-    Ok(Pid::from_raw(child.id() as i32))
+    let fork_error = io::Error::last_os_error();
+    if blocked {
+        let _ = pthread_sigmask(SigmaskHow::SIG_SETMASK, Some(&old), None);
+    }
+    if pid < 0 {
+        return Err(error(fork_error));
+    }
+    // The child makes its own group first thing; doing it here too means a
+    // signal to the group sent before the child ran (a stop in this same
+    // wake-up) cannot miss it. It fails harmlessly once the child exec'd.
+    // SAFETY: a plain syscall.
+    unsafe {
+        libc::setpgid(pid, pid);
+    }
+    // `held` (our copies of the child's stdio) is closed here.
+    Ok(Pid::from_raw(pid))
+}
+
+/// The forked child, up to the exec: stdio, working directory, fds, process
+/// group, credentials, terminal, notification fd, signals, then each file
+/// `plan` lists. Any failure is reported with its errno, and the child exits
+/// 127. Only async-signal-safe calls (raw syscalls), no allocation, no
+/// panic: what it reads was built before the fork.
+///
+/// # Safety
+/// Call only in a freshly forked child, with `plan` built by `spawn`.
+unsafe fn exec_child(plan: &mut Plan) -> ! {
+    let errno = nix::errno::Errno::last_raw;
+    // SAFETY (whole body): raw syscalls on fds and NUL-terminated strings and
+    // pointer arrays that `plan` owns.
+    unsafe {
+        let mut report = plan.report;
+        // The notification fd's dup2 must not close the report pipe: move the
+        // pipe above that number first.
+        if let Some((_, target)) = plan.notify
+            && target == report
+        {
+            report = libc::fcntl(report, libc::F_DUPFD_CLOEXEC, target.max(2) + 1);
+            if report < 0 {
+                libc::_exit(127);
+            }
+        }
+        for (target, source) in (0..).zip(plan.stdio) {
+            if let Some(fd) = source
+                && libc::dup2(fd, target) != target
+            {
+                report_and_exit(report, errno());
+            }
+        }
+        if let Some(dir) = &plan.cwd
+            && libc::chdir(dir.as_ptr()) != 0
+        {
+            report_and_exit(report, errno());
+        }
+        // Every fd baseinit opens is close-on-exec already, and startup
+        // marked the inherited ones; this is a cheap second guard (best
+        // effort: kernels before 5.11 lack the flag).
+        libc::syscall(libc::SYS_close_range, 3u32, u32::MAX, libc::CLOSE_RANGE_CLOEXEC);
+        if libc::setpgid(0, 0) != 0 {
+            report_and_exit(report, errno());
+        }
+        if let Some((uid, gid, groups)) = &plan.creds
+            && (libc::setgroups(groups.len(), groups.as_ptr()) != 0
+                || libc::setgid(*gid) != 0
+                || libc::setuid(*uid) != 0)
+        {
+            report_and_exit(report, errno());
+        }
+        if plan.foreground {
+            // A background group may not change the terminal's foreground
+            // group without ignoring SIGTTOU for the call.
+            libc::signal(libc::SIGTTOU, libc::SIG_IGN);
+            libc::tcsetpgrp(0, libc::syscall(libc::SYS_getpid) as libc::pid_t);
+        }
+        if let Some((fd, target)) = plan.notify {
+            // dup2 gives the new fd no close-on-exec; when it is already
+            // at its place, clear the flag instead.
+            let ok = if fd == target {
+                libc::fcntl(fd, libc::F_SETFD, 0) == 0
+            } else {
+                libc::dup2(fd, target) == target
+            };
+            if !ok {
+                report_and_exit(report, errno());
+            }
+        }
+        // Last, so nothing above can re-ignore a signal.
+        clean_signals();
+        // glibc's execvp, over the list built in the parent: the first file
+        // that execs wins; a missing one (or a PATH entry that is not a
+        // directory) is skipped; a denied one is remembered, to be the
+        // error if no other works; any other error ends the search.
+        let mut denied = false;
+        let mut last = libc::ENOENT;
+        for file in &plan.candidates {
+            libc::execve(file.as_ptr(), plan.argv.as_ptr(), plan.envp.as_ptr());
+            last = errno();
+            if last == libc::ENOEXEC {
+                plan.shell_argv[1] = file.as_ptr();
+                libc::execve(SHELL.as_ptr(), plan.shell_argv.as_ptr(), plan.envp.as_ptr());
+                last = errno();
+            }
+            match last {
+                libc::EACCES => denied = true,
+                libc::ENOENT | libc::ESTALE | libc::ENOTDIR | libc::ENODEV | libc::ETIMEDOUT => {}
+                _ => report_and_exit(report, last),
+            }
+        }
+        report_and_exit(report, if denied { libc::EACCES } else { last })
+    }
+}
+
+/// Writes the child's record (its pid, `errno`) in one write and exits 127.
+///
+/// # Safety
+/// Only in a forked child (see `exec_child`).
+unsafe fn report_and_exit(report: RawFd, errno: i32) -> ! {
+    // SAFETY: raw syscalls; the record is a local array.
+    unsafe {
+        // The raw syscall: nothing cached in the parent can be wrong here.
+        let pid = libc::syscall(libc::SYS_getpid) as i32;
+        let record = encode_record(pid, errno);
+        libc::write(report, record.as_ptr().cast(), RECORD);
+        libc::_exit(127)
+    }
 }
 
 /// Default disposition for every signal and an empty mask. Safe to call in a
@@ -228,5 +619,222 @@ fn clean_signals() {
             std::ptr::null_mut::<u64>(),
             8usize,
         );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn os(s: &str) -> OsString {
+        OsString::from(s)
+    }
+
+    fn candidates(program: &str, path: Option<&str>) -> io::Result<Vec<String>> {
+        exec_candidates(OsStr::new(program), path.map(OsStr::new))
+            .map(|files| files.into_iter().map(|f| f.into_string().unwrap()).collect())
+    }
+
+    #[test]
+    fn a_name_with_a_slash_is_tried_as_is() {
+        for program in ["/bin/sh", "./run", "bin/tool", "../x"] {
+            assert_eq!(candidates(program, Some("/usr/bin")).unwrap(), [program]);
+        }
+    }
+
+    #[test]
+    fn a_bare_name_is_searched_in_path_in_order() {
+        assert_eq!(
+            candidates("tool", Some("/opt/bin:/usr/bin:/bin")).unwrap(),
+            ["/opt/bin/tool", "/usr/bin/tool", "/bin/tool"]
+        );
+        // An empty entry (leading, inner, trailing, or the whole PATH) is the
+        // working directory, as in execvp.
+        assert_eq!(
+            candidates("tool", Some(":/a::/b:")).unwrap(),
+            ["tool", "/a/tool", "tool", "/b/tool", "tool"]
+        );
+        assert_eq!(candidates("tool", Some("")).unwrap(), ["tool"]);
+        assert_eq!(candidates("tool", Some("/a/")).unwrap(), ["/a//tool"]);
+    }
+
+    #[test]
+    fn without_path_the_search_is_glibcs_default() {
+        assert_eq!(candidates("sh", None).unwrap(), ["/bin/sh", "/usr/bin/sh"]);
+    }
+
+    #[test]
+    fn an_empty_or_overlong_name_fails_before_the_fork() {
+        assert_eq!(candidates("", None).unwrap_err().raw_os_error(), Some(libc::ENOENT));
+        let long = "x".repeat(256);
+        assert_eq!(
+            candidates(&long, None).unwrap_err().raw_os_error(),
+            Some(libc::ENAMETOOLONG)
+        );
+        assert_eq!(candidates(&"x".repeat(255), Some("/a")).unwrap().len(), 1);
+    }
+
+    #[test]
+    fn the_environment_is_base_then_identity_then_own_then_notify_socket() {
+        let base: Vars = [("PATH", "/base"), ("HOME", "/root"), ("KEEP", "1"), ("A", "base")]
+            .into_iter()
+            .map(|(k, v)| (os(k), os(v)))
+            .collect();
+        let launch = Launch {
+            env: vec![
+                (os("A"), os("own")),
+                (os("NOTIFY_SOCKET"), os("own")),
+                (os("Z"), os("z")),
+            ],
+            credentials: Some(Credentials {
+                uid: Uid::from_raw(1000),
+                gid: Gid::from_raw(1000),
+                groups: vec![],
+                identity: Some(("app".to_owned(), PathBuf::from("/home/app"))),
+            }),
+            ..Launch::program(vec![os("x")])
+        };
+        let env = child_env(&launch, &base, Some(Path::new("/run/n.sock")));
+        let strings: Vec<String> = env_strings(&env)
+            .unwrap()
+            .into_iter()
+            .map(|s| s.into_string().unwrap())
+            .collect();
+        assert_eq!(
+            strings,
+            [
+                "A=own",
+                "HOME=/home/app",
+                "KEEP=1",
+                "LOGNAME=app",
+                "NOTIFY_SOCKET=/run/n.sock",
+                "PATH=/base",
+                "USER=app",
+                "Z=z",
+            ]
+        );
+        // Without credentials or a socket, the base and the launch's own.
+        let plain = Launch::program(vec![os("x")]);
+        let env = child_env(&plain, &base, None);
+        assert_eq!(env.get(OsStr::new("HOME")), Some(&OsStr::new("/root")));
+        assert_eq!(env.len(), 4);
+    }
+
+    #[test]
+    fn argv_and_envp_are_null_terminated_pointer_arrays() {
+        let strings = vec![c_string("a").unwrap(), c_string("b c").unwrap()];
+        let ptrs = pointers(&strings);
+        assert_eq!(ptrs.len(), 3);
+        assert!(ptrs[2].is_null());
+        // SAFETY: the pointers point into `strings`, alive here.
+        let first = unsafe { CStr::from_ptr(ptrs[1]) };
+        assert_eq!(first.to_str().unwrap(), "b c");
+        assert!(pointers(&[])[0].is_null());
+    }
+
+    #[test]
+    fn nul_bytes_are_refused_before_the_fork() {
+        let err = c_string("a\0b").unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::InvalidInput);
+        let env: BTreeMap<&OsStr, &OsStr> = [(OsStr::new("A"), OsStr::new("x\0y"))].into_iter().collect();
+        assert!(env_strings(&env).is_err());
+
+        let reports = ExecReports::new().unwrap();
+        let base = Vars::new();
+        let launch = Launch::program(vec![os("/bin/true"), os("a\0b")]);
+        let err = spawn(&launch, &[], &base, Redirect::default(), &reports).unwrap_err();
+        assert_eq!(err.source.kind(), io::ErrorKind::InvalidInput);
+        assert_eq!(
+            err.to_string(),
+            "cannot start /bin/true: nul byte found in provided data"
+        );
+        let empty = Launch::program(vec![]);
+        let err = spawn(&empty, &[], &base, Redirect::default(), &reports).unwrap_err();
+        assert_eq!(err.to_string(), "cannot start : empty command");
+    }
+
+    #[test]
+    fn reports_are_read_whole_and_taken_once() {
+        let mut reports = ExecReports::new().unwrap();
+        assert!(reports.reader.as_raw_fd() > 2 && reports.writer.as_raw_fd() > 2);
+        reports.collect(); // empty: returns at once (non-blocking)
+        let writer = reports.writer.try_clone().unwrap();
+        let write = |bytes: &[u8]| nix::unistd::write(&writer, bytes).unwrap();
+        write(&encode_record(41, libc::ENOENT));
+        let second = encode_record(42, libc::EACCES);
+        // Split in two, as a pipe never does: the rest waits for its bytes.
+        write(&second[..3]);
+        reports.collect();
+        write(&second[3..]);
+        reports.collect();
+        let error = reports.take(Pid::from_raw(41)).unwrap();
+        assert_eq!(error.raw_os_error(), Some(libc::ENOENT));
+        assert_eq!(error.to_string(), "No such file or directory (os error 2)");
+        assert_eq!(reports.take(Pid::from_raw(41)).map(|e| e.kind()), None);
+        assert_eq!(
+            reports.take(Pid::from_raw(42)).and_then(|e| e.raw_os_error()),
+            Some(libc::EACCES)
+        );
+        assert!(reports.take(Pid::from_raw(43)).is_none());
+    }
+
+    /// Spawns for real, and waits for that one pid (a test is not the
+    /// supervisor: its waitpid rule is about waitpid(-1)).
+    fn run(launch: &Launch, base: &Vars) -> (i32, Option<io::Error>) {
+        let mut reports = ExecReports::new().unwrap();
+        let pid = spawn(launch, &[], base, Redirect::default(), &reports).unwrap();
+        let status = nix::sys::wait::waitpid(pid, None).unwrap();
+        let code = match status {
+            nix::sys::wait::WaitStatus::Exited(_, code) => code,
+            other => panic!("{other:?}"),
+        };
+        reports.collect();
+        (code, reports.take(pid))
+    }
+
+    #[test]
+    fn exec_failures_come_back_through_the_pipe() {
+        let dir = tempfile::tempdir().unwrap();
+        let path: Vars = [(os("PATH"), dir.path().as_os_str().to_owned())].into_iter().collect();
+        let write = |name: &str, text: &str, mode: u32| {
+            use std::os::unix::fs::PermissionsExt;
+            let file = dir.path().join(name);
+            std::fs::write(&file, text).unwrap();
+            std::fs::set_permissions(&file, std::fs::Permissions::from_mode(mode)).unwrap();
+        };
+        write("ok", "#!/bin/sh\nexit 3\n", 0o755);
+        write("noshebang", "exit 4\n", 0o755);
+        write("denied", "#!/bin/sh\nexit 5\n", 0o644);
+
+        let (code, error) = run(&Launch::program(vec![os("ok")]), &path);
+        assert_eq!(
+            (code, error.map(|e| e.kind())),
+            (3, None),
+            "found through the child's PATH"
+        );
+        let (code, error) = run(&Launch::program(vec![os("noshebang")]), &path);
+        assert_eq!(
+            (code, error.map(|e| e.kind())),
+            (4, None),
+            "run by /bin/sh, as execvp does"
+        );
+        let (code, error) = run(&Launch::program(vec![os("missing")]), &path);
+        assert_eq!((code, error.and_then(|e| e.raw_os_error())), (127, Some(libc::ENOENT)));
+        let (code, error) = run(&Launch::program(vec![os("denied")]), &path);
+        assert_eq!((code, error.and_then(|e| e.raw_os_error())), (127, Some(libc::EACCES)));
+        // A failed step before the exec is reported the same way.
+        let nowhere = Launch {
+            cwd: Some(dir.path().join("no-such-dir")),
+            ..Launch::program(vec![os("/bin/true")])
+        };
+        let (code, error) = run(&nowhere, &path);
+        assert_eq!((code, error.and_then(|e| e.raw_os_error())), (127, Some(libc::ENOENT)));
+        // A relative name with a slash is relative to the child's cwd.
+        let relative = Launch {
+            cwd: Some(dir.path().to_owned()),
+            ..Launch::program(vec![os("./ok")])
+        };
+        let (code, error) = run(&relative, &Vars::new());
+        assert_eq!((code, error.map(|e| e.kind())), (3, None));
     }
 }

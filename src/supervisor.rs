@@ -32,7 +32,7 @@ use crate::service::{
     Action, Backoff, Event, FailureAction, FailurePolicy, KILL_WAIT, Lifecycle, Policy, RestartPolicy, State, Why,
 };
 use crate::shutdown::{self, KillAll, StopPlan};
-use crate::spawn::{self, Launch, Redirect, StdinMode};
+use crate::spawn::{self, ExecReports, Launch, Redirect, SpawnError, StdinMode};
 use crate::startup;
 use crate::status;
 use crate::supervise::{self, Command, RunState, Status, Supervise};
@@ -86,10 +86,18 @@ enum Kind {
 enum Role {
     Run,
     Finish,
-    /// A readiness probe (`[ready] command`, `check`) of the run with this pid.
-    Probe(Pid),
-    /// A `control/C` script overriding command C; exit 0 suppresses the default.
-    Control(Command),
+    /// A probe of the run with pid `run`: its `[health]` command, or its
+    /// readiness one (`[ready] command`, `check`).
+    Probe {
+        run: Pid,
+        health: bool,
+    },
+    /// A `control/C` script overriding command C (`letter`); exit 0
+    /// suppresses the default.
+    Control {
+        command: Command,
+        letter: char,
+    },
 }
 
 struct Unit {
@@ -283,6 +291,8 @@ pub struct Supervisor {
     main_waits: Option<Option<Instant>>,
     /// /dev/null, for readiness probes' output.
     devnull: Option<OwnedFd>,
+    /// How children report a failed exec; None until `run` made it.
+    exec_reports: Option<ExecReports>,
 }
 
 /// The signals baseinit listens to. Installing them first thing means no
@@ -362,6 +372,7 @@ impl Supervisor {
                 .open("/dev/null")
                 .ok()
                 .map(OwnedFd::from),
+            exec_reports: None,
         };
         (
             supervisor,
@@ -391,6 +402,17 @@ impl Supervisor {
                 return Outcome::BootFailed;
             }
         };
+        // Spawning does not wait for the exec: a child whose exec fails says
+        // so through this pipe. Without it such a failure would look like an
+        // ordinary exit 127 and the exit-code table would lie, so baseinit
+        // refuses to boot (pipe2 fails only with no fd or memory left).
+        match ExecReports::new() {
+            Ok(reports) => self.exec_reports = Some(reports),
+            Err(e) => {
+                error!("cannot create the pipe children report a failed exec through: {e}");
+                return Outcome::BootFailed;
+            }
+        }
         let writer = match output::start(self.opts.style) {
             Ok((sink, writer)) => {
                 self.sink = Some(sink);
@@ -974,6 +996,17 @@ impl Supervisor {
         self.env.as_ref().map_or(&EMPTY, ContainerEnv::vars)
     }
 
+    /// Starts `launch` (see `spawn::spawn`) with the container environment.
+    /// A failed exec comes later, when the reaper reaps the child.
+    fn spawn(&self, launch: &Launch, extra_args: &[OsString], redirect: Redirect<'_>) -> Result<Pid, SpawnError> {
+        let Some(reports) = &self.exec_reports else {
+            // `run` made the pipe before anything starts.
+            let missing = std::io::Error::other("no exec report pipe");
+            return Err(SpawnError::new(launch, missing));
+        };
+        spawn::spawn(launch, extra_args, self.base_env(), redirect, reports)
+    }
+
     /// The stdio of a process of unit `i`: a service writes its stdout to
     /// its logger's pipe if it has a logger, else to its output pipe; a
     /// logger reads the log pipe; stderr goes to the output pipe.
@@ -1023,7 +1056,7 @@ impl Supervisor {
                 let mut redirect = self.redirect(i, pipes.as_ref());
                 redirect.notify = notify.as_ref().map(|((_, w), fd)| (w.as_fd(), *fd));
                 redirect.notify_socket = sd_notify.as_ref().map(|(path, _)| path.as_path());
-                let result = spawn::spawn(&self.units[i].run, &[], self.base_env(), redirect);
+                let result = self.spawn(&self.units[i].run, &[], redirect);
                 self.read_output(i, pipes);
                 match result {
                     Ok(pid) => {
@@ -1052,7 +1085,7 @@ impl Supervisor {
                 let (code, signal) = exit.map_or((-1, 0), ExitStatus::finish_args);
                 let args = [OsString::from(code.to_string()), OsString::from(signal.to_string())];
                 let pipes = self.output_pipes(i);
-                let result = spawn::spawn(finish, &args, self.base_env(), self.redirect(i, pipes.as_ref()));
+                let result = self.spawn(finish, &args, self.redirect(i, pipes.as_ref()));
                 self.read_output(i, pipes);
                 let label = &self.units[i].label;
                 match result {
@@ -1419,9 +1452,10 @@ impl Supervisor {
                         stderr: quiet,
                         ..Redirect::default()
                     };
-                    match spawn::spawn(&launch, &[], self.base_env(), redirect) {
+                    match self.spawn(&launch, &[], redirect) {
                         Ok(pid) => {
-                            self.pids.insert(pid, (i, Role::Probe(run)));
+                            let health = self.units[i].ready;
+                            self.pids.insert(pid, (i, Role::Probe { run, health }));
                             self.units[i].probe_running = Some((pid, now + spec.timeout));
                         }
                         Err(e) => {
@@ -1680,11 +1714,11 @@ impl Supervisor {
                     ..Launch::program(vec![script.into_os_string()])
                 };
                 let pipes = self.output_pipes(i);
-                let result = spawn::spawn(&launch, &[], self.base_env(), self.redirect(i, pipes.as_ref()));
+                let result = self.spawn(&launch, &[], self.redirect(i, pipes.as_ref()));
                 self.read_output(i, pipes);
                 match result {
                     Ok(pid) => {
-                        self.pids.insert(pid, (i, Role::Control(command)));
+                        self.pids.insert(pid, (i, Role::Control { command, letter }));
                         return;
                     }
                     Err(e) => warn!("{}: control/{letter}: {e}; doing the default", self.units[i].label),
@@ -1746,13 +1780,40 @@ impl Supervisor {
 
     fn reap(&mut self, now: Instant) {
         let drain = reaper::drain();
+        // After the drain, not before: a child writes its exec report before
+        // it exits, so every child just reaped has its report (if any) in
+        // the pipe now, while one read before the drain could miss a child
+        // that failed in between.
+        if let Some(reports) = &mut self.exec_reports {
+            reports.collect();
+        }
         // First attribute every exit, then feed them: feeding can start new
         // children, which may be given a pid this very drain freed.
         let mut events = Vec::new();
         let mut controls = Vec::new();
         let mut probes = Vec::new();
         for child in &drain.reaped {
-            match self.pids.remove(&child.pid) {
+            let role = self.pids.remove(&child.pid);
+            // Taken for every reaped pid, ours or not, so none lingers.
+            let failed = self.exec_reports.as_mut().and_then(|r| r.take(child.pid));
+            match role {
+                // It never ran its program: handled as a spawn that failed
+                // (the same message, failure and lifecycle outcome).
+                Some((i, Role::Run)) if let Some(source) = failed => {
+                    self.stop_probe(i);
+                    let unit = &mut self.units[i];
+                    let e = SpawnError::new(&unit.run, source);
+                    error!("{}: {e}", unit.label);
+                    unit.spawn_failure = Some(e.failure());
+                    events.push((i, Event::ExecFailed(child.pid)));
+                }
+                Some((i, Role::Finish)) if let Some(source) = failed => {
+                    let unit = &self.units[i];
+                    if let Some(finish) = &unit.finish {
+                        error!("{}: finish: {}", unit.label, SpawnError::new(finish, source));
+                    }
+                    events.push((i, Event::ExecFailed(child.pid)));
+                }
                 Some((i, Role::Run)) => {
                     self.stop_probe(i);
                     let unit = &self.units[i];
@@ -1781,8 +1842,33 @@ impl Supervisor {
                     }
                     events.push((i, Event::FinishExited(child.status)));
                 }
-                Some((i, Role::Control(command))) => controls.push((i, command, child.status)),
-                Some((i, Role::Probe(run))) => {
+                Some((i, Role::Control { command, letter })) => {
+                    if let Some(source) = failed {
+                        // Its exit status (127) is a failure: the default follows.
+                        let unit = &self.units[i];
+                        let script = unit.dir.as_ref().map(|d| d.join("control").join(letter.to_string()));
+                        let launch = Launch::program(script.into_iter().map(PathBuf::into_os_string).collect());
+                        let e = SpawnError::new(&launch, source);
+                        warn!("{}: control/{letter}: {e}; doing the default", unit.label);
+                    }
+                    controls.push((i, command, child.status))
+                }
+                Some((i, Role::Probe { run, health })) => {
+                    if let Some(source) = failed {
+                        // Its exit status (127) is a failure: counted as one.
+                        let unit = &self.units[i];
+                        let spec = if health {
+                            unit.health.as_ref()
+                        } else {
+                            Some(&unit.readiness)
+                        };
+                        let argv = match spec.map(|s| &s.check) {
+                            Some(ReadyCheck::Command(argv)) => argv.clone(),
+                            _ => Vec::new(),
+                        };
+                        let e = SpawnError::new(&Launch::program(argv), source);
+                        warn!("{}: probe: {e}", unit.label);
+                    }
                     let unit = &mut self.units[i];
                     if unit.probe_running.is_some_and(|(pid, _)| pid == child.pid) {
                         unit.probe_running = None;

@@ -542,6 +542,10 @@ while :; do sleep 0.1; done"#,
     );
     let init = Baseinit::start(Mode::Pid1, &tree.args(&[]));
     wait_lines(&tree, "up", 1, LONG);
+    // A service can be up before its runit state is on disk (written once
+    // per wake-up, and spawning does not wait for the exec); sv without a
+    // `supervise/status` does nothing.
+    wait_status(&tree, "web", "run: web: ");
     sv(&tree, &["term", "web"]);
     wait_lines(&tree, "control", 1, LONG);
     sv(&tree, &["hup", "web"]);
@@ -625,6 +629,8 @@ while :; do sleep 0.05; done"#;
     }
     let init = Baseinit::start(Mode::Pid1, &tree.args(&[]));
     wait_lines(&tree, "starts", 4, LONG);
+    // Its runit state may lag its start (see the control-script test).
+    wait_status(&tree, "held", "run: held: ");
     sv(&tree, &["down", "held"]);
     wait_status(&tree, "held", "down: held: ");
 

@@ -6,7 +6,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{BIN, Baseinit, Mode, Tree, require_namespaces, wait_for, wait_lines};
+use common::{BIN, Baseinit, Mode, Tree, require_namespaces, wait_for, wait_lines, write_file};
 use nix::libc;
 
 const LONG: Duration = Duration::from_secs(30);
@@ -169,4 +169,139 @@ while :; do sleep 0.05; done"#
             "{name} got no SIGTERM"
         );
     }
+}
+
+/// Spawning does not wait for the exec: a failed exec comes back through the
+/// report pipe when the child is reaped, and must look exactly like the
+/// synchronous failure it used to be (message, backoff, exit codes).
+#[test]
+fn exec_failures_found_at_reap_time_are_start_failures() {
+    require_namespaces!("exec_failures_found_at_reap_time_are_start_failures");
+    let tree = Tree::new();
+    // Not executable: reported with its cause, and retried with backoff.
+    common::write_file(&tree.service_dir().join("denied/tool"), "#!/bin/sh\nexit 0\n", 0o644);
+    tree.service_file(
+        "denied",
+        "service.toml",
+        "command = [\"./tool\"]\n[backoff]\ninitial = \"50ms\"\nmax = \"100ms\"\n",
+        0o644,
+    );
+    // A bare name found only through the service's own PATH.
+    let bin = tree.path().join("bin");
+    common::write_file(
+        &bin.join("only-in-my-path"),
+        &tree.script(r#"echo "$0 $1" > "$OUT/found"; exec sleep 60"#),
+        0o755,
+    );
+    tree.service_file(
+        "pathed",
+        "service.toml",
+        &format!(
+            "command = [\"only-in-my-path\", \"arg\"]\n[environment]\nPATH = \"/nowhere:{}:/usr/bin:/bin\"\n",
+            bin.display()
+        ),
+        0o644,
+    );
+    let init = Baseinit::start(Mode::Pid1, &tree.args(&[]));
+    wait_lines(&tree, "found", 1, LONG);
+    wait_for("three failed starts", LONG, || {
+        (init.stderr_so_far().matches("service denied: cannot start").count() >= 3).then_some(())
+    });
+    init.signal(libc::SIGTERM);
+    let run = init.wait(LONG);
+    assert_eq!(run.code, 0, "stderr:\n{}", run.stderr);
+    assert_eq!(tree.read("found"), format!("{}/only-in-my-path arg\n", bin.display()));
+    let tool = tree.service_dir().join("denied/./tool");
+    assert!(
+        run.stderr.contains(&format!(
+            "service denied: cannot start {}: Permission denied (os error 13)",
+            tool.display()
+        )),
+        "{}",
+        run.stderr
+    );
+    assert!(
+        run.stderr
+            .contains("service denied: restarting in 50 ms (it could not start)"),
+        "{}",
+        run.stderr
+    );
+    assert!(
+        !run.stderr.contains("service denied: exited with"),
+        "a failed exec is not an exit: {}",
+        run.stderr
+    );
+}
+
+#[test]
+fn a_startup_script_that_cannot_exec_aborts_the_boot() {
+    require_namespaces!("a_startup_script_that_cannot_exec_aborts_the_boot");
+    let tree = Tree::new();
+    tree.startup_script("05_first", r#"echo ran > "$OUT/first""#);
+    write_file(
+        &tree.startup_dir().join("10_broken"),
+        "#!/nonexistent/interpreter\n",
+        0o755,
+    );
+    tree.startup_script("20_after", r#"echo ran > "$OUT/after""#);
+    tree.service("web", r#"echo up > "$OUT/web"; exec sleep 60"#);
+    let run = Baseinit::start(Mode::Pid1, &tree.args(&[])).wait(LONG);
+    assert_eq!(run.code, 1, "stderr:\n{}", run.stderr);
+    let script = tree.startup_dir().join("10_broken");
+    assert!(
+        run.stderr.contains(&format!(
+            "startup script {0}: cannot start {0}: No such file or directory (os error 2)",
+            script.display()
+        )),
+        "{}",
+        run.stderr
+    );
+    assert!(
+        run.stderr.contains(&format!(
+            "startup script {} could not be started: boot aborted",
+            script.display()
+        )),
+        "{}",
+        run.stderr
+    );
+    assert_eq!(tree.read("first"), "ran\n");
+    assert!(!tree.out("after").exists(), "no later script ran");
+    assert!(!tree.out("web").exists(), "no service started");
+}
+
+#[test]
+fn a_main_command_or_essential_service_that_cannot_exec_sets_the_exit_code() {
+    require_namespaces!("a_main_command_or_essential_service_that_cannot_exec_sets_the_exit_code");
+    let tree = Tree::new();
+    let denied = tree.path().join("not-executable");
+    write_file(&denied, "#!/bin/sh\nexit 0\n", 0o644);
+    let denied = denied.display().to_string();
+    // README's exit-code table: not found 127, found but not executable 126.
+    for (command, code, why) in [
+        ("no-such-command-in-path", 127, "No such file or directory (os error 2)"),
+        (denied.as_str(), 126, "Permission denied (os error 13)"),
+    ] {
+        let run = Baseinit::start(Mode::Pid1, &tree.args(&["--skip-runit", "--", command])).wait(LONG);
+        assert_eq!(run.code, code, "{command}: stderr:\n{}", run.stderr);
+        assert!(
+            run.stderr
+                .contains(&format!("main command {command}: cannot start {command}: {why}")),
+            "{}",
+            run.stderr
+        );
+    }
+    // An essential service that never starts ends the container the same way.
+    tree.service_file(
+        "core",
+        "service.toml",
+        "command = [\"no-such-command-in-path\"]\nessential = true\nrestart = \"never\"\n",
+        0o644,
+    );
+    let run = Baseinit::start(Mode::Pid1, &tree.args(&[])).wait(LONG);
+    assert_eq!(run.code, 127, "stderr:\n{}", run.stderr);
+    assert!(
+        run.stderr.contains("service core: an essential service ended"),
+        "{}",
+        run.stderr
+    );
 }

@@ -396,6 +396,18 @@ fn sv_down_of_a_waiting_service_keeps_it_down() {
     wait_for("db to start", LONG, || {
         tree.read("events").contains("start db").then_some(())
     });
+    // db can start before the runit state is on disk (written once per
+    // wake-up); sv without a `supervise/status` does nothing.
+    wait_for("app's runit state", LONG, || {
+        let out = std::process::Command::new(BIN)
+            .args(["sv", "status", "app"])
+            .env("SVDIR", tree.service_dir())
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout)
+            .starts_with("down: app")
+            .then_some(())
+    });
     std::process::Command::new(BIN)
         .args(["sv", "down", "app"])
         .env("SVDIR", tree.service_dir())
