@@ -20,6 +20,7 @@
 //! - [`inherited`]: cleaning up the signal mask, dispositions and fds baseinit inherited.
 //! - [`logging`]: baseinit's own log on stderr.
 //! - [`output`]: services' stdout and stderr, as whole prefixed (or JSON) lines.
+//! - [`resident`]: keeping what PID 1 holds in memory small (boot-only pages let go).
 
 pub mod accounts;
 pub mod applets;
@@ -33,6 +34,7 @@ pub mod logging;
 pub mod output;
 pub mod process_group;
 pub mod reaper;
+pub mod resident;
 pub mod service;
 pub mod shutdown;
 pub mod spawn;

@@ -17,6 +17,8 @@ fn main() {
     // Before anything else (and before the log thread starts): see `inherited`.
     baseinit::inherited::hold_signals();
     baseinit::inherited::reserve_fd_table();
+    // Before the first thread: see `resident`.
+    baseinit::resident::one_malloc_arena();
     let cli = Cli::parse_from(&args);
     baseinit::logging::init(cli.quiet, cli.verbose, cli.log_format == baseinit::output::Format::Json);
     let code = run(cli);
@@ -65,7 +67,14 @@ fn run(cli: Cli) -> i32 {
         env!("CARGO_PKG_VERSION"),
         if is_pid1 { "PID 1" } else { "a child subreaper" }
     );
-    let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+    // tokio's default takes up to 1024 readiness events per epoll_wait, in a
+    // 12 kB array kept for the runtime's life; fewer per call is as correct
+    // (the rest come at the next one), and a supervisor's events are few.
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .max_io_events_per_tick(64)
+        .build()
+    {
         Ok(runtime) => runtime,
         Err(e) => {
             tracing::error!("cannot start the event loop: {e}");

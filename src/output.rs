@@ -114,23 +114,35 @@ impl Sink {
     }
 }
 
+/// The size of a read from a pipe.
+const READ: usize = 8192;
+
+thread_local! {
+    /// One read buffer for every pipe: the readers run on the event loop's
+    /// thread and never hold it across an await. A buffer per pipe would keep
+    /// 16 kB per service resident for nothing (most services are quiet).
+    static READ_BUFFER: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
 async fn read_pipe(receiver: pipe::Receiver, mut lines: LineSplitter, out: mpsc::Sender<Line>) {
-    let mut buf = vec![0u8; 8192];
     loop {
         if receiver.readable().await.is_err() {
             break;
         }
-        match receiver.try_read(&mut buf) {
-            Ok(0) => break, // EOF: the process (and anything it left) is gone
-            Ok(n) => {
-                for line in lines.push(&buf[..n]) {
-                    if out.send(line).await.is_err() {
-                        return;
-                    }
-                }
+        let read = READ_BUFFER.with_borrow_mut(|buf| {
+            buf.resize(READ, 0);
+            match receiver.try_read(buf) {
+                Ok(0) => None, // EOF: the process (and anything it left) is gone
+                Ok(n) => Some(lines.push(&buf[..n])),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => Some(Vec::new()),
+                Err(_) => None,
             }
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
-            Err(_) => break,
+        });
+        let Some(read) = read else { break };
+        for line in read {
+            if out.send(line).await.is_err() {
+                return;
+            }
         }
     }
     if let Some(line) = lines.finish() {

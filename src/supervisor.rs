@@ -433,6 +433,7 @@ impl Supervisor {
         self.boot(Instant::now());
         let mut watch = None;
         let mut retired_watch = None;
+        let mut release = crate::resident::Release::default();
         // For the test that proves a panic ends in an ordered stop: a bug on
         // demand, some time after boot. Never set outside that test.
         let panic_at = std::env::var("BASEINIT_TEST_PANIC_AFTER_MS")
@@ -456,7 +457,13 @@ impl Supervisor {
             {
                 retired_watch = Some(w.unwatch_all());
             }
-            let wake = self.next_wake().into_iter().chain(panic_at).min();
+            release.on_wake(matches!(self.phase, Phase::Running), Instant::now());
+            let wake = self
+                .next_wake()
+                .into_iter()
+                .chain(panic_at)
+                .chain(release.deadline())
+                .min();
             tokio::select! {
                 biased;
                 _ = signals.child.recv() => self.reap(Instant::now()),
