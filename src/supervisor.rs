@@ -274,6 +274,9 @@ pub struct Supervisor {
     /// Units whose runit state is to be written once the current wake-up is
     /// handled (see `publish`).
     publish_due: Vec<usize>,
+    /// Supervise directories to make once the current wake-up is handled
+    /// (see `open_and_start`).
+    supervise_due: Vec<(UnitToken, PathBuf)>,
     /// The last unit generation handed out (see `UnitToken`).
     next_generation: u64,
     /// The environment every child gets; None until boot imported it.
@@ -359,6 +362,7 @@ impl Supervisor {
             commands,
             rescan_at: None,
             publish_due: Vec::new(),
+            supervise_due: Vec::new(),
             next_generation: 0,
             env: None,
             started_at: Instant::now(),
@@ -423,14 +427,17 @@ impl Supervisor {
                 None
             }
         };
-        let (status_requests, mut requests) = mpsc::channel::<status::Request>(16);
-        if let Some(listener) = status::listen(&self.opts.runtime_dir) {
-            tokio::spawn(status::serve(listener, status_requests));
-        }
         // Children we inherited (baseinit exec'd by a shell with jobs) may
         // already be zombies with no SIGCHLD left to tell us.
         self.reap(Instant::now());
         self.boot(Instant::now());
+        // After the first services started: its directory and socket are
+        // file creations that would hold them back, and nothing asks before
+        // the loop below answers anyway.
+        let (status_requests, mut requests) = mpsc::channel::<status::Request>(16);
+        if let Some(listener) = status::listen(&self.opts.runtime_dir) {
+            tokio::spawn(status::serve(listener, status_requests));
+        }
         let mut watch = None;
         let mut retired_watch = None;
         let mut release = crate::resident::Release::default();
@@ -441,6 +448,7 @@ impl Supervisor {
             .and_then(|ms| ms.parse().ok())
             .map(|ms| Instant::now() + Duration::from_millis(ms));
         while !matches!(self.phase, Phase::Done) {
+            self.open_due_supervise();
             self.flush_published();
             if panic_at.is_some_and(|at| Instant::now() >= at) {
                 panic!("BASEINIT_TEST_PANIC_AFTER_MS asked for it");
@@ -830,7 +838,16 @@ impl Supervisor {
     /// Opens unit `i`'s supervise directory and starts it, unless it is to
     /// stay down (and `down` says why).
     fn open_and_start(&mut self, i: usize, dir: &Path, down: Option<&str>, now: Instant) {
-        self.open_supervise(i, dir);
+        // The supervise directory is made at the end of this wake-up, after
+        // every service of it has started: its lock, two FIFOs and state
+        // files are file creations that cost more than the fork, and made
+        // first they held back every service after this one (the benchmark:
+        // 20 services took 1.6 times as long as a shell's `&`).
+        let token = UnitToken {
+            index: i,
+            generation: self.units[i].generation,
+        };
+        self.supervise_due.push((token, dir.to_owned()));
         if let Some(why) = down {
             info!("{}: {why}, not started", self.units[i].label);
             self.publish(i);
@@ -844,6 +861,20 @@ impl Supervisor {
             self.publish(i);
         } else {
             self.feed(i, Event::Up, now);
+        }
+    }
+
+    /// Makes the supervise directories `open_and_start` left for the end of
+    /// the wake-up, for the units that still exist.
+    fn open_due_supervise(&mut self) {
+        for (token, dir) in std::mem::take(&mut self.supervise_due) {
+            let current = self
+                .units
+                .get(token.index)
+                .is_some_and(|u| u.generation == token.generation && !u.retired);
+            if current {
+                self.open_supervise(token.index, &dir);
+            }
         }
     }
 
