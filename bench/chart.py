@@ -142,11 +142,11 @@ def svg(report):
     mid = 20 if 20 in sizes else sizes[len(sizes) // 2]
     panels = [
         bars(0, 0, "Orphan burst: 1,000 exit at once, time to reap all", "ms",
-             col(lambda x: median(x["burst"]["reap_all_ms"]))),
+             col(lambda x: median(x["burst"]["reap_all_ms"])), log=True),
         bars(PANEL_W, 0, "Orphan storm: unreaped zombies 5 s after the start", "zombies",
              col(lambda x: median(x["storm"]["zombies_at_5s"])), note="0 for every init that reaps at once"),
         bars(0, PANEL_H, f"Memory: supervision tree PSS, {small} services", "kB",
-             col(lambda x: median(x["scale"][small]["pss_kb"]))),
+             col(lambda x: median(x["scale"][small]["pss_kb"])), log=True),
         bars(PANEL_W, PANEL_H, "Stop: SIGTERM to PID 1 until the namespace is gone, 3 services", "ms",
              col(lambda x: median(x["stop"]["stop_ms"])), log=True,
              note="runit: runsvdir exits at once and the kernel kills the services"),
