@@ -607,32 +607,37 @@ def targets(report):
     def check(name, ok, figures):
         out.append((name, "met" if ok else ("not met" if ok is not None else "not measured"), figures))
 
-    def ratio(a, c):
-        return None if a is None or not c else a / c
+    def versus(name, mine, theirs, limit, unit, digits, strict=False):
+        """baseinit's `mine` against a peer's `theirs`: met when the ratio is
+        at most `limit` (below it, with `strict`)."""
+        if mine is None or not theirs:
+            check(name, None, "")
+            return
+        q = mine / theirs
+        check(name, q < limit if strict else q <= limit,
+              f"{mine:.{digits}f} {unit} vs {theirs:.{digits}f} {unit}: {q:.2f}×")
+
+    def peer(init, *keys):
+        x = r.get(init, {})
+        for k in keys:
+            x = x.get(k, {}) if isinstance(x, dict) else {}
+        return med(x or None)
 
     z = med(b["storm"]["zombies_at_5s"])
     check("no zombie left after the storm", None if z is None else z == 0, f"{z:g} zombies at 5 s" if z is not None else "")
-    bb, cb = med(b["burst"]["reap_all_ms"]), med(r.get("cinit", {}).get("burst", {}).get("reap_all_ms"))
-    q = ratio(bb, cb)
-    check("burst reap-all within 1.1× the C baseline", None if q is None else q <= 1.1,
-          f"{bb:.1f} ms vs {cb:.1f} ms: {q:.2f}×" if q is not None else "")
+    versus("burst reap-all within 1.1× the C baseline", med(b["burst"]["reap_all_ms"]),
+           peer("cinit", "burst", "reap_all_ms"), 1.1, "ms", 1)
     sizes = sorted(b["scale"])
     for n in (3, 50):
         if n in b["scale"] and "idle_switches" in b["scale"][n]:
             sw = med(b["scale"][n]["idle_switches"])
             check(f"0 context switches idle, {n} services", None if sw is None else sw == 0, f"{sw:g} in 5 s")
     if 3 in b["scale"]:
-        mine = med(b["scale"][3]["pss_kb"])
-        for peer in ("runit", "s6"):
-            theirs = med(r.get(peer, {}).get("scale", {}).get(3, {}).get("pss_kb"))
-            check(f"PSS with 3 services below {peer}'s", None if mine is None or theirs is None else mine < theirs,
-                  f"{mine:g} kB vs {theirs:g} kB" if mine is not None and theirs is not None else "")
-        after = med(b["scale"][3].get("pss_after_restart_kb"))
-        for peer in ("runit", "s6"):
-            theirs = med(r.get(peer, {}).get("scale", {}).get(3, {}).get("pss_after_restart_kb"))
-            if after is not None and theirs is not None:
-                check(f"… and still below {peer}'s after a service restarted", after < theirs,
-                      f"{after:g} kB vs {theirs:g} kB")
+        for key, label in (("pss_kb", "PSS with 3 services below {}'s"),
+                           ("pss_after_restart_kb", "… and still below {}'s after a service restarted")):
+            for other in ("runit", "s6"):
+                versus(label.format(other), med(b["scale"][3].get(key)), peer(other, "scale", 3, key),
+                       1.0, "kB", 0, strict=True)
     if len(sizes) > 1:
         lo, hi = sizes[0], sizes[-1]
         a, c = med(b["scale"][lo]["pss_kb"]), med(b["scale"][hi]["pss_kb"])
@@ -642,21 +647,15 @@ def targets(report):
                   f"{per:.1f} kB per service ({a:g} kB at {lo}, {c:g} kB at {hi})")
     g = med(b["stop"]["graceful"])
     check("every service stopped gracefully", None if g is None else g == 3, f"{g:g} of 3" if g is not None else "")
-    mine, theirs = med(b["stop"]["stop_ms"]), med(r.get("dumb-init", {}).get("stop", {}).get("stop_ms"))
-    q = ratio(mine, theirs)
-    check("stop within 1.5× dumb-init's", None if q is None else q <= 1.5,
-          f"{mine:.2f} ms vs {theirs:.2f} ms: {q:.2f}×" if q is not None else "")
+    versus("stop within 1.5× dumb-init's", med(b["stop"]["stop_ms"]), peer("dumb-init", "stop", "stop_ms"),
+           1.5, "ms", 2)
     late = med(b["stop_stubborn"]["after_timeout_ms"])
     check("with a stubborn service, exit within 50 ms after its timeout", None if late is None else late <= 50,
           f"{late:.1f} ms after the {report['stop_timeout_s']} s timeout" if late is not None else "")
-    n = 20 if 20 in b["scale"] else None
-    if n:
-        mine = med(b["scale"][n]["startup_ms"])
-        for peer, limit in (("tini", 1.0), ("runit", 1.0), ("s6", 1.0)):
-            theirs = med(r.get(peer, {}).get("scale", {}).get(n, {}).get("startup_ms"))
-            q = ratio(mine, theirs)
-            check(f"{n} services started no slower than {peer}", None if q is None else q <= limit,
-                  f"{mine:.1f} ms vs {theirs:.1f} ms: {q:.2f}×" if q is not None else "")
+    if 20 in b["scale"]:
+        for other in ("tini", "runit", "s6"):
+            versus(f"20 services started no slower than {other}", med(b["scale"][20]["startup_ms"]),
+                   peer(other, "scale", 20, "startup_ms"), 1.0, "ms", 1)
     if "restart" in b:
         first = med(b["restart"]["first_restart_ms"])
         check("first restart of a service that was up within 5 ms", None if first is None else first <= 5,
