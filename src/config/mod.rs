@@ -216,16 +216,19 @@ pub fn scan_services(dir: &Path, defaults: &Defaults, required: bool) -> Scan {
         }
     };
     scan.complete = true;
-    let mut names: Vec<OsString> = Vec::new();
+    // With whether each entry is a symlink (from the directory entry itself:
+    // no syscall), which decides how its real path is found below.
+    let mut names: Vec<(OsString, bool)> = Vec::new();
     for entry in entries {
         match entry {
-            Ok(entry) => names.push(entry.file_name()),
+            Ok(entry) => names.push((entry.file_name(), entry.file_type().is_ok_and(|t| t.is_symlink()))),
             Err(e) => errors.push(ConfigError::new(dir, format!("cannot read service directory: {e}"))),
         }
     }
     names.sort();
     let dir = std::path::absolute(dir).unwrap_or_else(|_| dir.to_owned());
-    for name in names {
+    let real_dir = fs::canonicalize(&dir).ok();
+    for (name, is_symlink) in names {
         if name.as_encoded_bytes().starts_with(b".") {
             continue;
         }
@@ -252,7 +255,13 @@ pub fn scan_services(dir: &Path, defaults: &Defaults, required: bool) -> Scan {
         // The real directory, as runsv's chdir would: removing a symlink from
         // the service directory must not pull `finish`, `control/` or the
         // supervise state out from under a service that is still stopping.
-        let path = fs::canonicalize(&path).unwrap_or(path);
+        // An entry that is not a symlink is found under the real service
+        // directory, resolved once: canonicalizing each one costs a
+        // readlink per path component.
+        let path = match &real_dir {
+            Some(real_dir) if !is_symlink => real_dir.join(name),
+            _ => fs::canonicalize(&path).unwrap_or(path),
+        };
         let spec = load_service(name, &path, defaults, errors).and_then(|mut spec| {
             let log_dir = path.join("log");
             if log_dir.is_dir() {
@@ -457,9 +466,16 @@ fn find_cycle<'a>(
 /// parsing megabytes would stall PID 1's event loop during a rescan.
 pub const MAX_SERVICE_TOML: u64 = 1 << 20;
 
+/// Files up to this size are fingerprinted by content: scripts and
+/// `service.toml`, where a rewrite with the same text (a `docker cp`, a
+/// config tool) must not restart the service. Larger ones are programs, by
+/// metadata: reading and hashing every service's binary at boot and at each
+/// rescan would cost PID 1 a millisecond per megabyte.
+pub const FINGERPRINT_BY_CONTENT: u64 = 16 * 1024;
+
 /// A hash of the files that define a service, to notice edits on a rescan.
-/// Small regular files are hashed by content; anything else (a large binary
-/// `run`, a FIFO that would block the read) by its metadata, never opened.
+/// Small regular files are hashed by content; anything else (a binary `run`,
+/// a FIFO that would block the read) by its metadata, never opened.
 fn fingerprint(dir: &Path) -> u64 {
     use std::hash::{Hash, Hasher};
     use std::os::unix::fs::MetadataExt;
@@ -467,7 +483,9 @@ fn fingerprint(dir: &Path) -> u64 {
     for file in ["run", "finish", "service.toml", "notification-fd"] {
         let path = dir.join(file);
         match fs::metadata(&path) {
-            Ok(meta) if meta.is_file() && meta.len() <= MAX_SERVICE_TOML => fs::read(&path).ok().hash(&mut hasher),
+            Ok(meta) if meta.is_file() && meta.len() <= FINGERPRINT_BY_CONTENT => {
+                fs::read(&path).ok().hash(&mut hasher)
+            }
             Ok(meta) => (meta.dev(), meta.ino(), meta.len(), meta.mtime(), meta.mtime_nsec()).hash(&mut hasher),
             Err(_) => 0u8.hash(&mut hasher),
         }
@@ -962,6 +980,45 @@ A = "1"
         assert_eq!(names, ["a", "b", "linked"]);
         // A symlinked service lives in its real directory.
         assert_eq!(specs[2].dir, fs::canonicalize(target.path()).unwrap());
+        // So does every service when the service directory itself is
+        // reached through a symlink.
+        let via = tempfile::tempdir().unwrap();
+        symlink(t.0.path(), via.path().join("service")).unwrap();
+        let specs = load_services(&via.path().join("service"), &Defaults::default(), true).unwrap();
+        assert_eq!(specs[0].dir, fs::canonicalize(t.0.path()).unwrap().join("a"));
+        assert_eq!(specs[2].dir, fs::canonicalize(target.path()).unwrap());
+    }
+
+    #[test]
+    fn a_script_is_fingerprinted_by_content_and_a_program_by_metadata() {
+        let t = Tree::new();
+        let dir = t.0.path().join("a");
+        t.run("a");
+        let run = dir.join("run");
+        let rewrite = |body: &[u8], mtime_s: u64| {
+            fs::write(&run, body).unwrap();
+            let at = std::time::UNIX_EPOCH + Duration::from_secs(mtime_s);
+            fs::File::options()
+                .write(true)
+                .open(&run)
+                .unwrap()
+                .set_modified(at)
+                .unwrap();
+        };
+        rewrite(b"#!/bin/sh\nexec sleep 1\n", 1_000_000);
+        let script = fingerprint(&dir);
+        rewrite(b"#!/bin/sh\nexec sleep 1\n", 2_000_000);
+        assert_eq!(fingerprint(&dir), script, "the same text, rewritten later");
+        rewrite(b"#!/bin/sh\nexec sleep 2\n", 2_000_000);
+        assert_ne!(fingerprint(&dir), script, "another text");
+
+        let program = vec![7u8; FINGERPRINT_BY_CONTENT as usize + 1];
+        rewrite(&program, 1_000_000);
+        let before = fingerprint(&dir);
+        rewrite(&program, 1_000_000);
+        assert_eq!(fingerprint(&dir), before, "the same bytes and metadata");
+        rewrite(&program, 2_000_000);
+        assert_ne!(fingerprint(&dir), before, "a new modification time");
     }
 
     #[test]
