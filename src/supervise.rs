@@ -132,8 +132,10 @@ pub struct Supervise {
     /// never fight over one service.
     _lock: Flock<File>,
     /// Read end of `ok`, kept open: `sv` opens it for writing, which fails
-    /// with ENXIO when nobody reads.
-    _ok: File,
+    /// with ENXIO when nobody reads. Opened after the first state is
+    /// written, so that until then `sv` says `runsv not running` and never
+    /// reads a state file that is half written or from an earlier run.
+    ok: Option<File>,
     last: Option<Status>,
     last_pid: Option<Option<i32>>,
 }
@@ -159,16 +161,12 @@ impl Supervise {
         for fifo in ["control", "ok"] {
             make_fifo(&dir.join(fifo))?;
         }
-        let ok = OpenOptions::new()
-            .read(true)
-            .custom_flags(libc::O_NONBLOCK | libc::O_CLOEXEC)
-            .open(dir.join("ok"))?;
         let control = dir.join("control");
         Ok((
             Supervise {
                 dir,
                 _lock: lock,
-                _ok: ok,
+                ok: None,
                 last: None,
                 last_pid: None,
             },
@@ -191,19 +189,31 @@ impl Supervise {
     }
 
     /// Writes `status`, `stat` and (when it changed) `pid`, each atomically;
-    /// nothing when nothing changed.
+    /// nothing when nothing changed. The first write goes straight into the
+    /// files (nobody reads them before `ok` has a reader), then opens `ok`;
+    /// the later ones write a `.new` file and rename it over the old one,
+    /// as runsv does.
     pub fn write(&mut self, status: &Status) -> io::Result<()> {
         if self.last.as_ref() == Some(status) {
             return Ok(());
         }
+        let write = if self.ok.is_some() { replace } else { overwrite };
         if self.last_pid != Some(status.pid) {
             let text = status.pid.map(|p| format!("{p}\n")).unwrap_or_default();
-            replace(&self.dir, "pid", text.as_bytes())?;
+            write(&self.dir, "pid", text.as_bytes())?;
             self.last_pid = Some(status.pid);
         }
-        replace(&self.dir, "stat", status.stat_text().as_bytes())?;
-        replace(&self.dir, "status", &status.encode())?;
+        write(&self.dir, "stat", status.stat_text().as_bytes())?;
+        write(&self.dir, "status", &status.encode())?;
         self.last = Some(*status);
+        if self.ok.is_none() {
+            self.ok = Some(
+                OpenOptions::new()
+                    .read(true)
+                    .custom_flags(libc::O_NONBLOCK | libc::O_CLOEXEC)
+                    .open(self.dir.join("ok"))?,
+            );
+        }
         Ok(())
     }
 }
@@ -300,16 +310,20 @@ fn make_fifo(path: &Path) -> io::Result<()> {
 /// Writes `dir/name.new`, then renames it over `dir/name`.
 fn replace(dir: &Path, name: &str, bytes: &[u8]) -> io::Result<()> {
     let new = dir.join(format!("{name}.new"));
+    overwrite(dir, &format!("{name}.new"), bytes)?;
+    fs::rename(&new, dir.join(name))
+}
+
+/// Writes `dir/name` in place (created, or truncated first).
+fn overwrite(dir: &Path, name: &str, bytes: &[u8]) -> io::Result<()> {
     let mut file = OpenOptions::new()
         .write(true)
         .create(true)
         .truncate(true)
         .mode(0o644)
         .custom_flags(libc::O_CLOEXEC)
-        .open(&new)?;
-    file.write_all(bytes)?;
-    drop(file);
-    fs::rename(&new, dir.join(name))
+        .open(dir.join(name))?;
+    file.write_all(bytes)
 }
 
 /// The raw fd of an open supervise lock, for tests.
@@ -429,8 +443,16 @@ mod tests {
         let (mut sup, control) = Supervise::open(service.path(), runtime.path(), "web").unwrap();
         assert_eq!(sup.dir(), service.path().join("supervise"));
         assert_eq!(control, service.path().join("supervise/control"));
-        sup.write(&status()).unwrap();
         let dir = service.path().join("supervise");
+        let open_ok = || {
+            OpenOptions::new()
+                .write(true)
+                .custom_flags(libc::O_NONBLOCK)
+                .open(dir.join("ok"))
+        };
+        // Until the first state is written, `sv` finds no supervisor.
+        assert_eq!(open_ok().unwrap_err().raw_os_error(), Some(libc::ENXIO));
+        sup.write(&status()).unwrap();
         assert_eq!(fs::read(dir.join("status")).unwrap(), status().encode());
         assert_eq!(fs::read_to_string(dir.join("stat")).unwrap(), "run\n");
         assert_eq!(fs::read_to_string(dir.join("pid")).unwrap(), "16909060\n");
@@ -438,11 +460,20 @@ mod tests {
         // A second supervisor of the same directory is refused.
         assert!(Supervise::open(service.path(), runtime.path(), "web").is_err());
         // `ok` has a reader: opening it for writing succeeds (sv's test).
-        OpenOptions::new()
-            .write(true)
-            .custom_flags(libc::O_NONBLOCK)
-            .open(dir.join("ok"))
-            .unwrap();
+        open_ok().unwrap();
+        // Later states replace the files whole (a new inode, renamed over).
+        use std::os::unix::fs::MetadataExt;
+        let inode = fs::metadata(dir.join("status")).unwrap().ino();
+        sup.write(&Status {
+            state: RunState::Down,
+            pid: None,
+            ..status()
+        })
+        .unwrap();
+        assert_ne!(fs::metadata(dir.join("status")).unwrap().ino(), inode);
+        assert_eq!(fs::read_to_string(dir.join("stat")).unwrap(), "down\n");
+        assert_eq!(fs::read_to_string(dir.join("pid")).unwrap(), "");
+        assert!(!dir.join("status.new").exists());
     }
 
     #[test]
