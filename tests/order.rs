@@ -119,8 +119,22 @@ fn a_diamond_starts_the_base_first_and_the_top_last() {
 #[test]
 fn tcp_readiness_waits_for_a_listening_port() {
     require_namespaces!("tcp_readiness_waits_for_a_listening_port");
-    let tree = Tree::new();
-    let port = 20000 + (std::process::id() % 20000);
+    tcp_readiness_waits_for(Tree::new(), "127.0.0.1", 0);
+}
+
+#[test]
+fn tcp_readiness_resolves_a_host_name() {
+    require_namespaces!("tcp_readiness_resolves_a_host_name");
+    // `localhost` comes from /etc/hosts through libc's resolver, on a
+    // blocking thread of tokio's.
+    tcp_readiness_waits_for(Tree::new(), "localhost", 1);
+}
+
+/// A client that requires a server whose readiness is a TCP connection to
+/// `host`: it starts only once the server listens.
+fn tcp_readiness_waits_for(tree: Tree, host: &str, port_offset: u32) {
+    // Distinct ports for tests that run at the same time.
+    let port = 20000 + ((std::process::id() * 2 + port_offset) % 20000);
     tree.service(
         "server",
         &format!(
@@ -137,7 +151,7 @@ time.sleep(60)'"#
     tree.service_file(
         "server",
         "service.toml",
-        &format!("[ready]\ntcp = \"127.0.0.1:{port}\"\ninterval = \"50ms\"\n"),
+        &format!("[ready]\ntcp = \"{host}:{port}\"\ninterval = \"50ms\"\n"),
         0o644,
     );
     recorder(&tree, "client", "");
