@@ -280,7 +280,8 @@ impl LogWriter {
                             let _ = writeln!(stderr, "baseinit: {gone} log lines dropped: stderr was blocked");
                         }
                         let _ = stderr.write_all(&line);
-                        waiting.fetch_sub(1, Ordering::Relaxed);
+                        // Release: `flush` that sees the count drop sees the write done.
+                        waiting.fetch_sub(1, Ordering::Release);
                     }
                     Queued::Barrier(done) => {
                         let _ = done.send(());
@@ -307,11 +308,17 @@ impl LogWriter {
 }
 
 /// Waits (at most `timeout`) until every log line so far is written: before
-/// exit, so the last lines are not lost with the process.
+/// exit, so the last lines are not lost with the process. Returns at once
+/// when they are (the thread usually wrote them while baseinit shut down):
+/// a round trip through an idle thread costs a busy machine up to a
+/// millisecond of the stop.
 pub fn flush(timeout: std::time::Duration) {
     let Some(writer) = WRITER.get() else {
         return;
     };
+    if writer.waiting.load(Ordering::Acquire) == 0 {
+        return;
+    }
     let (done, answered) = std::sync::mpsc::channel();
     if writer.lines.send(Queued::Barrier(done)).is_ok() {
         let _ = answered.recv_timeout(timeout);

@@ -18,6 +18,8 @@
 
 use std::io::{self, Write};
 use std::os::fd::OwnedFd;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::SystemTime;
 
 use serde::Serialize;
@@ -66,14 +68,36 @@ struct Line {
 /// The writer thread's end: readers are made from it.
 #[derive(Clone)]
 pub struct Sink {
-    lines: mpsc::Sender<Line>,
+    lines: Outbox,
     style: Style,
+}
+
+/// Where readers send lines, counting those not yet written.
+#[derive(Clone)]
+struct Outbox {
+    lines: mpsc::Sender<Line>,
+    /// Lines sent and not yet written out by the thread.
+    unwritten: Arc<AtomicUsize>,
+}
+
+impl Outbox {
+    /// False when the writer thread is gone.
+    async fn send(&self, line: Line) -> bool {
+        self.unwritten.fetch_add(1, Ordering::Relaxed);
+        let sent = self.lines.send(line).await.is_ok();
+        if !sent {
+            self.unwritten.fetch_sub(1, Ordering::Relaxed);
+        }
+        sent
+    }
 }
 
 /// Starts the writer thread; `finish` waits for it.
 pub fn start(style: Style) -> io::Result<(Sink, Writer)> {
     let (lines, mut received) = mpsc::channel::<Line>(CHANNEL);
     let (done, finished) = std::sync::mpsc::channel();
+    let unwritten = Arc::new(AtomicUsize::new(0));
+    let written = unwritten.clone();
     std::thread::Builder::new().name("output".into()).spawn(move || {
         let (stdout, stderr) = (io::stdout(), io::stderr());
         while let Some(line) = received.blocking_recv() {
@@ -82,22 +106,34 @@ pub fn start(style: Style) -> io::Result<(Sink, Writer)> {
                 Stream::Stdout => stdout.lock().write_all(&line.bytes),
                 Stream::Stderr => stderr.lock().write_all(&line.bytes),
             };
+            written.fetch_sub(1, Ordering::Release);
         }
         let _ = done.send(());
     })?;
-    Ok((Sink { lines, style }, Writer { finished }))
+    let outbox = Outbox {
+        lines,
+        unwritten: unwritten.clone(),
+    };
+    Ok((Sink { lines: outbox, style }, Writer { finished, unwritten }))
 }
 
 /// The writer thread, to wait for at exit.
 pub struct Writer {
     finished: std::sync::mpsc::Receiver<()>,
+    unwritten: Arc<AtomicUsize>,
 }
 
 impl Writer {
     /// Waits until every line sent has been written, or until `deadline` (a
     /// stdout nobody reads must not keep PID 1 from exiting). Every sender
-    /// must be gone for the writer to finish.
+    /// must be gone for the writer to finish. When every line is written
+    /// already, it returns at once: the idle thread ends with the process,
+    /// and waking it only to hear it end cost a stop up to a millisecond on
+    /// a busy machine.
     pub fn finish(self, deadline: std::time::Instant) {
+        if self.unwritten.load(Ordering::Acquire) == 0 {
+            return;
+        }
         let _ = self
             .finished
             .recv_timeout(deadline.saturating_duration_since(std::time::Instant::now()));
@@ -124,7 +160,7 @@ thread_local! {
     static READ_BUFFER: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
 }
 
-async fn read_pipe(receiver: pipe::Receiver, mut lines: LineSplitter, out: mpsc::Sender<Line>) {
+async fn read_pipe(receiver: pipe::Receiver, mut lines: LineSplitter, out: Outbox) {
     loop {
         if receiver.readable().await.is_err() {
             break;
@@ -140,13 +176,13 @@ async fn read_pipe(receiver: pipe::Receiver, mut lines: LineSplitter, out: mpsc:
         });
         let Some(read) = read else { break };
         for line in read {
-            if out.send(line).await.is_err() {
+            if !out.send(line).await {
                 return;
             }
         }
     }
     if let Some(line) = lines.finish() {
-        let _ = out.send(line).await;
+        out.send(line).await;
     }
 }
 

@@ -21,7 +21,10 @@
 //! the child lets go of the memory, early in `execve`, and not after the
 //! new program is loaded. Because the child shares baseinit's memory, it
 //! only reads what the parent prepared and makes raw syscalls: no
-//! allocation, no libc call that takes a lock or keeps state.
+//! allocation, no libc call that takes a lock or keeps state. The price, as
+//! with posix_spawn: a `chdir` or an `execve` that hangs (a working
+//! directory or program on a dead network filesystem) holds baseinit until
+//! it returns. In a container the programs are on the image's layers.
 
 use std::collections::{BTreeMap, HashMap};
 use std::ffi::{CStr, CString, OsStr, OsString};
@@ -490,10 +493,19 @@ pub fn spawn(
     Ok(Pid::from_raw(pid))
 }
 
-/// The child's stack. `exec_child` and the syscall wrappers it calls need
-/// well under 4 kB; a child never grows it past that (no recursion, no
-/// allocation), so 64 kB is a wide margin.
+/// The children's stack, one for all: a child runs on it only while this
+/// thread is suspended, and `STACK`'s lock keeps another thread (there is
+/// none today) from starting a child on it meanwhile. `exec_child` and the
+/// syscall wrappers it calls need well under 4 kB (no recursion, no
+/// allocation), so 64 kB is a wide margin. A static, not an allocation per
+/// child: nothing to zero at each start, and only its top page or two is
+/// ever touched (the rest stays untouched `.bss`, not resident).
+static STACK: std::sync::Mutex<ChildStack> = std::sync::Mutex::new(ChildStack([0; CHILD_STACK / 16]));
 const CHILD_STACK: usize = 64 * 1024;
+
+/// 16-byte aligned, as the top of a stack must be (x86-64 and aarch64 ABIs).
+#[repr(C, align(16))]
+struct ChildStack([u128; CHILD_STACK / 16]);
 
 /// Starts the child on a stack of its own in baseinit's memory (vfork
 /// semantics: this thread is suspended until the child execs or exits).
@@ -505,10 +517,11 @@ fn start_child(plan: &mut Plan) -> libc::pid_t {
         // every read here and nothing else touches it.
         unsafe { exec_child(&mut *arg.cast::<Plan>()) }
     }
-    // u128: the top of the stack must be 16-byte aligned (x86-64 and
-    // aarch64 ABIs). The stack grows down on every architecture we build.
-    let mut stack = vec![0u128; CHILD_STACK / size_of::<u128>()];
-    let top = stack.as_mut_ptr_range().end;
+    // A poisoned lock only means a panic elsewhere while it was held: the
+    // stack holds nothing to distrust. It grows down on every architecture
+    // we build.
+    let mut stack = STACK.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+    let top = stack.0.as_mut_ptr_range().end;
     // SAFETY: `entry` only makes raw syscalls on what `plan` holds (built
     // before) and never returns. The stack and the plan live until clone
     // returns, which is after the child exec'd or exited (CLONE_VFORK). No

@@ -851,3 +851,26 @@ while :; do sleep 0.05; done"#;
     assert_eq!(run.code, 0, "stderr:\n{}", run.stderr);
     assert_eq!(tree.read("events"), "old up\nold stopped\nnew up\nnew stopped\n");
 }
+
+#[test]
+fn every_one_of_many_services_gets_its_supervise_state() {
+    require_namespaces!("every_one_of_many_services_gets_its_supervise_state");
+    // Enough services that making their supervise/ directories spans
+    // several turns of the event loop on a slow disk: none may be missed.
+    const SERVICES: usize = 150;
+    let tree = Tree::new();
+    use_baseinit_sv(&tree);
+    for i in 0..SERVICES {
+        tree.service(&format!("s{i:03}"), "exec sleep 600");
+    }
+    let init = Baseinit::start(Mode::Pid1, &tree.args(&[]));
+    for i in 0..SERVICES {
+        let name = format!("s{i:03}");
+        wait_status(&tree, &name, &format!("run: {name}: (pid "));
+        let stat = fs::read_to_string(tree.service_dir().join(&name).join("supervise/stat")).unwrap();
+        assert_eq!(stat, "run\n", "{name}");
+    }
+    init.signal(libc::SIGTERM);
+    let run = init.wait(LONG);
+    assert_eq!(run.code, 0, "stderr:\n{}", run.stderr);
+}
