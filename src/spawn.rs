@@ -368,9 +368,8 @@ fn stdio_source(fd: BorrowedFd<'_>, held: &mut Vec<OwnedFd>) -> io::Result<RawFd
 ///
 /// It returns as soon as the child has called `execve`. What fails before the
 /// child starts (a NUL byte, an empty command, the clone itself: EAGAIN at a
-/// pids limit) is an
-/// error here; what fails in the child (the exec, a chdir, a setuid…) is
-/// reported through `reports` and the child exits 127.
+/// pids limit) is an error here; what fails in the child (the exec, a chdir,
+/// a setuid…) is reported through `reports` and the child exits 127.
 pub fn spawn(
     launch: &Launch,
     extra_args: &[OsString],
@@ -482,13 +481,9 @@ pub fn spawn(
     if pid < 0 {
         return Err(error(start_error));
     }
-    // The child makes its own group first thing; doing it here too means a
-    // signal to the group sent before the child ran (a stop in this same
-    // wake-up) cannot miss it. It fails harmlessly once the child exec'd.
-    // SAFETY: a plain syscall.
-    unsafe {
-        libc::setpgid(pid, pid);
-    }
+    // No setpgid here as after a fork: this thread resumes only once the
+    // child has made its own group and called execve (or exited), so a
+    // signal to the group cannot come before the group exists.
     // `held` (our copies of the child's stdio) is closed here.
     Ok(Pid::from_raw(pid))
 }

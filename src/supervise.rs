@@ -309,9 +309,9 @@ fn make_fifo(path: &Path) -> io::Result<()> {
 
 /// Writes `dir/name.new`, then renames it over `dir/name`.
 fn replace(dir: &Path, name: &str, bytes: &[u8]) -> io::Result<()> {
-    let new = dir.join(format!("{name}.new"));
-    overwrite(dir, &format!("{name}.new"), bytes)?;
-    fs::rename(&new, dir.join(name))
+    let new = format!("{name}.new");
+    overwrite(dir, &new, bytes)?;
+    fs::rename(dir.join(new), dir.join(name))
 }
 
 /// Writes `dir/name` in place (created, or truncated first).
