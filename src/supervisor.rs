@@ -875,6 +875,7 @@ impl Supervisor {
 
     /// Makes the supervise directories `open_and_start` left for the end of
     /// the wake-up, for the units that still exist.
+    ///
     /// At most [`SUPERVISE_PER_TURN`] of it: the rest waits for the next
     /// turn, after the events that came meanwhile. Once a shutdown has begun
     /// none is made any more: it would only slow the stop down, and `sv`
