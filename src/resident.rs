@@ -9,44 +9,60 @@
 //! of the file: unmapped, they stay in the page cache (where the kernel can
 //! drop them under memory pressure, as it would anyway), and a page needed
 //! again costs a minor fault. What supervision uses comes back on its own;
-//! boot-only code does not (see the README, "Memory"). This lowers what is
-//! mapped (RSS, PSS), not the page cache a memory cgroup is charged for.
+//! boot-only code does not (see the README, "Memory"). The same is done
+//! again after each later spell of work (a restart, a rescan, a `status`
+//! request), whose code the idle loop does not run either. This lowers what
+//! is mapped (RSS, PSS), not the page cache a memory cgroup is charged for.
 //!
 //! Best effort: a failure is logged at debug level and changes nothing.
 
 use std::io;
 use std::time::{Duration, Instant};
 
-/// The event loop must have been quiet this long after boot before the
-/// release: services' first moments (their first lines, readiness probes)
-/// touch code that would otherwise be unmapped just to come back.
+/// The event loop must have been quiet this long before a release:
+/// services' first moments (their first lines, readiness probes) and the
+/// moments after a restart touch code that would otherwise be unmapped just
+/// to come back.
 const QUIET: Duration = Duration::from_millis(250);
-/// The release happens at the latest this long after boot, however busy.
+/// A release happens at the latest this long after the spell of activity
+/// before it began, however busy the loop stays.
 const LATEST: Duration = Duration::from_secs(5);
 
-/// When the boot-only pages are released: once, when the event loop has
-/// been quiet for [`QUIET`] after boot.
+/// When the pages are released: once boot is over and the event loop has
+/// been quiet for [`QUIET`], and again after every later spell of activity
+/// (a restart, a rescan, a `status` request, a reaped orphan) once it has
+/// been quiet as long. Only the loop's own wake-ups count: a service
+/// writing lines does not wake it, and a loop with nothing to do has no
+/// release pending, so an idle baseinit never wakes for this.
 #[derive(Debug, Default)]
 pub struct Release {
-    /// When the event loop first saw boot over.
-    booted: Option<Instant>,
+    /// When the current spell of activity began: the first wake after boot,
+    /// then the first after each release.
+    spell: Option<Instant>,
     due: Option<Instant>,
-    done: bool,
+    /// The mappings the first release found. They stay what they are for
+    /// the process's life (nothing maps or writes the executable after
+    /// boot), and finding them reads `/proc/self/smaps`, whose page walk
+    /// is most of a release's cost.
+    ranges: Option<Vec<(usize, usize)>>,
 }
 
 impl Release {
-    /// Call on every turn of the event loop, with whether boot is over (the
-    /// services are started). Releases the pages when they are due.
-    pub fn on_wake(&mut self, booted: bool, now: Instant) {
-        if self.done || !booted {
+    /// Call on every turn of the event loop, with whether services run (boot
+    /// is over and no stop has begun). Releases the pages when they are due.
+    pub fn on_wake(&mut self, running: bool, now: Instant) {
+        if !running {
+            // Before boot's end nothing is due yet; once a stop has begun
+            // the process is about to end, and a past deadline left here
+            // would wake the loop at once, again and again.
+            (self.spell, self.due) = (None, None);
             return;
         }
-        let since = *self.booted.get_or_insert(now);
+        let since = *self.spell.get_or_insert(now);
         match self.due {
             Some(due) if due <= now => {
-                release_boot_pages();
-                self.done = true;
-                self.due = None;
+                self.release();
+                (self.spell, self.due) = (None, None);
             }
             // Something happened: wait for the next quiet spell.
             _ => self.due = Some((now + QUIET).min(since + LATEST)),
@@ -72,21 +88,36 @@ pub fn one_malloc_arena() {
     }
 }
 
-/// Unmaps baseinit's own code and read-only data now.
-pub fn release_boot_pages() {
-    match release() {
-        Ok(kb) => tracing::debug!("released {kb} kB of code and read-only data boot had mapped"),
-        Err(e) => tracing::debug!("cannot release the pages boot mapped: {e}"),
+impl Release {
+    /// Unmaps baseinit's own code and read-only data now.
+    fn release(&mut self) {
+        let began = Instant::now();
+        if self.ranges.is_none() {
+            match releasable() {
+                Ok((ranges, kb)) => {
+                    tracing::debug!("releasing {kb} kB of code and read-only data boot had mapped");
+                    self.ranges = Some(ranges);
+                }
+                Err(e) => return tracing::debug!("cannot find the code pages to release: {e}"),
+            }
+        }
+        let ranges = self.ranges.as_deref().unwrap_or_default();
+        match unmap(ranges) {
+            Ok(()) => tracing::debug!("released code and read-only data in {} µs", began.elapsed().as_micros()),
+            Err(e) => tracing::debug!("cannot release the code pages: {e}"),
+        }
     }
 }
 
-/// Returns how many kB were resident in what it unmapped.
-fn release() -> io::Result<usize> {
+/// The mappings of the executable whose every page is the file's, and how
+/// many kB of them are resident.
+fn releasable() -> io::Result<(Vec<(usize, usize)>, usize)> {
     use std::os::unix::fs::MetadataExt;
     let exe_path = std::fs::read_link("/proc/self/exe")?;
     let exe_inode = std::fs::metadata("/proc/self/exe")?.ino();
     let smaps = std::fs::read_to_string("/proc/self/smaps")?;
-    let mut released = 0;
+    let mut ranges = Vec::new();
+    let mut kb = 0;
     for mapping in mappings(&smaps) {
         let ours = mapping.path == exe_path.as_os_str().as_encoded_bytes() || mapping.inode == exe_inode;
         // Private, read-only, and not one page of its own (the relocated
@@ -95,25 +126,29 @@ fn release() -> io::Result<usize> {
         if !ours || mapping.inode == 0 || mapping.writable || !mapping.private || mapping.anonymous_kb != 0 {
             continue;
         }
-        // SAFETY: the range is a whole mapping of the executable that is
-        // private, not writable and has no anonymous page: dropping its
-        // pages changes no byte anyone can read, they refault from the file.
-        let rc = unsafe {
-            nix::libc::madvise(
-                mapping.start as *mut nix::libc::c_void,
-                mapping.end - mapping.start,
-                nix::libc::MADV_DONTNEED,
-            )
-        };
+        ranges.push((mapping.start, mapping.end));
+        kb += mapping.rss_kb;
+    }
+    Ok((ranges, kb))
+}
+
+/// Drops the pages of `ranges` from the process's page tables.
+fn unmap(ranges: &[(usize, usize)]) -> io::Result<()> {
+    for &(start, end) in ranges {
+        // SAFETY: each range is a whole mapping of the executable that is
+        // private, not writable and had no anonymous page when `releasable`
+        // looked, and nothing writes one later (it is not writable): dropping
+        // its pages changes no byte anyone can read, they refault from the
+        // file.
+        let rc = unsafe { nix::libc::madvise(start as *mut nix::libc::c_void, end - start, nix::libc::MADV_DONTNEED) };
         if rc != 0 {
             return Err(io::Error::last_os_error());
         }
-        released += mapping.rss_kb;
     }
-    Ok(released)
+    Ok(())
 }
 
-/// One mapping of /proc/self/smaps, as far as [`release`] needs it.
+/// One mapping of /proc/self/smaps, as far as [`releasable`] needs it.
 #[derive(Debug, PartialEq, Eq)]
 struct Mapping<'a> {
     start: usize,
@@ -217,11 +252,13 @@ Rss:                   4 kB
     #[test]
     fn releasing_leaves_the_process_working() {
         // This test binary's own code and data are unmapped under it.
-        let kb = release().unwrap();
-        assert!(kb > 0);
+        let (ranges, kb) = releasable().unwrap();
+        assert!(kb > 0 && !ranges.is_empty());
+        unmap(&ranges).unwrap();
         let words: Vec<String> = (0..1000).map(|i| format!("{i:x}")).collect();
         assert_eq!(words[255], "ff");
-        assert!(release().is_ok());
+        unmap(&ranges).unwrap();
+        assert_eq!(releasable().unwrap().0, ranges, "the same mappings each time");
     }
 
     #[test]
@@ -242,9 +279,51 @@ Rss:                   4 kB
             now += step;
         }
         r.on_wake(true, t0 + LATEST);
-        assert!(r.done);
-        assert_eq!(r.deadline(), None, "once");
-        r.on_wake(true, t0 + LATEST * 2);
+        assert_eq!(r.deadline(), None, "released: nothing due while nothing happens");
+    }
+
+    #[test]
+    fn each_later_spell_of_work_is_released_once_quiet() {
+        let t0 = Instant::now();
+        let mut r = Release::default();
+        r.on_wake(true, t0);
+        r.on_wake(true, t0 + QUIET);
+        assert_eq!(r.deadline(), None, "the boot release");
+        // A restart a minute later: released a quiet spell after it.
+        let t1 = t0 + Duration::from_secs(60);
+        r.on_wake(true, t1);
+        assert_eq!(r.deadline(), Some(t1 + QUIET));
+        r.on_wake(true, t1 + QUIET / 2);
+        assert_eq!(
+            r.deadline(),
+            Some(t1 + QUIET / 2 + QUIET),
+            "its first lines pushed it back"
+        );
+        r.on_wake(true, t1 + QUIET / 2 + QUIET);
         assert_eq!(r.deadline(), None);
+        // A loop that never goes quiet (an orphan reaped every 100 ms) is
+        // released LATEST after its spell began, then again.
+        let t2 = t1 + Duration::from_secs(60);
+        let mut now = t2;
+        let mut releases = 0;
+        while now < t2 + LATEST * 2 + QUIET {
+            let before = r.deadline();
+            r.on_wake(true, now);
+            if before.is_some() && r.deadline().is_none() {
+                releases += 1;
+            }
+            now += Duration::from_millis(100);
+        }
+        assert_eq!(releases, 2);
+    }
+
+    #[test]
+    fn nothing_is_due_once_a_stop_has_begun() {
+        let t0 = Instant::now();
+        let mut r = Release::default();
+        r.on_wake(true, t0);
+        assert!(r.deadline().is_some());
+        r.on_wake(false, t0 + QUIET * 2);
+        assert_eq!(r.deadline(), None, "a past deadline would spin the stopping loop");
     }
 }

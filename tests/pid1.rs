@@ -672,3 +672,69 @@ fn as_a_subreaper_stray_signals_neither_kill_nor_stop_it() {
     let run = init.wait(LONG);
     assert_eq!(run.code, 0, "stderr:\n{}", run.stderr);
 }
+
+#[test]
+fn code_pages_are_released_after_boot_and_again_after_a_restart() {
+    require_namespaces!("code_pages_are_released_after_boot_and_again_after_a_restart");
+    let tree = Tree::new();
+    // Up 1 s, then exits: each restart is a spell of work after a quiet one.
+    tree.service("brief", r#"echo start >> "$OUT/brief.log"; sleep 1; exit 1"#);
+    let init = Baseinit::start_with(Mode::Pid1, &tree.args(&[]), |c| {
+        c.env("BASEINIT_LOG", "debug");
+    });
+    let released = |stderr: &str| stderr.lines().filter(|l| l.contains("released ")).count();
+    wait_lines(&tree, "brief.log", 1, LONG);
+    wait_for("the release after boot", LONG, || {
+        (released(&init.stderr_so_far()) >= 1).then_some(())
+    });
+    wait_lines(&tree, "brief.log", 2, LONG);
+    let stderr = wait_for("a release after the restart", LONG, || {
+        let stderr = init.stderr_so_far();
+        let restart = stderr.find("service brief: started")?;
+        let restart = restart + 1 + stderr[restart + 1..].find("service brief: started")?;
+        (released(&stderr[restart..]) >= 1).then_some(stderr)
+    });
+    // The code it gave back comes back when needed: the next restart works.
+    wait_lines(&tree, "brief.log", 3, LONG);
+    init.signal(SIGTERM);
+    let run = init.wait(LONG);
+    assert_eq!(run.code, 0, "stderr:\n{}", run.stderr);
+    assert!(!stderr.contains("cannot release"), "the release failed:\n{stderr}");
+}
+
+#[test]
+fn waiting_out_a_stop_timeout_right_after_boot_does_not_spin() {
+    require_namespaces!("waiting_out_a_stop_timeout_right_after_boot_does_not_spin");
+    let tree = Tree::new();
+    tree.service(
+        "stubborn",
+        r#"trap '' TERM; echo up > "$OUT/up"; while :; do sleep 0.2; done"#,
+    );
+    tree.service_file("stubborn", "service.toml", "stop-timeout = \"2s\"\n", 0o644);
+    let init = Baseinit::start(Mode::Pid1, &tree.args(&[]));
+    wait_lines(&tree, "up", 1, LONG);
+    // Within the quiet spell baseinit waits for before it lets its boot
+    // pages go: a wake-up due then must not stay due through the stop.
+    let pid = init.pid();
+    let cpu_ms = || {
+        let stat = fs::read_to_string(format!("/proc/{pid}/stat")).expect("baseinit's stat");
+        // After the command's closing parenthesis: state, ppid, …, utime
+        // and stime are the 12th and 13th, in clock ticks (100 per second).
+        let fields: Vec<&str> = stat
+            .rsplit_once(')')
+            .map(|(_, rest)| rest.split_whitespace().collect())
+            .unwrap_or_default();
+        let ticks = |i: usize| fields[i].parse::<u64>().expect("a tick count");
+        (ticks(11) + ticks(12)) * 10
+    };
+    let before = cpu_ms();
+    init.signal(SIGTERM);
+    std::thread::sleep(Duration::from_millis(1500));
+    let spent = cpu_ms() - before;
+    eprintln!("CPU while waiting out the stop timeout: {spent} ms");
+    let run = init.wait(LONG);
+    assert_eq!(run.code, 0, "stderr:\n{}", run.stderr);
+    // Waiting costs next to nothing; a loop woken again and again by a
+    // deadline in the past burns the whole 1.5 s.
+    assert!(spent < 500, "baseinit used {spent} ms of CPU in 1.5 s of waiting");
+}
