@@ -261,6 +261,20 @@ pub struct Channels {
     probe_results: mpsc::UnboundedReceiver<(usize, Pid, bool)>,
 }
 
+/// What woke the event loop, with what came with it.
+enum Woken {
+    Child,
+    Stop(Signal),
+    Hangup,
+    Forward(Signal),
+    Command(UnitToken, u8),
+    Status(status::Request),
+    Ready(usize, Pid),
+    Probe(usize, Pid, bool),
+    Watched,
+    Tick,
+}
+
 pub struct Supervisor {
     opts: Options,
     units: Vec<Unit>,
@@ -435,8 +449,10 @@ impl Supervisor {
         };
         // Children we inherited (baseinit exec'd by a shell with jobs) may
         // already be zombies with no SIGCHLD left to tell us.
+        let batch = crate::logging::batch();
         self.reap(Instant::now());
         self.boot(Instant::now());
+        drop(batch);
         // After the first services started: its directory and socket are
         // file creations that would hold them back, and nothing asks before
         // the loop below answers anyway.
@@ -454,6 +470,7 @@ impl Supervisor {
             .and_then(|ms| ms.parse().ok())
             .map(|ms| Instant::now() + Duration::from_millis(ms));
         while !matches!(self.phase, Phase::Done) {
+            let batch = crate::logging::batch();
             self.open_due_supervise();
             self.flush_published();
             if panic_at.is_some_and(|at| Instant::now() >= at) {
@@ -481,29 +498,44 @@ impl Supervisor {
                 // once the events already waiting are handled (`biased`).
                 .chain((!self.supervise_due.is_empty()).then(Instant::now))
                 .min();
-            tokio::select! {
+            // The turn's lines go out before it waits; other tasks log
+            // while it waits.
+            drop(batch);
+            let woken = tokio::select! {
                 biased;
-                _ = signals.child.recv() => self.reap(Instant::now()),
-                _ = signals.terminate.recv() => self.on_stop_signal(Signal::SIGTERM, Instant::now()),
-                _ = signals.interrupt.recv() => self.on_stop_signal(Signal::SIGINT, Instant::now()),
-                _ = signals.hangup.recv() => self.on_hangup(Instant::now()),
-                _ = signals.quit.recv() => self.forward(Signal::SIGQUIT),
-                _ = signals.user1.recv() => self.forward(Signal::SIGUSR1),
-                _ = signals.user2.recv() => self.forward(Signal::SIGUSR2),
-                _ = signals.window.recv() => self.forward(Signal::SIGWINCH),
-                Some((token, byte)) = commands.recv() => self.on_command(token, byte, Instant::now()),
-                Some(reply) = requests.recv() => {
+                _ = signals.child.recv() => Woken::Child,
+                _ = signals.terminate.recv() => Woken::Stop(Signal::SIGTERM),
+                _ = signals.interrupt.recv() => Woken::Stop(Signal::SIGINT),
+                _ = signals.hangup.recv() => Woken::Hangup,
+                _ = signals.quit.recv() => Woken::Forward(Signal::SIGQUIT),
+                _ = signals.user1.recv() => Woken::Forward(Signal::SIGUSR1),
+                _ = signals.user2.recv() => Woken::Forward(Signal::SIGUSR2),
+                _ = signals.window.recv() => Woken::Forward(Signal::SIGWINCH),
+                Some((token, byte)) = commands.recv() => Woken::Command(token, byte),
+                Some(reply) = requests.recv() => Woken::Status(reply),
+                Some((i, pid)) = ready.recv() => Woken::Ready(i, pid),
+                Some((i, pid, ok)) = probe_results.recv() => Woken::Probe(i, pid, ok),
+                () = watched(&mut watch) => Woken::Watched,
+                () = sleep_until(wake) => Woken::Tick,
+            };
+            let _batch = crate::logging::batch();
+            let now = Instant::now();
+            match woken {
+                Woken::Child => self.reap(now),
+                Woken::Stop(signal) => self.on_stop_signal(signal, now),
+                Woken::Hangup => self.on_hangup(now),
+                Woken::Forward(signal) => self.forward(signal),
+                Woken::Command(token, byte) => self.on_command(token, byte, now),
+                Woken::Status(reply) => {
                     let _ = reply.send(self.snapshot());
                 }
-                Some((i, pid)) = ready.recv() => self.on_ready(i, pid, Instant::now()),
-                Some((i, pid, ok)) = probe_results.recv() => {
-                    self.probe_result(i, pid, ok, Instant::now());
+                Woken::Ready(i, pid) => self.on_ready(i, pid, now),
+                Woken::Probe(i, pid, ok) => {
+                    self.probe_result(i, pid, ok, now);
                     self.advance(Instant::now());
                 }
-                () = watched(&mut watch) => {
-                    self.rescan_at = Some(Instant::now() + RESCAN_SETTLE);
-                }
-                () = sleep_until(wake) => self.on_tick(Instant::now()),
+                Woken::Watched => self.rescan_at = Some(now + RESCAN_SETTLE),
+                Woken::Tick => self.on_tick(now),
             }
         }
         // A quick shutdown leaves the files as they were (see
