@@ -488,6 +488,10 @@ impl Supervisor {
             {
                 retired_watch = Some(w.unwatch_all());
             }
+            // The turn's lines go out before it waits (other tasks log
+            // while it waits), and before a release: what runs after one
+            // stays mapped, and sending them is not the idle loop's code.
+            drop(batch);
             release.on_wake(matches!(self.phase, Phase::Running), Instant::now());
             let wake = self
                 .next_wake()
@@ -498,9 +502,6 @@ impl Supervisor {
                 // once the events already waiting are handled (`biased`).
                 .chain((!self.supervise_due.is_empty()).then(Instant::now))
                 .min();
-            // The turn's lines go out before it waits; other tasks log
-            // while it waits.
-            drop(batch);
             let woken = tokio::select! {
                 biased;
                 _ = signals.child.recv() => Woken::Child,
