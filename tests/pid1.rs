@@ -236,15 +236,26 @@ while :; do sleep 1 & wait $!; done"#
     );
 }
 
-#[test]
-fn a_service_ignoring_sigterm_is_killed_at_its_timeout_and_the_stop_ends_then() {
-    require_namespaces!("a_service_ignoring_sigterm_is_killed_at_its_timeout_and_the_stop_ends_then");
-    let tree = Tree::new();
+/// A service `stubborn` that ignores SIGTERM, writes `up` once running, and
+/// has `stop_timeout` as its stop timeout.
+fn stubborn_service(tree: &Tree, stop_timeout: &str) {
     tree.service(
         "stubborn",
         r#"trap '' TERM; echo up > "$OUT/up"; while :; do sleep 0.2; done"#,
     );
-    tree.service_file("stubborn", "service.toml", "stop-timeout = \"1s\"\n", 0o644);
+    tree.service_file(
+        "stubborn",
+        "service.toml",
+        &format!("stop-timeout = \"{stop_timeout}\"\n"),
+        0o644,
+    );
+}
+
+#[test]
+fn a_service_ignoring_sigterm_is_killed_at_its_timeout_and_the_stop_ends_then() {
+    require_namespaces!("a_service_ignoring_sigterm_is_killed_at_its_timeout_and_the_stop_ends_then");
+    let tree = Tree::new();
+    stubborn_service(&tree, "1s");
     tree.service("polite", r#"echo up > "$OUT/polite"; exec sleep 60"#);
     let mut init = Baseinit::start(Mode::Pid1, &tree.args(&[]));
     wait_lines(&tree, "up", 1, LONG);
@@ -706,11 +717,7 @@ fn code_pages_are_released_after_boot_and_again_after_a_restart() {
 fn waiting_out_a_stop_timeout_right_after_boot_does_not_spin() {
     require_namespaces!("waiting_out_a_stop_timeout_right_after_boot_does_not_spin");
     let tree = Tree::new();
-    tree.service(
-        "stubborn",
-        r#"trap '' TERM; echo up > "$OUT/up"; while :; do sleep 0.2; done"#,
-    );
-    tree.service_file("stubborn", "service.toml", "stop-timeout = \"2s\"\n", 0o644);
+    stubborn_service(&tree, "2s");
     let init = Baseinit::start(Mode::Pid1, &tree.args(&[]));
     wait_lines(&tree, "up", 1, LONG);
     // Within the quiet spell baseinit waits for before it lets its boot
