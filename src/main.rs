@@ -93,6 +93,9 @@ fn run(cli: Cli) -> i32 {
     let ran = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
         runtime.block_on(supervisor.run(channels)).exit_code()
     }));
+    // Not dropped: its tasks, timers and descriptors go with the process,
+    // which exits next, at once (see the end of `Supervisor::run`).
+    std::mem::forget(runtime);
     match ran {
         Ok(code) => code,
         Err(_) => {

@@ -408,7 +408,8 @@ impl Supervisor {
         )
     }
 
-    /// Runs everything to the end and says how it ended.
+    /// Runs everything to the end and says how it ended. For the end of
+    /// the process: what it held is left for the exit to free.
     pub async fn run(mut self, channels: Channels) -> Outcome {
         let Channels {
             mut commands,
@@ -551,6 +552,13 @@ impl Supervisor {
             took.as_millis(),
             self.orphans_reaped
         );
+        // The process ends now (`main` exits with the outcome): the kernel
+        // frees its memory and closes its files all at once, where dropping
+        // this state piece by piece (each pipe taken off epoll and closed,
+        // each lock file closed, each buffer freed) took a fifth of a
+        // 3-service stop. Nothing in it acts on drop; what had to reach
+        // disk (state files, output, log lines) is there or queued already.
+        std::mem::forget(self);
         outcome
     }
 
