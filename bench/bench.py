@@ -441,29 +441,27 @@ def summary(values):
     return {"median": statistics.median(values), "min": min(values), "max": max(values), "n": len(values)}
 
 
-def repeat(runs, fn, *args):
-    results = []
-    for _ in range(runs):
-        try:
-            results.append(fn(*args))
-        except Exception as e:  # a peer that fails a scenario is reported, not fatal
-            results.append({"error": str(e)})
-    return results
+def attempt(fn, *args):
+    """One run of a scenario; a peer that fails it is reported, not fatal."""
+    try:
+        return fn(*args)
+    except Exception as e:
+        return {"error": str(e)}
 
 
 def collect(results, key):
     return summary([r.get(key) for r in results if isinstance(r, dict)])
 
 
-def rounds(inits, k, fn, *args):
-    """`k` runs of `fn` for each init, going round the inits (a, b, c, a, b,
+def rounds(inits, k, run):
+    """`run(init, j)` for j in 0..k, going round the inits (a, b, c, a, b,
     c, ...) rather than all of a's runs first: a slow spell of the host then
     falls on every init alike, where in blocks it fell on one init's figures
     only (the targets are ratios between inits taken in one run)."""
     results = {init: [] for init in inits}
-    for _ in range(k):
+    for j in range(k):
         for init in inits:
-            results[init].extend(repeat(1, fn, init, *args))
+            results[init].append(attempt(run, init, j))
     return results
 
 
@@ -471,10 +469,10 @@ def measure(inits, runs, sizes, quick):
     out = {init: {} for init in inits}
     say = lambda what: print(f"== {what}", file=sys.stderr, flush=True)
     say("orphan storm")
-    for init, storms in rounds(inits, runs, scenario_storm).items():
+    for init, storms in rounds(inits, runs, lambda init, _: scenario_storm(init)).items():
         out[init]["storm"] = {k: collect(storms, k) for k in ["all_reaped_ms", "peak_unreaped", "zombies_at_5s", "storm_ms", "lag_ms"]}
     say("orphan burst")
-    for init, bursts in rounds(inits, runs, scenario_burst).items():
+    for init, bursts in rounds(inits, runs, lambda init, _: scenario_burst(init)).items():
         out[init]["burst"] = {"reap_all_ms": collect(bursts, "reap_all_ms"),
                               "errors": [b["error"] for b in bursts if b and "error" in b]}
     for init in inits:
@@ -484,10 +482,7 @@ def measure(inits, runs, sizes, quick):
         idle = n in (3, 50)
         k = runs if n <= 50 else max(1, runs // 2 + 1)
         # The 5 s idle window is measured in the first 3 runs only.
-        per = {init: [] for init in inits}
-        for j in range(k):
-            for init in inits:
-                per[init].extend(repeat(1, scenario_start, init, n, idle and j < 3))
+        per = rounds(inits, k, lambda init, j: scenario_start(init, n, idle and j < 3))
         for init, res in per.items():
             s = out[init]["scale"][n] = {key: collect(res, key) for key in ["startup_ms", "pss_kb", "rss_kb", "tree_processes"]}
             if idle:
@@ -500,18 +495,18 @@ def measure(inits, runs, sizes, quick):
             print(f"   {init}: {s['startup_ms'] and round(s['startup_ms']['median'], 1)} ms, "
                   f"{s['pss_kb'] and s['pss_kb']['median']} kB PSS", file=sys.stderr, flush=True)
     say("stop")
-    for init, stops in rounds(inits, runs, scenario_stop, False).items():
+    for init, stops in rounds(inits, runs, lambda init, _: scenario_stop(init, False)).items():
         out[init]["stop"] = {"stop_ms": collect(stops, "stop_ms"), "graceful": collect(stops, "graceful"), "services": 3}
     say("stop with a stubborn service")
     k = max(1, runs // 2 + 1) if not quick else 1
-    for init, stubborn in rounds(inits, k, scenario_stop, True).items():
+    for init, stubborn in rounds(inits, k, lambda init, _: scenario_stop(init, True)).items():
         out[init]["stop_stubborn"] = {"stop_ms": collect(stubborn, "stop_ms"),
                                       "after_timeout_ms": collect(stubborn, "after_timeout_ms"),
                                       "graceful": collect(stubborn, "graceful"),
                                       "capped": sum(1 for s in stubborn if s and s.get("capped"))}
     say("restart")
     supervisors = [init for init in inits if init in SUPERVISORS]
-    for init, restarts in rounds(supervisors, max(1, runs // 2 + 1), scenario_restart).items():
+    for init, restarts in rounds(supervisors, max(1, runs // 2 + 1), lambda init, _: scenario_restart(init)).items():
         out[init]["restart"] = {"first_restart_ms": collect(restarts, "first_restart_ms"),
                                 "crash_intervals_ms": [x.get("crash_intervals_ms") for x in restarts if x],
                                 "crash_starts_in_8s": collect(restarts, "crash_starts_in_8s")}
