@@ -181,6 +181,7 @@ fn requires_stops_the_dependent_with_its_dependency_and_brings_it_back() {
     wait_for("app to start", LONG, || {
         tree.read("events").contains("start app").then_some(())
     });
+    common::wait_supervised(&tree, "db", LONG);
     let sv = |cmd: &str| {
         std::process::Command::new(BIN)
             .args(["sv", cmd, "db"])
@@ -451,6 +452,7 @@ fn baseinits_sv_check_waits_for_baseinits_readiness() {
     wait_for("db to start", LONG, || {
         tree.read("events").contains("start db").then_some(())
     });
+    common::wait_supervised(&tree, "db", LONG);
     let check = |wait: &str| {
         std::process::Command::new(BIN)
             .args(["sv", "-w", wait, "check", "db"])

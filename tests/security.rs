@@ -68,6 +68,9 @@ fn only_root_controls_services_or_asks_for_status() {
     tree.service("web", r#"echo up >> "$OUT/web"; exec sleep 60"#);
     let init = Baseinit::start(Mode::Pid1, &tree.args(&[]));
     wait_lines(&tree, "web", 1, LONG);
+    // Otherwise a refusal could be only "not there yet".
+    common::wait_supervised(&tree, "web", LONG);
+    common::wait_control_socket(&tree, LONG);
     let as_nobody = |args: &[&str]| {
         Command::new(BIN)
             .args(["setuser", "nobody", BIN])

@@ -110,11 +110,9 @@ fn status_is_for_root_only() {
     std::fs::set_permissions(tree.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
     let init = Baseinit::start(Mode::Pid1, &tree.args(&[]));
     wait_lines(&tree, "web", 1, LONG);
-    // The socket is bound once the first services have been started, so
-    // it may come a moment after web's line.
+    common::wait_control_socket(&tree, LONG);
     let socket = tree.path().join("run/control.sock");
-    let meta = wait_for("the control socket", LONG, || std::fs::metadata(&socket).ok());
-    let mode = meta.permissions().mode() & 0o777;
+    let mode = std::fs::metadata(&socket).unwrap().permissions().mode() & 0o777;
     assert_eq!(mode, 0o600, "the socket is root's alone");
     let (code, _, err) = baseinit(&tree, &["setuser", "nobody", BIN, "status"]);
     assert_eq!(code, 1, "{err}");

@@ -349,6 +349,24 @@ pub fn wait_lines(tree: &Tree, file: &str, lines: usize, timeout: Duration) -> S
     })
 }
 
+/// Waits until baseinit has made `service`'s runit state (its
+/// `supervise/status`). It is made just after the wake-up of the event loop
+/// that started the service, so the service's first line can come first,
+/// and `sv` says "runsv not running" until then (README, runit's files).
+pub fn wait_supervised(tree: &Tree, service: &str, timeout: Duration) {
+    let status = tree.service_dir().join(service).join("supervise/status");
+    wait_for(&format!("{service}'s supervise/status"), timeout, || {
+        status.exists().then_some(())
+    });
+}
+
+/// Waits until baseinit's control socket (`RUNTIME/control.sock`) is there:
+/// it is bound once the first services have started.
+pub fn wait_control_socket(tree: &Tree, timeout: Duration) {
+    let socket = tree.path().join("run/control.sock");
+    wait_for("the control socket", timeout, || socket.exists().then_some(()));
+}
+
 /// Host pids of processes whose parent is `ppid`, with their state letter.
 pub fn children_of(ppid: i32) -> Vec<(i32, char)> {
     let Ok(entries) = fs::read_dir("/proc") else {
