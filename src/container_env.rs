@@ -52,6 +52,7 @@ use std::io::{self, Write};
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 /// Variables by name, in byte order (so the dumps are stable).
 pub type Vars = BTreeMap<OsString, OsString>;
@@ -152,6 +153,16 @@ impl ContainerEnv {
     /// Boot: start from `inherited` (baseinit's own environment), import every variable of paths.dir
     /// that is not already set (so `docker run -e` wins), then export. Never fails: problems are logged.
     pub fn boot(paths: EnvPaths, inherited: impl IntoIterator<Item = (OsString, OsString)>) -> Self {
+        let (mut env, export) = ContainerEnv::import(paths, inherited);
+        env.exported(export.write());
+        env
+    }
+
+    /// The first half of [`ContainerEnv::boot`]: the environment in memory,
+    /// and the writes still to be made. Those are file creations, which on a
+    /// disk cost more than the rest of boot put together (see
+    /// [`ContainerEnv::start_boot`]).
+    fn import(paths: EnvPaths, inherited: impl IntoIterator<Item = (OsString, OsString)>) -> (Self, Export) {
         let mut env = ContainerEnv {
             paths,
             vars: Vars::new(),
@@ -179,9 +190,21 @@ impl ContainerEnv {
                 }
             }
         }
-        env.on_disk = env.export(scan, &mut problems);
-        env.report(problems);
-        env
+        env.warn_skips();
+        let export = Export {
+            paths: env.paths.clone(),
+            vars: env.vars.clone(),
+            scan,
+            problems,
+        };
+        (env, export)
+    }
+
+    /// The second half of [`ContainerEnv::boot`]: what the writes left on
+    /// disk, and one report of their problems and the import's.
+    fn exported(&mut self, written: Written) {
+        self.on_disk = written.on_disk;
+        self.report(written.problems);
     }
 
     /// After each startup script: the directory becomes the truth again (a script can add, change or delete
@@ -295,58 +318,7 @@ impl ContainerEnv {
     /// directory holds now; returns it updated with what was written.
     fn export(&mut self, scan: Option<Scan>, problems: &mut Vec<String>) -> Option<Scan> {
         self.warn_skips();
-        let on_disk = if self.ensure_dir(problems) {
-            let mut on_disk = scan.unwrap_or_default();
-            self.write_var_files(&mut on_disk, problems);
-            Some(on_disk)
-        } else {
-            scan
-        };
-
-        let sh = shell_dump(&self.vars);
-        if let Err(e) = write_atomically(&self.paths.sh, &sh) {
-            problems.push(format!("{}: cannot write: {e}", self.paths.sh.display()));
-        }
-        let json = json_dump(&self.vars);
-        if let Err(e) = json.and_then(|json| write_atomically(&self.paths.json, &json)) {
-            problems.push(format!("{}: cannot write: {e}", self.paths.json.display()));
-        }
-        on_disk
-    }
-
-    /// Makes sure the directory exists (0700 when created here); false when it
-    /// cannot be had.
-    fn ensure_dir(&self, problems: &mut Vec<String>) -> bool {
-        let dir = &self.paths.dir;
-        match fs::metadata(dir) {
-            Ok(meta) if meta.is_dir() => return true,
-            Ok(_) => {
-                problems.push(format!("{}: not a directory, no variable file written", dir.display()));
-                return false;
-            }
-            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-            Err(e) => {
-                problems.push(format!("{}: {e}, no variable file written", dir.display()));
-                return false;
-            }
-        }
-        match fs::DirBuilder::new().mode(DIR_MODE).create(dir) {
-            Ok(()) => {
-                // The umask may have narrowed it; the base image has exactly 0700.
-                if let Err(e) = fs::set_permissions(dir, Permissions::from_mode(DIR_MODE)) {
-                    tracing::debug!("{}: cannot chmod {DIR_MODE:o}: {e}", dir.display());
-                }
-                tracing::debug!("{}: created", dir.display());
-                true
-            }
-            Err(e) => {
-                problems.push(format!(
-                    "{}: cannot create: {e}, no variable file written",
-                    dir.display()
-                ));
-                false
-            }
-        }
+        write_all(&self.paths, &self.vars, scan, problems)
     }
 
     /// Warns, once per name, about every variable the export cannot write
@@ -377,47 +349,6 @@ impl ContainerEnv {
         }
     }
 
-    /// One file per variable that can be stored as one, rewritten only when
-    /// the value it holds (as imported) differs.
-    fn write_var_files(&mut self, on_disk: &mut Scan, problems: &mut Vec<String>) {
-        let dir = &self.paths.dir;
-        let mut failed = 0;
-        let mut first_failure = None;
-        for (name, value) in &self.vars {
-            if is_not_exported(name) || not_a_file_name(name).is_some() || on_disk.values.get(name) == Some(value) {
-                continue;
-            }
-            let path = dir.join(name);
-            match write_var_file(&path, value.as_bytes()) {
-                Ok(()) => {
-                    tracing::debug!("{}: written", path.display());
-                    on_disk.skipped.remove(name);
-                    on_disk.values.insert(name.clone(), value.clone());
-                }
-                Err(e) => {
-                    failed += 1;
-                    first_failure.get_or_insert_with(|| format!("{}: {e}", path.display()));
-                    // Whatever the failed write left (an old value, half a new
-                    // one) must not pass for a startup script's edit next time.
-                    on_disk.values.remove(name);
-                    on_disk.skipped.remove(name);
-                    match read_value(&path) {
-                        Ok(Some(left)) => {
-                            on_disk.values.insert(name.clone(), left);
-                        }
-                        Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-                        Ok(None) | Err(_) => {
-                            on_disk.skipped.insert(name.clone());
-                        }
-                    }
-                }
-            }
-        }
-        if let Some(first) = first_failure {
-            problems.push(format!("{failed} variable file(s) not written (the first: {first})"));
-        }
-    }
-
     /// One warning for all of a round's problems, and only once for the same
     /// ones (a read-only /etc fails the same way after every script).
     fn report(&mut self, problems: Vec<String>) {
@@ -431,6 +362,219 @@ impl ContainerEnv {
         if !self.warned.warn(message) {
             tracing::debug!("container environment: the same problems as before");
         }
+    }
+}
+
+/// The boot's writes, apart from the environment they come from, so that
+/// another thread can make them (see [`ContainerEnv::import`]).
+#[derive(Debug)]
+struct Export {
+    paths: EnvPaths,
+    vars: Vars,
+    /// What the directory held at the import.
+    scan: Option<Scan>,
+    /// The import's problems, reported with the writes'.
+    problems: Vec<String>,
+}
+
+/// What [`Export::write`] did, for [`ContainerEnv::exported`].
+#[derive(Debug)]
+struct Written {
+    on_disk: Option<Scan>,
+    problems: Vec<String>,
+}
+
+impl Export {
+    /// Makes the writes. Logs nothing above debug level: the problems are
+    /// reported by [`ContainerEnv::exported`], on the supervisor's thread.
+    fn write(&self) -> Written {
+        let mut problems = self.problems.clone();
+        let on_disk = write_all(&self.paths, &self.vars, self.scan.clone(), &mut problems);
+        Written { on_disk, problems }
+    }
+}
+
+impl Written {
+    /// When the writes could not be made at all (the thread making them
+    /// died): nothing is known to be on disk.
+    fn lost(why: String) -> Self {
+        Written {
+            on_disk: None,
+            problems: vec![why],
+        }
+    }
+}
+
+/// The boot's export under way on a thread of its own (see
+/// [`ContainerEnv::start_boot`]); [`BootExport::finish`] waits for it.
+#[derive(Debug)]
+pub struct BootExport {
+    env: ContainerEnv,
+    export: Arc<Export>,
+    writer: io::Result<std::thread::JoinHandle<Written>>,
+}
+
+impl ContainerEnv {
+    /// [`ContainerEnv::boot`] with the writes on another thread, started
+    /// at once: the caller goes on with its own boot (reading the service
+    /// definitions) and calls [`BootExport::finish`] before any child runs.
+    pub fn start_boot(paths: EnvPaths, inherited: impl IntoIterator<Item = (OsString, OsString)>) -> BootExport {
+        let (env, export) = ContainerEnv::import(paths, inherited);
+        let export = Arc::new(export);
+        let job = export.clone();
+        let writer = std::thread::Builder::new().name("export".into()).spawn(move || {
+            // Signals are the event loop's to take.
+            crate::inherited::hold_signals();
+            job.write()
+        });
+        if let Ok(handle) = &writer {
+            beside_this_cpu(handle);
+        }
+        BootExport { env, export, writer }
+    }
+}
+
+impl BootExport {
+    /// Waits for the writes (or makes them here, when no thread could be
+    /// started) and returns the environment with them reported.
+    pub fn finish(self) -> ContainerEnv {
+        let BootExport {
+            mut env,
+            export,
+            writer,
+        } = self;
+        let written = match writer {
+            Ok(handle) => handle
+                .join()
+                .unwrap_or_else(|_| Written::lost("the thread writing it panicked".to_owned())),
+            Err(e) => {
+                tracing::debug!("cannot start a thread for the container environment ({e}): written in turn");
+                export.write()
+            }
+        };
+        env.exported(written);
+        env
+    }
+}
+
+/// Moves a helper thread just started off the CPU this thread runs on, when
+/// the process may use another. A new thread is queued on its creator's CPU
+/// and waits there while its creator runs, even with another CPU idle (the
+/// scheduler does not pull work to a CPU that idles only briefly): traced,
+/// the export then began only when the boot thread's time slice ran out,
+/// and overlapped nothing. Best effort: on failure it shares the CPU.
+fn beside_this_cpu<T>(handle: &std::thread::JoinHandle<T>) {
+    use nix::libc;
+    use std::os::unix::thread::JoinHandleExt;
+    let size = std::mem::size_of::<libc::cpu_set_t>();
+    // SAFETY: cpu_set_t is plain bits, valid when zeroed; every call gets a
+    // pointer to a live set and its true size, and the pthread_t is that of
+    // a thread not joined yet (we hold its handle), so it still exists.
+    unsafe {
+        let here = libc::sched_getcpu();
+        let mut allowed: libc::cpu_set_t = std::mem::zeroed();
+        if here < 0 || libc::sched_getaffinity(0, size, &mut allowed) != 0 {
+            return;
+        }
+        libc::CPU_CLR(here as usize, &mut allowed);
+        if libc::CPU_COUNT(&allowed) > 0 {
+            libc::pthread_setaffinity_np(handle.as_pthread_t() as _, size, &allowed);
+        }
+    }
+}
+
+/// Writes the variable files (when the directory can be had), the `.sh`
+/// and the `.json`; returns what the directory holds afterwards.
+fn write_all(paths: &EnvPaths, vars: &Vars, scan: Option<Scan>, problems: &mut Vec<String>) -> Option<Scan> {
+    let on_disk = if ensure_dir(&paths.dir, problems) {
+        let mut on_disk = scan.unwrap_or_default();
+        write_var_files(&paths.dir, vars, &mut on_disk, problems);
+        Some(on_disk)
+    } else {
+        scan
+    };
+    let sh = shell_dump(vars);
+    if let Err(e) = write_atomically(&paths.sh, &sh) {
+        problems.push(format!("{}: cannot write: {e}", paths.sh.display()));
+    }
+    let json = json_dump(vars);
+    if let Err(e) = json.and_then(|json| write_atomically(&paths.json, &json)) {
+        problems.push(format!("{}: cannot write: {e}", paths.json.display()));
+    }
+    on_disk
+}
+
+/// Makes sure the directory exists (0700 when created here); false when it
+/// cannot be had.
+fn ensure_dir(dir: &Path, problems: &mut Vec<String>) -> bool {
+    match fs::metadata(dir) {
+        Ok(meta) if meta.is_dir() => return true,
+        Ok(_) => {
+            problems.push(format!("{}: not a directory, no variable file written", dir.display()));
+            return false;
+        }
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+        Err(e) => {
+            problems.push(format!("{}: {e}, no variable file written", dir.display()));
+            return false;
+        }
+    }
+    match fs::DirBuilder::new().mode(DIR_MODE).create(dir) {
+        Ok(()) => {
+            // The umask may have narrowed it; the base image has exactly 0700.
+            if let Err(e) = fs::set_permissions(dir, Permissions::from_mode(DIR_MODE)) {
+                tracing::debug!("{}: cannot chmod {DIR_MODE:o}: {e}", dir.display());
+            }
+            tracing::debug!("{}: created", dir.display());
+            true
+        }
+        Err(e) => {
+            problems.push(format!(
+                "{}: cannot create: {e}, no variable file written",
+                dir.display()
+            ));
+            false
+        }
+    }
+}
+
+/// One file per variable that can be stored as one, rewritten only when
+/// the value it holds (as imported) differs.
+fn write_var_files(dir: &Path, vars: &Vars, on_disk: &mut Scan, problems: &mut Vec<String>) {
+    let mut failed = 0;
+    let mut first_failure = None;
+    for (name, value) in vars {
+        if is_not_exported(name) || not_a_file_name(name).is_some() || on_disk.values.get(name) == Some(value) {
+            continue;
+        }
+        let path = dir.join(name);
+        match write_var_file(&path, value.as_bytes()) {
+            Ok(()) => {
+                tracing::debug!("{}: written", path.display());
+                on_disk.skipped.remove(name);
+                on_disk.values.insert(name.clone(), value.clone());
+            }
+            Err(e) => {
+                failed += 1;
+                first_failure.get_or_insert_with(|| format!("{}: {e}", path.display()));
+                // Whatever the failed write left (an old value, half a new
+                // one) must not pass for a startup script's edit next time.
+                on_disk.values.remove(name);
+                on_disk.skipped.remove(name);
+                match read_value(&path) {
+                    Ok(Some(left)) => {
+                        on_disk.values.insert(name.clone(), left);
+                    }
+                    Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                    Ok(None) | Err(_) => {
+                        on_disk.skipped.insert(name.clone());
+                    }
+                }
+            }
+        }
+    }
+    if let Some(first) = first_failure {
+        problems.push(format!("{failed} variable file(s) not written (the first: {first})"));
     }
 }
 

@@ -26,8 +26,9 @@ const HANDLED: [Signal; 8] = [
 ];
 
 /// Replaces the inherited signal mask with one that blocks exactly the
-/// signals baseinit handles; call first thing, before any thread starts.
-/// Every other inherited block is dropped here.
+/// signals baseinit handles; call first thing, before any thread starts
+/// (and first thing in a helper thread started later, so the event loop's
+/// thread takes every signal). Every other inherited block is dropped here.
 pub fn hold_signals() {
     let mut held = SigSet::empty();
     for sig in HANDLED {

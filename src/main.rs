@@ -67,6 +67,10 @@ fn run(cli: Cli) -> i32 {
         env!("CARGO_PKG_VERSION"),
         if is_pid1 { "PID 1" } else { "a child subreaper" }
     );
+    let kill_all = opts.kill_all;
+    let grace = opts.defaults.stop_timeout;
+    // First: it starts the container environment's export on a thread.
+    let (supervisor, channels) = Supervisor::new(opts);
     // tokio's default takes up to 1024 readiness events per epoll_wait, in a
     // 12 kB array kept for the runtime's life; fewer per call is as correct
     // (the rest come at the next one), and a supervisor's events are few.
@@ -81,9 +85,6 @@ fn run(cli: Cli) -> i32 {
             return BOOT_FAILED;
         }
     };
-    let kill_all = opts.kill_all;
-    let grace = opts.defaults.stop_timeout;
-    let (supervisor, channels) = Supervisor::new(opts);
     // A bug must not be a silent death: as PID 1 that would SIGKILL every
     // service. The hook logs the panic (through the log queue: never
     // blocking), and the unwind ends in an emergency stop.

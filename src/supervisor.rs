@@ -23,7 +23,7 @@ use tokio::task::JoinHandle;
 use tracing::{debug, error, info, warn};
 
 use crate::config::{self, Defaults, OutputMode, Readiness, ReadyCheck, ServiceSpec, is_executable_file};
-use crate::container_env::{ContainerEnv, EnvPaths, Vars};
+use crate::container_env::{BootExport, ContainerEnv, EnvPaths, Vars};
 use crate::exit::{ExitStatus, Outcome, SpawnFailure};
 use crate::output::{self, Stream};
 use crate::process_group;
@@ -301,6 +301,11 @@ pub struct Supervisor {
     next_generation: u64,
     /// The environment every child gets; None until boot imported it.
     env: Option<ContainerEnv>,
+    /// The container environment's boot export, under way from `new` to `boot`.
+    boot_export: Option<BootExport>,
+    /// The service definitions, when boot read them while the container
+    /// environment was being written (no startup script ran in between).
+    preloaded: Option<Result<Vec<ServiceSpec>, Vec<config::ConfigError>>>,
     started_at: Instant,
     /// Where prefixed output goes; None when its writer could not start.
     sink: Option<output::Sink>,
@@ -365,6 +370,9 @@ impl Supervisor {
     /// A supervisor, and the receiving end of the channel that carries
     /// `supervise/control` commands to it.
     pub fn new(opts: Options) -> (Self, Channels) {
+        // As early as it can be: its writes take longer than the rest of boot
+        // until the first service (see `boot`).
+        let boot_export = ContainerEnv::start_boot(opts.env.clone(), std::env::vars_os());
         let (commands, received) = mpsc::unbounded_channel();
         let (ready_tx, ready) = mpsc::unbounded_channel();
         let (probe_tx, probe_results) = mpsc::unbounded_channel();
@@ -385,6 +393,8 @@ impl Supervisor {
             supervise_due: Vec::new(),
             next_generation: 0,
             env: None,
+            boot_export: Some(boot_export),
+            preloaded: None,
             started_at: Instant::now(),
             sink: None,
             readers: Vec::new(),
@@ -564,17 +574,30 @@ impl Supervisor {
     }
 
     fn boot(&mut self, now: Instant) {
-        self.env = Some(ContainerEnv::boot(self.opts.env.clone(), std::env::vars_os()));
-        let mut pending = match &self.opts.startup {
-            None => Vec::new(),
-            Some((dir, rc_local)) => match startup::scripts(dir, Some(rc_local)) {
-                Ok(scripts) => scripts,
-                Err(message) => {
-                    error!("{message}");
-                    self.begin_shutdown(StopReason::BootFailed, now);
-                    return self.advance(now);
-                }
-            },
+        // The export started with the supervisor (see `ContainerEnv::start_boot`):
+        // its file creations overlap everything up to here and reading the
+        // startup scripts and, when there are none, the service definitions.
+        // Nothing runs before it is done.
+        let export = self
+            .boot_export
+            .take()
+            .unwrap_or_else(|| ContainerEnv::start_boot(self.opts.env.clone(), std::env::vars_os()));
+        let opts = &self.opts;
+        let scripts = match &opts.startup {
+            None => Ok(Vec::new()),
+            Some((dir, rc_local)) => startup::scripts(dir, Some(rc_local)),
+        };
+        self.preloaded =
+            (scripts.as_ref().is_ok_and(Vec::is_empty) && opts.insecure_key.is_none() && !opts.skip_services)
+                .then(|| config::load_services(&opts.service_dir, &opts.defaults, opts.service_dir_required));
+        self.env = Some(export.finish());
+        let mut pending = match scripts {
+            Ok(scripts) => scripts,
+            Err(message) => {
+                error!("{message}");
+                self.begin_shutdown(StopReason::BootFailed, now);
+                return self.advance(now);
+            }
         };
         if let Some(script) = &self.opts.insecure_key {
             if !is_executable_file(script) {
@@ -732,11 +755,13 @@ impl Supervisor {
     fn start_services(&mut self, now: Instant) {
         self.phase = Phase::Running;
         if !self.opts.skip_services {
-            let loaded = config::load_services(
-                &self.opts.service_dir,
-                &self.opts.defaults,
-                self.opts.service_dir_required,
-            );
+            let loaded = self.preloaded.take().unwrap_or_else(|| {
+                config::load_services(
+                    &self.opts.service_dir,
+                    &self.opts.defaults,
+                    self.opts.service_dir_required,
+                )
+            });
             let specs = match loaded {
                 Ok(specs) => specs,
                 Err(errors) => {

@@ -513,6 +513,55 @@ fn the_container_environment_is_imported_exported_and_reimported_like_my_init() 
 }
 
 #[test]
+fn without_startup_scripts_the_first_service_already_finds_the_whole_export() {
+    // The export is written on another thread while baseinit reads the
+    // service definitions; no service may run before it is complete.
+    require_namespaces!("without_startup_scripts_the_first_service_already_finds_the_whole_export");
+    let tree = Tree::new();
+    let env_dir = tree.env_dir();
+    let (sh, json) = (
+        tree.path().join("container_environment.sh"),
+        tree.path().join("container_environment.json"),
+    );
+    for name in ["a", "b", "c"] {
+        tree.service(
+            name,
+            &format!(
+                r#"cat '{sh}' '{json}' '{dir}/FIRST' '{dir}/LAST' > "$OUT/{name}.seen" 2>&1; exec sleep 60"#,
+                sh = sh.display(),
+                json = json.display(),
+                dir = env_dir.display()
+            ),
+        );
+    }
+    let init = Baseinit::start_with(Mode::Pid1, &tree.args(&[]), |c| {
+        c.env("FIRST", "one").env("LAST", "two");
+    });
+    for name in ["a", "b", "c"] {
+        wait_for("the service to read the export", LONG, || {
+            fs::read_to_string(tree.out(&format!("{name}.seen")))
+                .ok()
+                .filter(|seen| !seen.is_empty())
+        });
+    }
+    init.signal(libc::SIGTERM);
+    let run = init.wait(LONG);
+    assert_eq!(run.code, 0, "stderr:\n{}", run.stderr);
+    for name in ["a", "b", "c"] {
+        let seen = fs::read_to_string(tree.out(&format!("{name}.seen"))).unwrap();
+        assert!(
+            seen.contains("export FIRST=one") && seen.contains("export LAST=two"),
+            "{name}: the whole .sh: {seen}"
+        );
+        assert!(
+            seen.contains("\"FIRST\":\"one\"") && seen.contains("\"LAST\":\"two\""),
+            "{name}: the whole .json: {seen}"
+        );
+        assert!(seen.ends_with("onetwo"), "{name}: both variable files: {seen}");
+    }
+}
+
+#[test]
 fn control_scripts_override_sv_commands_when_they_exit_zero() {
     require_namespaces!("control_scripts_override_sv_commands_when_they_exit_zero");
     if !stock_sv_available("control_scripts_override_sv_commands_when_they_exit_zero") {
