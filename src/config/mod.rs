@@ -262,10 +262,12 @@ pub fn scan_services(dir: &Path, defaults: &Defaults, required: bool) -> Scan {
             Some(real_dir) if !is_symlink => real_dir.join(name),
             _ => fs::canonicalize(&path).unwrap_or(path),
         };
-        let spec = load_service(name, &path, defaults, errors).and_then(|mut spec| {
+        let listing = Listing::of(&path);
+        let spec = load_service(name, &path, &listing, defaults, errors).and_then(|mut spec| {
             let log_dir = path.join("log");
-            if log_dir.is_dir() {
-                let log = load_service(&format!("{name}/log"), &log_dir, defaults, errors)?;
+            if listing.may_have("log") && log_dir.is_dir() {
+                let log_listing = Listing::of(&log_dir);
+                let log = load_service(&format!("{name}/log"), &log_dir, &log_listing, defaults, errors)?;
                 spec.fingerprint = spec.fingerprint.rotate_left(1) ^ log.fingerprint;
                 spec.log = Some(Box::new(log));
             }
@@ -285,6 +287,7 @@ pub fn scan_services(dir: &Path, defaults: &Defaults, required: bool) -> Scan {
 /// command` or a `check` script, then `[ready] tcp`, else as soon as it runs.
 fn readiness(
     dir: &Path,
+    listing: &Listing,
     raw: Option<&raw::RawReady>,
     at: &dyn Fn(usize, String) -> ConfigError,
     errors: &mut Vec<ConfigError>,
@@ -298,6 +301,7 @@ fn readiness(
     let fd_file = dir.join("notification-fd");
     let notification_fd = match raw.and_then(|r| r.notification_fd.as_ref()) {
         Some(fd) => Some((*fd.get_ref(), Some(fd.span().start))),
+        None if !listing.may_have("notification-fd") => None,
         None => match fs::read_to_string(&fd_file) {
             Ok(text) => match text.trim().parse::<u32>() {
                 Ok(fd) => Some((fd, None)),
@@ -324,7 +328,7 @@ fn readiness(
         if let Some(argv) = command_argv(command, dir, at, errors) {
             readiness.check = ReadyCheck::Command(argv);
         }
-    } else if is_executable_file(&dir.join("check")) {
+    } else if listing.may_have("check") && is_executable_file(&dir.join("check")) {
         readiness.check = ReadyCheck::Command(vec![dir.join("check").into_os_string()]);
     } else if let Some(tcp) = raw.and_then(|r| r.tcp.as_ref()) {
         if tcp.get_ref().parse::<std::net::SocketAddr>().is_err() && !tcp.get_ref().contains(':') {
@@ -476,12 +480,43 @@ pub const FINGERPRINT_BY_CONTENT: u64 = 16 * 1024;
 /// A hash of the files that define a service, to notice edits on a rescan.
 /// Small regular files are hashed by content; anything else (a binary `run`,
 /// a FIFO that would block the read) by its metadata, never opened.
-fn fingerprint(dir: &Path) -> u64 {
+/// The names in one service directory, read once. Most of the files a
+/// service may have (`finish`, `check`, `down`, `service.toml`,
+/// `notification-fd`, `log/`) are usually absent, and asking for each with
+/// a failed `stat` cost more than the rest of the scan; a name the listing
+/// lacks is not looked up. Unreadable (no read permission on the directory,
+/// say), every name may be there and each is looked up as before.
+struct Listing(Option<std::collections::HashSet<OsString>>);
+
+impl Listing {
+    fn of(dir: &Path) -> Self {
+        let names = fs::read_dir(dir).ok().and_then(|entries| {
+            entries
+                .map(|entry| entry.map(|e| e.file_name()))
+                .collect::<io::Result<_>>()
+                .ok()
+        });
+        Listing(names)
+    }
+
+    /// False only when `name` is known to be absent.
+    fn may_have(&self, name: &str) -> bool {
+        self.0
+            .as_ref()
+            .is_none_or(|names| names.contains(std::ffi::OsStr::new(name)))
+    }
+}
+
+fn fingerprint(dir: &Path, listing: &Listing) -> u64 {
     use std::hash::{Hash, Hasher};
     use std::os::unix::fs::MetadataExt;
     let mut hasher = std::hash::DefaultHasher::new();
     for file in ["run", "finish", "service.toml", "notification-fd"] {
         let path = dir.join(file);
+        if !listing.may_have(file) {
+            0u8.hash(&mut hasher);
+            continue;
+        }
         match fs::metadata(&path) {
             Ok(meta) if meta.is_file() && meta.len() <= FINGERPRINT_BY_CONTENT => {
                 fs::read(&path).ok().hash(&mut hasher)
@@ -511,10 +546,21 @@ fn read_service_toml(path: &Path) -> io::Result<Vec<u8>> {
 }
 
 /// Validates one service directory, adding its problems to `errors`.
-fn load_service(name: &str, dir: &Path, defaults: &Defaults, errors: &mut Vec<ConfigError>) -> Option<ServiceSpec> {
+fn load_service(
+    name: &str,
+    dir: &Path,
+    listing: &Listing,
+    defaults: &Defaults,
+    errors: &mut Vec<ConfigError>,
+) -> Option<ServiceSpec> {
     let before = errors.len();
     let toml_path = dir.join("service.toml");
-    let (raw, text) = match read_service_toml(&toml_path) {
+    let toml = if listing.may_have("service.toml") {
+        read_service_toml(&toml_path)
+    } else {
+        Err(io::ErrorKind::NotFound.into())
+    };
+    let (raw, text) = match toml {
         Ok(bytes) => match String::from_utf8(bytes) {
             Ok(text) => match toml::from_str::<RawService>(&text) {
                 Ok(raw) => (raw, text),
@@ -544,7 +590,7 @@ fn load_service(name: &str, dir: &Path, defaults: &Defaults, errors: &mut Vec<Co
     let at = |spanned_start: usize, message: String| ConfigError::at(&toml_path, &text, spanned_start, message);
 
     let run_path = dir.join("run");
-    let run_exists = check_executable(&run_path, errors);
+    let run_exists = listing.may_have("run") && check_executable(&run_path, errors);
     let argv = match (&raw.command, run_exists) {
         (Some(command), true) => {
             errors.push(at(
@@ -565,10 +611,12 @@ fn load_service(name: &str, dir: &Path, defaults: &Defaults, errors: &mut Vec<Co
     };
 
     let finish_path = dir.join("finish");
-    let has_finish = check_executable(&finish_path, errors);
+    let has_finish = listing.may_have("finish") && check_executable(&finish_path, errors);
     // `check` is run by sv, not by baseinit, but a non-executable one would
     // make every `sv check` fail: catch it here too.
-    check_executable(&dir.join("check"), errors);
+    if listing.may_have("check") {
+        check_executable(&dir.join("check"), errors);
+    }
 
     let cwd = match &raw.working_directory {
         None => dir.to_owned(),
@@ -657,7 +705,7 @@ fn load_service(name: &str, dir: &Path, defaults: &Defaults, errors: &mut Vec<Co
             after_list.push(name.clone());
         }
     }
-    let readiness = readiness(dir, raw.ready.as_ref(), &at, errors);
+    let readiness = readiness(dir, listing, raw.ready.as_ref(), &at, errors);
     let health = raw.health.as_ref().and_then(|h| health(dir, h, &at, errors));
 
     if errors.len() > before {
@@ -680,7 +728,7 @@ fn load_service(name: &str, dir: &Path, defaults: &Defaults, errors: &mut Vec<Co
         dir: dir.to_owned(),
         run,
         finish,
-        down: dir.join("down").exists(),
+        down: listing.may_have("down") && dir.join("down").exists(),
         policy,
         log: None,
         output: raw.output,
@@ -689,7 +737,7 @@ fn load_service(name: &str, dir: &Path, defaults: &Defaults, errors: &mut Vec<Co
         requires: requires_list,
         readiness,
         health,
-        fingerprint: fingerprint(dir),
+        fingerprint: fingerprint(dir, listing),
     })
 }
 
@@ -891,6 +939,17 @@ mod tests {
     }
 
     #[test]
+    fn a_listing_rules_out_only_names_it_read() {
+        let tmp = tempfile::tempdir().unwrap();
+        fs::write(tmp.path().join("run"), "").unwrap();
+        let listing = Listing::of(tmp.path());
+        assert!(listing.may_have("run"));
+        assert!(!listing.may_have("finish"), "absent from a directory read whole");
+        // Unreadable (here: missing): nothing is ruled out, each file is looked up.
+        let unread = Listing::of(&tmp.path().join("missing"));
+        assert!(unread.may_have("finish"));
+    }
+    #[test]
     fn every_key_is_read_with_its_value() {
         let t = Tree::new();
         t.file("web/htdocs/.keep", "", 0o644).toml(
@@ -1006,19 +1065,27 @@ A = "1"
                 .unwrap();
         };
         rewrite(b"#!/bin/sh\nexec sleep 1\n", 1_000_000);
-        let script = fingerprint(&dir);
+        let script = fingerprint(&dir, &Listing::of(&dir));
         rewrite(b"#!/bin/sh\nexec sleep 1\n", 2_000_000);
-        assert_eq!(fingerprint(&dir), script, "the same text, rewritten later");
+        assert_eq!(
+            fingerprint(&dir, &Listing::of(&dir)),
+            script,
+            "the same text, rewritten later"
+        );
         rewrite(b"#!/bin/sh\nexec sleep 2\n", 2_000_000);
-        assert_ne!(fingerprint(&dir), script, "another text");
+        assert_ne!(fingerprint(&dir, &Listing::of(&dir)), script, "another text");
 
         let program = vec![7u8; FINGERPRINT_BY_CONTENT as usize + 1];
         rewrite(&program, 1_000_000);
-        let before = fingerprint(&dir);
+        let before = fingerprint(&dir, &Listing::of(&dir));
         rewrite(&program, 1_000_000);
-        assert_eq!(fingerprint(&dir), before, "the same bytes and metadata");
+        assert_eq!(
+            fingerprint(&dir, &Listing::of(&dir)),
+            before,
+            "the same bytes and metadata"
+        );
         rewrite(&program, 2_000_000);
-        assert_ne!(fingerprint(&dir), before, "a new modification time");
+        assert_ne!(fingerprint(&dir, &Listing::of(&dir)), before, "a new modification time");
     }
 
     #[test]
