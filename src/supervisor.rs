@@ -493,6 +493,13 @@ impl Supervisor {
                 && retired_watch.is_none()
             {
                 watch = ServiceWatch::new(&self.opts.service_dir);
+                // The watch comes after the boot's scan (its watches would
+                // hold back the first services), so what changed in between
+                // has no event: one rescan once it is armed catches that
+                // (watch, then scan). With nothing changed it is silent.
+                if watch.is_some() {
+                    self.rescan_at.get_or_insert(Instant::now() + RESCAN_SETTLE);
+                }
             }
             if !matches!(self.phase, Phase::Running)
                 && let Some(w) = watch.take()

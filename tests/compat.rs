@@ -414,6 +414,38 @@ while :; do sleep 0.1; done"#;
 }
 
 #[test]
+fn a_service_added_while_the_first_ones_start_is_not_missed() {
+    require_namespaces!("a_service_added_while_the_first_ones_start_is_not_missed");
+    let tree = Tree::new();
+    // `a` moves `b` in as it starts, while baseinit is still starting the
+    // 100 services after it (in name order), so before its directory watch
+    // exists. `b` must start all the same, with no SIGHUP.
+    for i in 0..100 {
+        tree.service(&format!("z-{i:03}"), "exec sleep 60");
+    }
+    let staging = tree.path().join("staging/b");
+    common::write_file(
+        &staging.join("run"),
+        &tree.script(r#"echo b >> "$OUT/starts"; exec sleep 60"#),
+        0o755,
+    );
+    tree.service(
+        "a",
+        &format!(
+            "mv '{}' '{}'\necho a >> \"$OUT/starts\"\nexec sleep 60",
+            staging.display(),
+            tree.service_dir().join("b").display()
+        ),
+    );
+    let init = Baseinit::start(Mode::Pid1, &tree.args(&[]));
+    wait_for("b to start", LONG, || tree.read("starts").contains("b\n").then_some(()));
+    init.signal(libc::SIGTERM);
+    let run = init.wait(LONG);
+    assert_eq!(run.code, 0, "stderr:\n{}", run.stderr);
+    assert!(run.stderr.contains("service b: new, starting"), "{}", run.stderr);
+}
+
+#[test]
 fn the_container_environment_is_imported_exported_and_reimported_like_my_init() {
     require_namespaces!("the_container_environment_is_imported_exported_and_reimported_like_my_init");
     use std::os::unix::ffi::OsStrExt;
