@@ -477,9 +477,6 @@ pub const MAX_SERVICE_TOML: u64 = 1 << 20;
 /// rescan would cost PID 1 a millisecond per megabyte.
 pub const FINGERPRINT_BY_CONTENT: u64 = 16 * 1024;
 
-/// A hash of the files that define a service, to notice edits on a rescan.
-/// Small regular files are hashed by content; anything else (a binary `run`,
-/// a FIFO that would block the read) by its metadata, never opened.
 /// Which of the files a service directory may hold are there, read once.
 /// Most of them (`finish`, `check`, `down`, `service.toml`,
 /// `notification-fd`, `log/`) are usually absent, and asking for each with
@@ -527,6 +524,9 @@ impl Listing {
     }
 }
 
+/// A hash of the files that define a service, to notice edits on a rescan.
+/// Small regular files are hashed by content; anything else (a binary `run`,
+/// a FIFO that would block the read) by its metadata, never opened.
 fn fingerprint(dir: &Path, listing: &Listing) -> u64 {
     use std::hash::{Hash, Hasher};
     use std::os::unix::fs::MetadataExt;
