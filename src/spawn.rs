@@ -11,25 +11,33 @@
 //! a child waiting for a busy core held the whole boot up by a scheduler
 //! tick (2-5 ms per service, measured).
 //!
-//! Why `clone(CLONE_VM | CLONE_VFORK)` and not `fork`, as posix_spawn does:
-//! a fork copies baseinit's page tables, write-protects its memory (every
-//! later write of PID 1 to a page is then a fault) and makes the child's
-//! exec tear that copy down again; the benchmark measured that as a tenth of
-//! the CPU a 20-service boot costs. Sharing the memory instead, the child
-//! runs on a stack of its own while baseinit is suspended, only until the
-//! child calls `execve` (or exits): the kernel resumes the parent the moment
-//! the child lets go of the memory, early in `execve`, and not after the
-//! new program is loaded. Because the child shares baseinit's memory, it
-//! only reads what the parent prepared and makes raw syscalls: no
-//! allocation, no libc call that takes a lock or keeps state. The price, as
-//! with posix_spawn: a `chdir` or an `execve` that hangs (a working
-//! directory or program on a dead network filesystem) holds baseinit until
-//! it returns. In a container the programs are on the image's layers.
+//! Why `clone(CLONE_VM)` and not `fork`, as posix_spawn does: a fork
+//! copies baseinit's page tables, write-protects its memory (every later
+//! write of PID 1 to a page is then a fault) and makes the child's exec tear
+//! that copy down again; the benchmark measured that as a tenth of the CPU
+//! a 20-service boot costs. Sharing the memory instead, the child runs on a
+//! stack of its own until it calls `execve` (or exits).
+//!
+//! Why without CLONE_VFORK, unlike posix_spawn: with it, baseinit is
+//! suspended until the child has done its dups, setpgid, sixty-odd
+//! sigactions and the exec's path walk, so services started strictly one
+//! after another while the other CPU sat idle; a 20-service boot was
+//! 15-20% slower than tini starting them from a shell script. Without it,
+//! baseinit prepares the next child while this one execs. The child then
+//! runs *beside* baseinit in the same memory, which it may only touch in
+//! ways that cannot race: it reads its own `Plan` (built before, freed only
+//! once the child has let go of the memory: `InFlight`) and writes only its
+//! stack and that plan; it makes raw system calls (`raw_syscall`) that
+//! never store into libc's `errno`, baseinit's thread-local; no allocation,
+//! no lock. A side benefit: a `chdir` or an `execve` that hangs (a working
+//! directory or program on a dead network filesystem) no longer holds
+//! baseinit until it returns. Where `raw_syscall` has no raw call (an
+//! architecture other than x86_64 and aarch64), CLONE_VFORK stays.
 
 use std::collections::{BTreeMap, HashMap};
 use std::ffi::{CStr, CString, OsStr, OsString};
 use std::io;
-use std::os::fd::{AsRawFd, BorrowedFd, OwnedFd, RawFd};
+use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
@@ -326,10 +334,11 @@ fn pointers(strings: &[CString]) -> Vec<*const libc::c_char> {
 }
 
 /// Everything the child needs, built before it starts. The child runs in
-/// baseinit's own memory, beside threads that may hold locks (malloc's among
-/// them): it must not allocate or take a lock, so it only reads this and
-/// makes raw syscalls. The `CString` vectors keep the pointed-to bytes
-/// alive; moving them here does not move those bytes.
+/// baseinit's own memory while baseinit goes on (and beside threads that may
+/// hold locks, malloc's among them): it must not allocate or take a lock, so
+/// it only reads this and makes raw syscalls. The plan is the child's alone
+/// until it execs (see `InFlight`). The `CString` vectors keep the
+/// pointed-to bytes alive; moving them here does not move those bytes.
 struct Plan {
     _argv: Vec<CString>,
     argv: Vec<*const libc::c_char>,
@@ -341,12 +350,15 @@ struct Plan {
     shell_argv: Vec<*const libc::c_char>,
     cwd: Option<CString>,
     /// What goes onto fds 0, 1 and 2 (None: inherited). Each is above 2, so
-    /// no dup2 onto 0-2 can close another's source.
+    /// no dup onto 0-2 can close another's source.
     stdio: [Option<RawFd>; 3],
     creds: Option<(libc::uid_t, libc::gid_t, Vec<libc::gid_t>)>,
     foreground: bool,
     notify: Option<(RawFd, i32)>,
     report: RawFd,
+    /// The highest signal number, asked of libc here: the child calls no
+    /// libc function.
+    sigrtmax: i32,
 }
 
 /// `fd`'s number if it is above 2, else that of a close-on-exec copy above 2
@@ -366,7 +378,8 @@ fn stdio_source(fd: BorrowedFd<'_>, held: &mut Vec<OwnedFd>) -> io::Result<RawFd
 /// The child's environment is `base` (the container environment), then the
 /// user's identity, then the launch's own variables.
 ///
-/// It returns as soon as the child has called `execve`. What fails before the
+/// It returns as soon as the child exists, without waiting for its `execve`
+/// (the child prepares and execs on another CPU). What fails before the
 /// child starts (a NUL byte, an empty command, the clone itself: EAGAIN at a
 /// pids limit) is an error here; what fails in the child (the exec, a chdir,
 /// a setuid…) is reported through `reports` and the child exits 127.
@@ -445,7 +458,7 @@ pub fn spawn(
     // `baseinit -- cmd &` in an interactive shell must not steal it.
     // SAFETY: plain syscalls on fd 0.
     let foreground = launch.foreground && unsafe { libc::isatty(0) == 1 && libc::tcgetpgrp(0) == libc::getpgrp() };
-    let mut plan = Plan {
+    let plan = Plan {
         argv: pointers(&argv),
         _argv: argv,
         envp: pointers(&env),
@@ -464,8 +477,156 @@ pub fn spawn(
         foreground,
         notify,
         report: reports.writer.as_raw_fd(),
+        sigrtmax: libc::SIGRTMAX(),
     };
 
+    let pid = start_child(Box::new(plan)).map_err(error)?;
+    // The child makes its own group too; whichever comes first makes it,
+    // so a signal to the group cannot come before the group exists. After
+    // the child's exec this fails (EACCES): it made the group already.
+    // SAFETY: a plain syscall.
+    unsafe { libc::setpgid(pid, pid) };
+    // `held` (our copies of the child's stdio) is closed here: the child
+    // has its own fd table, copied at the clone.
+    Ok(Pid::from_raw(pid))
+}
+
+/// A child started in baseinit's memory that may still run there: its plan
+/// and stack stay until `released` reads end of file. The pipe's write end
+/// is the child's alone, close-on-exec: it closes when the child's exec has
+/// let go of baseinit's memory (the kernel switches the memory before it
+/// closes close-on-exec fds), or when the child exits (memory, then fds).
+/// (CLONE_CHILD_CLEARTID would say the same without a pipe, but musl's
+/// clone refuses that flag.)
+struct InFlight {
+    #[cfg_attr(not(test), expect(dead_code, reason = "which child: for the tests"))]
+    pid: libc::pid_t,
+    plan: *mut Plan,
+    /// Unmapped when the entry is dropped.
+    _stack: ChildStack,
+    released: OwnedFd,
+}
+
+// SAFETY: the plan pointer is owned (a leaked Box) and only the thread
+// holding IN_FLIGHT's lock frees it.
+unsafe impl Send for InFlight {}
+
+static IN_FLIGHT: std::sync::Mutex<Vec<InFlight>> = std::sync::Mutex::new(Vec::new());
+
+/// Frees the plans and stacks of children that have exec'd (or exited).
+/// Called at each spawn and at each turn of the supervisor's loop, which
+/// comes soon after any spawn (the boot's catch-up rescan, the child's
+/// SIGCHLD, a restart's timer): a few kB wait for it at most.
+pub fn reclaim() {
+    let mut in_flight = IN_FLIGHT.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+    in_flight.retain(|child| {
+        let mut byte = [0u8; 1];
+        // End of file: the child has left this memory (see `InFlight`).
+        if !matches!(nix::unistd::read(&child.released, &mut byte), Ok(0)) {
+            return true;
+        }
+        // SAFETY: nothing else uses the plan now; the stack goes with
+        // `child`.
+        drop(unsafe { Box::from_raw(child.plan) });
+        false
+    });
+    if in_flight.is_empty() {
+        // Its buffer too: PID 1 idles for the container's life.
+        *in_flight = Vec::new();
+    }
+}
+
+/// A child's stack: `CHILD_STACK` bytes above one guard page (an overflow
+/// faults instead of writing into baseinit's memory). `exec_child` and the
+/// calls it makes need well under 4 kB (no recursion, no allocation), so
+/// 64 kB is a wide margin; untouched pages cost nothing (MAP_NORESERVE).
+struct ChildStack(*mut libc::c_void);
+
+const CHILD_STACK: usize = 64 * 1024;
+const GUARD: usize = 4096;
+
+impl ChildStack {
+    fn new() -> io::Result<Self> {
+        // SAFETY: a fresh anonymous private mapping, then a change of
+        // protection within it.
+        unsafe {
+            let base = libc::mmap(
+                std::ptr::null_mut(),
+                GUARD + CHILD_STACK,
+                libc::PROT_NONE,
+                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_STACK | libc::MAP_NORESERVE,
+                -1,
+                0,
+            );
+            if base == libc::MAP_FAILED {
+                return Err(io::Error::last_os_error());
+            }
+            let stack = ChildStack(base);
+            if libc::mprotect(
+                base.cast::<u8>().add(GUARD).cast(),
+                CHILD_STACK,
+                libc::PROT_READ | libc::PROT_WRITE,
+            ) != 0
+            {
+                return Err(io::Error::last_os_error());
+            }
+            Ok(stack)
+        }
+    }
+
+    /// Where the child's stack pointer starts: it grows down from there on
+    /// every architecture we build; page-aligned, so 16-byte aligned.
+    fn top(&self) -> *mut libc::c_void {
+        // SAFETY: one past the end of the mapping.
+        unsafe { self.0.cast::<u8>().add(GUARD + CHILD_STACK).cast() }
+    }
+}
+
+impl Drop for ChildStack {
+    fn drop(&mut self) {
+        // SAFETY: our mapping; dropped only once no child runs on it.
+        unsafe { libc::munmap(self.0, GUARD + CHILD_STACK) };
+    }
+}
+
+/// Whether the child's dups could land on `fd` (0-2, or the notification
+/// fd's `notify_target`): then the lowest number a copy out of their reach
+/// may take.
+fn in_dup_reach(fd: RawFd, notify_target: Option<i32>) -> Option<RawFd> {
+    (fd <= 2 || Some(fd) == notify_target).then(|| notify_target.unwrap_or(0).max(2) + 1)
+}
+
+/// Starts the child on a stack of its own in baseinit's memory, beside this
+/// thread (no CLONE_VFORK where `raw_syscall` bypasses libc): baseinit goes
+/// on while the child prepares and execs. Returns its pid.
+fn start_child(plan: Box<Plan>) -> io::Result<libc::pid_t> {
+    extern "C" fn entry(arg: *mut libc::c_void) -> libc::c_int {
+        // SAFETY: `arg` is the `Plan` `start_child` was given, which stays
+        // allocated, and untouched by anyone else, until this child lets go
+        // of baseinit's memory (see `InFlight`).
+        unsafe { exec_child(&mut *arg.cast::<Plan>()) }
+    }
+    reclaim();
+    let stack = ChildStack::new()?;
+    let (released, keep) = nix::unistd::pipe2(OFlag::O_CLOEXEC | OFlag::O_NONBLOCK)?;
+    // The child must not close its write end before its exec, as a dup onto
+    // that number would: it is then above every fd the child dups onto (it
+    // is below only when baseinit started with one of 0-2 closed, or by
+    // chance at the notification fd's number).
+    let keep = match in_dup_reach(keep.as_raw_fd(), plan.notify.map(|(_, target)| target)) {
+        Some(above) => nix::fcntl::fcntl(&keep, FcntlArg::F_DUPFD_CLOEXEC(above))
+            // SAFETY: a new fd that nothing else owns.
+            .map(|fd| unsafe { OwnedFd::from_raw_fd(fd) })?,
+        None => keep,
+    };
+    let plan = Box::into_raw(plan);
+    let flags = libc::CLONE_VM
+        | libc::SIGCHLD
+        | if crate::raw_syscall::CONCURRENT {
+            0
+        } else {
+            libc::CLONE_VFORK
+        };
     // Every signal blocked across the clone: the child must run no handler
     // of baseinit's (tokio's would write to baseinit's wake-up pipe, in
     // baseinit's memory) before `clean_signals` puts every disposition back
@@ -473,148 +634,106 @@ pub fn spawn(
     // with an empty mask. A failure leaves the mask as it was: nothing to do.
     let mut old = SigSet::empty();
     let blocked = pthread_sigmask(SigmaskHow::SIG_SETMASK, Some(&SigSet::all()), Some(&mut old)).is_ok();
-    let pid = start_child(&mut plan);
+    // SAFETY: `entry` only makes raw syscalls on what `plan` holds and never
+    // returns; libc's clone runs it on `stack` and touches nothing else of
+    // ours in the child (no thread-local state with CLONE_VM).
+    let pid = unsafe { libc::clone(entry, stack.top(), flags, plan.cast()) };
     let start_error = io::Error::last_os_error();
     if blocked {
         let _ = pthread_sigmask(SigmaskHow::SIG_SETMASK, Some(&old), None);
     }
+    // Now the child holds the only write end.
+    drop(keep);
     if pid < 0 {
-        return Err(error(start_error));
+        // SAFETY: no child was made: nothing else uses the plan.
+        drop(unsafe { Box::from_raw(plan) });
+        return Err(start_error);
     }
-    // No setpgid here as after a fork: this thread resumes only once the
-    // child has made its own group and called execve (or exited), so a
-    // signal to the group cannot come before the group exists.
-    // `held` (our copies of the child's stdio) is closed here.
-    Ok(Pid::from_raw(pid))
-}
-
-/// The children's stack, one for all: a child runs on it only while this
-/// thread is suspended, and `STACK`'s lock keeps another thread (there is
-/// none today) from starting a child on it meanwhile. `exec_child` and the
-/// syscall wrappers it calls need well under 4 kB (no recursion, no
-/// allocation), so 64 kB is a wide margin. A static, not an allocation per
-/// child: nothing to zero at each start, and only its top page or two is
-/// ever touched (the rest stays untouched `.bss`, not resident).
-static STACK: std::sync::Mutex<ChildStack> = std::sync::Mutex::new(ChildStack([0; CHILD_STACK / 16]));
-const CHILD_STACK: usize = 64 * 1024;
-
-/// 16-byte aligned, as the top of a stack must be (x86-64 and aarch64 ABIs).
-#[repr(C, align(16))]
-struct ChildStack([u128; CHILD_STACK / 16]);
-
-/// Starts the child on a stack of its own in baseinit's memory (vfork
-/// semantics: this thread is suspended until the child execs or exits).
-/// Returns its pid, or -1 with errno set.
-fn start_child(plan: &mut Plan) -> libc::pid_t {
-    extern "C" fn entry(arg: *mut libc::c_void) -> libc::c_int {
-        // SAFETY: `arg` is the `Plan` `start_child` was given; its thread is
-        // suspended until this child execs or exits, so the plan outlives
-        // every read here and nothing else touches it.
-        unsafe { exec_child(&mut *arg.cast::<Plan>()) }
-    }
-    // A poisoned lock only means a panic elsewhere while it was held: the
-    // stack holds nothing to distrust. It grows down on every architecture
-    // we build.
-    let mut stack = STACK.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-    let top = stack.0.as_mut_ptr_range().end;
-    // SAFETY: `entry` only makes raw syscalls on what `plan` holds (built
-    // before) and never returns. The stack and the plan live until clone
-    // returns, which is after the child exec'd or exited (CLONE_VFORK). No
-    // CLONE_SIGHAND: the child's signal table is its own copy, which
-    // `clean_signals` resets without touching baseinit's.
-    unsafe {
-        libc::clone(
-            entry,
-            top.cast(),
-            libc::CLONE_VM | libc::CLONE_VFORK | libc::SIGCHLD,
-            std::ptr::from_mut(plan).cast(),
-        )
-    }
+    IN_FLIGHT
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+        .push(InFlight {
+            pid,
+            plan,
+            _stack: stack,
+            released,
+        });
+    Ok(pid)
 }
 
 /// The child, up to the exec: stdio, working directory, fds, process
 /// group, credentials, terminal, notification fd, signals, then each file
 /// `plan` lists. Any failure is reported with its errno, and the child exits
-/// 127. Only raw syscalls (libc's wrappers that are one syscall and set
-/// `errno`, never one that takes a lock or, as `setuid` does in a threaded
-/// process, signals every thread), no allocation, no panic: what it reads
-/// was built before the child started.
+/// 127. It runs in baseinit's memory while baseinit runs too, so: only the
+/// calls of `raw_syscall` (libc's wrappers would write their errno into
+/// baseinit's, and some take locks or, as `setuid` in a threaded process,
+/// signal every thread), no allocation, no panic, and it writes nothing but
+/// its own stack and plan: what it reads was built before it started.
 ///
 /// # Safety
 /// Call only in a child started by `start_child`, with `plan` built by `spawn`.
 unsafe fn exec_child(plan: &mut Plan) -> ! {
-    let errno = nix::errno::Errno::last_raw;
-    // SAFETY (whole body): raw syscalls on fds and NUL-terminated strings and
+    use crate::raw_syscall as sys;
+    // SAFETY (whole body): calls on fds and on NUL-terminated strings and
     // pointer arrays that `plan` owns.
     unsafe {
         let mut report = plan.report;
-        // The notification fd's dup2 must not close the report pipe: move the
+        // The notification fd's dup must not close the report pipe: move the
         // pipe above that number first.
         if let Some((_, target)) = plan.notify
             && target == report
         {
-            report = libc::fcntl(report, libc::F_DUPFD_CLOEXEC, target.max(2) + 1);
-            if report < 0 {
-                libc::_exit(127);
+            match sys::dup_cloexec_above(report, target.max(2) + 1) {
+                Ok(fd) => report = fd,
+                Err(_) => sys::exit(127),
             }
         }
+        // Each source is above 2 (see `Plan::stdio`): never its own target.
         for (target, source) in (0..).zip(plan.stdio) {
             if let Some(fd) = source
-                && libc::dup2(fd, target) != target
+                && let Err(errno) = sys::dup3(fd, target)
             {
-                report_and_exit(report, errno());
+                report_and_exit(report, errno);
             }
         }
         if let Some(dir) = &plan.cwd
-            && libc::chdir(dir.as_ptr()) != 0
+            && let Err(errno) = sys::chdir(dir)
         {
-            report_and_exit(report, errno());
+            report_and_exit(report, errno);
         }
         // Every fd baseinit opens is close-on-exec already, and startup
         // marked the inherited ones; this is a cheap second guard (best
         // effort: kernels before 5.11 lack the flag).
-        libc::syscall(libc::SYS_close_range, 3u32, u32::MAX, libc::CLOSE_RANGE_CLOEXEC);
-        if libc::setpgid(0, 0) != 0 {
-            report_and_exit(report, errno());
+        let _ = sys::cloexec_from(3);
+        if let Err(errno) = sys::own_process_group() {
+            report_and_exit(report, errno);
         }
-        // The raw syscalls: libc's setuid and setgid, in a process with
-        // threads, make every thread switch too (they signal them all), and
-        // those threads are baseinit's.
         if let Some((uid, gid, groups)) = &plan.creds
-            && (libc::syscall(libc::SYS_setgroups, groups.len(), groups.as_ptr()) != 0
-                || libc::syscall(libc::SYS_setgid, *gid) != 0
-                || libc::syscall(libc::SYS_setuid, *uid) != 0)
+            && let Err(errno) = sys::set_credentials(*uid, *gid, groups)
         {
-            report_and_exit(report, errno());
+            report_and_exit(report, errno);
         }
         if plan.foreground {
             // A background group may not change the terminal's foreground
-            // group without ignoring SIGTTOU for the call. The raw syscall:
-            // libc's sigaction keeps process-wide state.
-            let ignore = [libc::SIG_IGN as u64, 0, 0, 0];
-            libc::syscall(
-                libc::SYS_rt_sigaction,
-                libc::SIGTTOU,
-                ignore.as_ptr(),
-                std::ptr::null_mut::<u64>(),
-                8usize,
-            );
-            libc::tcsetpgrp(0, libc::syscall(libc::SYS_getpid) as libc::pid_t);
+            // group without ignoring SIGTTOU for the call (`clean_signals`
+            // puts it back).
+            let _ = sys::set_disposition(libc::SIGTTOU, libc::SIG_IGN);
+            let _ = sys::set_foreground(0, sys::getpid());
         }
         if let Some((fd, target)) = plan.notify {
-            // dup2 gives the new fd no close-on-exec; when it is already
+            // dup3 gives the new fd no close-on-exec; when it is already
             // at its place, clear the flag instead.
-            let ok = if fd == target {
-                libc::fcntl(fd, libc::F_SETFD, 0) == 0
+            let placed = if fd == target {
+                sys::keep_on_exec(fd)
             } else {
-                libc::dup2(fd, target) == target
+                sys::dup3(fd, target)
             };
-            if !ok {
-                report_and_exit(report, errno());
+            if let Err(errno) = placed {
+                report_and_exit(report, errno);
             }
         }
         // Last, so nothing above can re-ignore a signal.
-        clean_signals();
+        clean_signals(plan.sigrtmax);
         // glibc's execvp, over the list built in the parent: the first file
         // that execs wins; a missing one (or a PATH entry that is not a
         // directory) is skipped; a denied one is remembered, to be the
@@ -622,12 +741,10 @@ unsafe fn exec_child(plan: &mut Plan) -> ! {
         let mut denied = false;
         let mut last = libc::ENOENT;
         for file in &plan.candidates {
-            libc::execve(file.as_ptr(), plan.argv.as_ptr(), plan.envp.as_ptr());
-            last = errno();
+            last = sys::execve(file, plan.argv.as_ptr(), plan.envp.as_ptr());
             if last == libc::ENOEXEC {
                 plan.shell_argv[1] = file.as_ptr();
-                libc::execve(SHELL.as_ptr(), plan.shell_argv.as_ptr(), plan.envp.as_ptr());
-                last = errno();
+                last = sys::execve(SHELL, plan.shell_argv.as_ptr(), plan.envp.as_ptr());
             }
             match last {
                 libc::EACCES => denied = true,
@@ -644,45 +761,30 @@ unsafe fn exec_child(plan: &mut Plan) -> ! {
 /// # Safety
 /// Only in a child started by `start_child` (see `exec_child`).
 unsafe fn report_and_exit(report: RawFd, errno: i32) -> ! {
-    // SAFETY: raw syscalls; the record is a local array.
-    unsafe {
-        // The raw syscall: nothing cached in the parent can be wrong here.
-        let pid = libc::syscall(libc::SYS_getpid) as i32;
-        let record = encode_record(pid, errno);
-        libc::write(report, record.as_ptr().cast(), RECORD);
-        libc::_exit(127)
-    }
+    use crate::raw_syscall as sys;
+    // The pid from the kernel: nothing cached in the parent can be wrong.
+    let record = encode_record(sys::getpid(), errno);
+    // SAFETY: a local array. A failed write leaves the exit 127 unexplained;
+    // there is nothing else to tell it through.
+    let _ = unsafe { sys::write(report, &record) };
+    sys::exit(127)
 }
 
-/// Default disposition for every signal and an empty mask. Safe to call in a
-/// child (see `exec_child`): only raw syscalls.
-fn clean_signals() {
-    // The kernel's struct sigaction all zero is SIG_DFL, no flags, empty mask,
-    // whatever the architecture's layout (with or without sa_restorer).
-    let default_action = [0u64; 4];
-    // SAFETY: plain syscalls on valid pointers. The raw syscall, not libc's
-    // signal(): glibc refuses its reserved signals 32 and 33, and an ignored
-    // one would otherwise pass on to every child.
+/// Default disposition for every signal up to `sigrtmax`, and an empty
+/// mask. Safe in a child (see `exec_child`): only `raw_syscall`'s calls.
+/// The kernel's call, not libc's signal(): glibc refuses its reserved
+/// signals 32 and 33, and an ignored one would otherwise pass on to every
+/// child.
+fn clean_signals(sigrtmax: i32) {
+    use crate::raw_syscall as sys;
+    // SAFETY: plain calls with integers and local structs.
     unsafe {
-        for signal in 1..=libc::SIGRTMAX() {
+        for signal in 1..=sigrtmax {
             if signal != libc::SIGKILL && signal != libc::SIGSTOP {
-                libc::syscall(
-                    libc::SYS_rt_sigaction,
-                    signal,
-                    default_action.as_ptr(),
-                    std::ptr::null_mut::<u64>(),
-                    8usize,
-                );
+                let _ = sys::set_disposition(signal, libc::SIG_DFL);
             }
         }
-        let empty = 0u64;
-        libc::syscall(
-            libc::SYS_rt_sigprocmask,
-            libc::SIG_SETMASK,
-            &empty as *const u64,
-            std::ptr::null_mut::<u64>(),
-            8usize,
-        );
+        let _ = sys::unblock_all_signals();
     }
 }
 
@@ -854,6 +956,58 @@ mod tests {
         };
         reports.collect();
         (code, reports.take(pid))
+    }
+
+    /// Whether `pid`'s plan and stack are still held, after a `reclaim`.
+    fn in_flight(pid: Pid) -> bool {
+        reclaim();
+        let in_flight = IN_FLIGHT.lock().unwrap();
+        in_flight.iter().any(|child| child.pid == pid.as_raw())
+    }
+
+    #[test]
+    fn a_childs_plan_and_stack_are_freed_once_it_has_exec_d_not_when_it_exits() {
+        let mut reports = ExecReports::new().unwrap();
+        let sleeper = Launch::program(vec![os("/bin/sleep"), os("30")]);
+        let pid = spawn(&sleeper, &[], &Vars::new(), Redirect::default(), &reports).unwrap();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while in_flight(pid) {
+            assert!(std::time::Instant::now() < deadline, "still held 10 s after the spawn");
+            std::thread::sleep(std::time::Duration::from_millis(1));
+        }
+        // Freed while the program runs: the exec let go of the memory.
+        assert!(
+            std::fs::read_to_string(format!("/proc/{pid}/cmdline"))
+                .unwrap()
+                .starts_with("/bin/sleep")
+        );
+        nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGKILL).unwrap();
+        nix::sys::wait::waitpid(pid, None).unwrap();
+
+        // A child that fails before any exec lets go when it exits.
+        let nowhere = Launch {
+            cwd: Some(PathBuf::from("/no/such/dir")),
+            ..Launch::program(vec![os("/bin/true")])
+        };
+        let pid = spawn(&nowhere, &[], &Vars::new(), Redirect::default(), &reports).unwrap();
+        nix::sys::wait::waitpid(pid, None).unwrap();
+        assert!(!in_flight(pid));
+        reports.collect();
+        assert_eq!(reports.take(pid).and_then(|e| e.raw_os_error()), Some(libc::ENOENT));
+    }
+
+    #[test]
+    fn the_release_pipe_is_kept_out_of_the_childs_dups() {
+        // Its write end must outlive every dup the child makes, or the plan
+        // and stack would be freed while the child still runs on them.
+        assert_eq!(in_dup_reach(7, None), None);
+        assert_eq!(in_dup_reach(7, Some(3)), None);
+        for stdio in 0..=2 {
+            assert_eq!(in_dup_reach(stdio, None), Some(3));
+            assert_eq!(in_dup_reach(stdio, Some(9)), Some(10));
+        }
+        assert_eq!(in_dup_reach(5, Some(5)), Some(6));
+        assert_eq!(in_dup_reach(1, Some(1)), Some(3));
     }
 
     #[test]

@@ -482,6 +482,8 @@ impl Supervisor {
             .map(|ms| Instant::now() + Duration::from_millis(ms));
         while !matches!(self.phase, Phase::Done) {
             let batch = crate::logging::batch();
+            // What started children no longer use (see `spawn::reclaim`).
+            crate::spawn::reclaim();
             self.open_due_supervise();
             self.flush_published();
             if panic_at.is_some_and(|at| Instant::now() >= at) {
