@@ -103,21 +103,6 @@ pub(crate) unsafe fn dup3(fd: i32, target: i32) -> Result<(), Errno> {
     unsafe { call(libc::SYS_dup3, fd as usize, target as usize, 0, 0) }.map(drop)
 }
 
-/// A close-on-exec copy of `fd` at `min` or above.
-pub(crate) unsafe fn dup_cloexec_above(fd: i32, min: i32) -> Result<i32, Errno> {
-    // SAFETY: plain integers.
-    unsafe {
-        call(
-            libc::SYS_fcntl,
-            fd as usize,
-            libc::F_DUPFD_CLOEXEC as usize,
-            min as usize,
-            0,
-        )
-    }
-    .map(|fd| fd as i32)
-}
-
 /// Clears `fd`'s close-on-exec flag.
 pub(crate) unsafe fn keep_on_exec(fd: i32) -> Result<(), Errno> {
     // SAFETY: plain integers.
@@ -298,10 +283,8 @@ mod tests {
         let w = writer.as_raw_fd();
         // SAFETY: fds this test owns; the copies are closed below.
         unsafe {
-            let copy = dup_cloexec_above(w, 100).unwrap();
+            let copy = libc::fcntl(w, libc::F_DUPFD_CLOEXEC, 100);
             assert!(copy >= 100);
-            let flags = libc::fcntl(copy, libc::F_GETFD);
-            assert_eq!(flags & libc::FD_CLOEXEC, libc::FD_CLOEXEC);
             keep_on_exec(copy).unwrap();
             assert_eq!(libc::fcntl(copy, libc::F_GETFD) & libc::FD_CLOEXEC, 0);
             let target = copy + 1;

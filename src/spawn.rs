@@ -37,7 +37,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::ffi::{CStr, CString, OsStr, OsString};
 use std::io;
-use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
@@ -355,6 +355,7 @@ struct Plan {
     creds: Option<(libc::uid_t, libc::gid_t, Vec<libc::gid_t>)>,
     foreground: bool,
     notify: Option<(RawFd, i32)>,
+    /// The exec report pipe's write end, out of the dups' reach.
     report: RawFd,
     /// The highest signal number, asked of libc here: the child calls no
     /// libc function.
@@ -454,6 +455,15 @@ pub fn spawn(
         .map(|(fd, target)| stdio_source(fd, &mut held).map(|fd| (fd, target)))
         .transpose()
         .map_err(error)?;
+    // The report pipe must outlive the notification fd's dup.
+    let report = match copy_out_of_dup_reach(reports.writer.as_fd(), notify.map(|(_, target)| target)).map_err(error)? {
+        Some(copy) => {
+            let raw = copy.as_raw_fd();
+            held.push(copy);
+            raw
+        }
+        None => reports.writer.as_raw_fd(),
+    };
     // Hand the terminal over only when baseinit holds it itself: a
     // `baseinit -- cmd &` in an interactive shell must not steal it.
     // SAFETY: plain syscalls on fd 0.
@@ -476,7 +486,7 @@ pub fn spawn(
         }),
         foreground,
         notify,
-        report: reports.writer.as_raw_fd(),
+        report,
         sigrtmax: libc::SIGRTMAX(),
     };
 
@@ -596,6 +606,19 @@ fn in_dup_reach(fd: RawFd, notify_target: Option<i32>) -> Option<RawFd> {
     (fd <= 2 || Some(fd) == notify_target).then(|| notify_target.unwrap_or(0).max(2) + 1)
 }
 
+/// A close-on-exec copy of `fd` out of the child's dups' reach, when `fd`
+/// is within it (an fd the child needs until its exec: only when baseinit
+/// started with one of 0-2 closed, or by chance at the notification fd's
+/// number).
+fn copy_out_of_dup_reach(fd: BorrowedFd<'_>, notify_target: Option<i32>) -> io::Result<Option<OwnedFd>> {
+    let Some(above) = in_dup_reach(fd.as_raw_fd(), notify_target) else {
+        return Ok(None);
+    };
+    let copy = nix::fcntl::fcntl(fd, FcntlArg::F_DUPFD_CLOEXEC(above))?;
+    // SAFETY: a new fd that nothing else owns.
+    Ok(Some(unsafe { OwnedFd::from_raw_fd(copy) }))
+}
+
 /// Starts the child on a stack of its own in baseinit's memory, beside this
 /// thread (no CLONE_VFORK where `raw_syscall` bypasses libc): baseinit goes
 /// on while the child prepares and execs. Returns its pid.
@@ -610,15 +633,8 @@ fn start_child(plan: Box<Plan>) -> io::Result<libc::pid_t> {
     let stack = ChildStack::new()?;
     let (released, keep) = nix::unistd::pipe2(OFlag::O_CLOEXEC | OFlag::O_NONBLOCK)?;
     // The child must not close its write end before its exec, as a dup onto
-    // that number would: it is then above every fd the child dups onto (it
-    // is below only when baseinit started with one of 0-2 closed, or by
-    // chance at the notification fd's number).
-    let keep = match in_dup_reach(keep.as_raw_fd(), plan.notify.map(|(_, target)| target)) {
-        Some(above) => nix::fcntl::fcntl(&keep, FcntlArg::F_DUPFD_CLOEXEC(above))
-            // SAFETY: a new fd that nothing else owns.
-            .map(|fd| unsafe { OwnedFd::from_raw_fd(fd) })?,
-        None => keep,
-    };
+    // that number would.
+    let keep = copy_out_of_dup_reach(keep.as_fd(), plan.notify.map(|(_, target)| target))?.unwrap_or(keep);
     let plan = Box::into_raw(plan);
     let flags = libc::CLONE_VM
         | libc::SIGCHLD
@@ -677,17 +693,7 @@ unsafe fn exec_child(plan: &mut Plan) -> ! {
     // SAFETY (whole body): calls on fds and on NUL-terminated strings and
     // pointer arrays that `plan` owns.
     unsafe {
-        let mut report = plan.report;
-        // The notification fd's dup must not close the report pipe: move the
-        // pipe above that number first.
-        if let Some((_, target)) = plan.notify
-            && target == report
-        {
-            match sys::dup_cloexec_above(report, target.max(2) + 1) {
-                Ok(fd) => report = fd,
-                Err(_) => sys::exit(127),
-            }
-        }
+        let report = plan.report;
         // Each source is above 2 (see `Plan::stdio`): never its own target.
         for (target, source) in (0..).zip(plan.stdio) {
             if let Some(fd) = source
@@ -1008,6 +1014,21 @@ mod tests {
         }
         assert_eq!(in_dup_reach(5, Some(5)), Some(6));
         assert_eq!(in_dup_reach(1, Some(1)), Some(3));
+    }
+
+    #[test]
+    fn a_failure_is_reported_when_the_notification_fd_takes_the_report_pipes_number() {
+        let mut reports = ExecReports::new().unwrap();
+        let (_reader, writer) = nix::unistd::pipe().unwrap();
+        let redirect = Redirect {
+            notify: Some((writer.as_fd(), reports.writer.as_raw_fd())),
+            ..Redirect::default()
+        };
+        let missing = Launch::program(vec![os("/no/such/program")]);
+        let pid = spawn(&missing, &[], &Vars::new(), redirect, &reports).unwrap();
+        nix::sys::wait::waitpid(pid, None).unwrap();
+        reports.collect();
+        assert_eq!(reports.take(pid).and_then(|e| e.raw_os_error()), Some(libc::ENOENT));
     }
 
     #[test]
