@@ -83,20 +83,23 @@ fn odd_names_huge_files_and_symlink_loops_added_at_runtime_harm_nothing() {
             .all(|t| started.lines().any(|l| l == *t))
             .then_some(())
     });
+    // The libc's own words for ELOOP (glibc's and musl's differ): the test
+    // is built against the same libc as the binary.
+    let eloop = std::io::Error::from_raw_os_error(libc::ELOOP).to_string();
     wait_or_dump(&init, "the broken ones to be reported", || {
         let err = init.stderr_so_far();
         [
-            "binary/service.toml:2:118: not valid UTF-8",
-            "/caf\u{fffd}: service name is not valid UTF-8",
-            "loop-a: cannot read: Too many levels of symbolic links",
-            "loop-b: cannot read: Too many levels of symbolic links",
-            "self: cannot read: Too many levels of symbolic links",
-            "run-is-dir/run: not a regular file",
-            "huge/service.toml: too large: 20000000 bytes",
-            "fifo/service.toml: not a regular file",
+            "binary/service.toml:2:118: not valid UTF-8".to_owned(),
+            "/caf\u{fffd}: service name is not valid UTF-8".to_owned(),
+            format!("loop-a: cannot read: {eloop}"),
+            format!("loop-b: cannot read: {eloop}"),
+            format!("self: cannot read: {eloop}"),
+            "run-is-dir/run: not a regular file".to_owned(),
+            "huge/service.toml: too large: 20000000 bytes".to_owned(),
+            "fifo/service.toml: not a regular file".to_owned(),
         ]
         .iter()
-        .all(|n| err.contains(n))
+        .all(|n| err.contains(n.as_str()))
         .then_some(())
     });
     std::thread::sleep(Duration::from_millis(300));
