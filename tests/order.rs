@@ -140,11 +140,15 @@ fn tcp_readiness_waits_for(tree: Tree, host: &str, port_offset: u32) {
         &format!(
             r#"echo "start server $(date +%s%N)" >> "$OUT/events"
 export OUT
-exec python3 -c 'import socket, time, subprocess
+exec python3 -c 'import os, socket, time
 s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
 time.sleep(0.4)
-s.bind(("127.0.0.1", {port})); s.listen()
-subprocess.run(["sh", "-c", "echo listening x $(date +%s%N) >> $OUT/events"])
+s.bind(("127.0.0.1", {port}))
+# The time just before listen(): no connection can succeed earlier, and
+# the client may start less than a millisecond after it.
+t = time.time_ns()
+s.listen()
+open(os.environ["OUT"] + "/events", "a").write(f"listening x {{t}}\n")
 time.sleep(60)'"#
         ),
     );
