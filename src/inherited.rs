@@ -98,7 +98,9 @@ pub fn clean_up() {
 /// their default action would end it and orphan every service. Faults
 /// (SEGV, BUS, FPE, ILL, ABRT, TRAP, SYS) keep their defaults. The signals
 /// baseinit does handle get tokio's handlers later. Children start with every
-/// disposition at its default again (see `spawn`).
+/// disposition at its default again (see `spawn`). SIGIO is also what the
+/// service watch's dnotify pins would send (see `watch`): ignored, it is
+/// dropped by the kernel as it is sent.
 fn ignore_stray_signals() {
     use Signal::*;
     let stray = [

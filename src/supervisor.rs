@@ -472,7 +472,10 @@ impl Supervisor {
             tokio::spawn(status::serve(listener, status_requests));
         }
         let mut watch = None;
-        let mut retired_watch = None;
+        // Once the watch has ended (for the stop), none is made again; what
+        // of it must stay open until exit is held here.
+        let mut watch_ended = false;
+        let mut _retired_watch = None;
         let mut release = crate::resident::Release::default();
         // For the test that proves a panic ends in an ordered stop: a bug on
         // demand, some time after boot. Never set outside that test.
@@ -489,11 +492,7 @@ impl Supervisor {
             if panic_at.is_some_and(|at| Instant::now() >= at) {
                 panic!("BASEINIT_TEST_PANIC_AFTER_MS asked for it");
             }
-            if watch.is_none()
-                && matches!(self.phase, Phase::Running)
-                && !self.opts.skip_services
-                && retired_watch.is_none()
-            {
+            if watch.is_none() && matches!(self.phase, Phase::Running) && !self.opts.skip_services && !watch_ended {
                 watch = ServiceWatch::new(&self.opts.service_dir);
                 // The watch comes after the boot's scan (its watches would
                 // hold back the first services), so what changed in between
@@ -506,7 +505,8 @@ impl Supervisor {
             if !matches!(self.phase, Phase::Running)
                 && let Some(w) = watch.take()
             {
-                retired_watch = Some(w.unwatch_all());
+                watch_ended = true;
+                _retired_watch = w.close();
             }
             // The turn's lines go out before it waits (other tasks log
             // while it waits), and before a release: what runs after one

@@ -414,6 +414,40 @@ while :; do sleep 0.1; done"#;
 }
 
 #[test]
+fn every_watched_directory_is_pinned_for_as_long_as_it_is_watched() {
+    require_namespaces!("every_watched_directory_is_pinned_for_as_long_as_it_is_watched");
+    // A pin (src/watch.rs) is a watched directory held open with a dnotify
+    // request, so the stop's close of the inotify fd is quick. baseinit holds
+    // no other directory open, so the open directories are the pins.
+    let tree = Tree::new();
+    tree.service("a", r#"echo a >> "$OUT/starts"; exec sleep 60"#);
+    tree.service_file("a", "log/run", &tree.script("exec cat > /dev/null"), 0o755);
+    tree.service("b", r#"echo b >> "$OUT/starts"; exec sleep 60"#);
+    let init = Baseinit::start(Mode::Pid1, &tree.args(&[]));
+    let pid = init.pid();
+    wait_lines(&tree, "starts", 2, LONG);
+    let watched = |n: usize| {
+        let what = format!("{n} watches, each pinned");
+        wait_for(&what, LONG, || {
+            let (watches, dirs) = (common::inotify_watches(pid), common::open_directories(pid));
+            (watches == n && dirs == n).then_some(())
+        });
+    };
+    // The tree's root (the service directory's parent), the service
+    // directory, a, a/log and b.
+    watched(5);
+    let staging = tree.path().join("staging/c");
+    common::write_file(&staging.join("run"), &tree.script("exec sleep 60"), 0o755);
+    fs::rename(&staging, tree.service_dir().join("c")).unwrap();
+    watched(6);
+    fs::rename(tree.service_dir().join("b"), tree.path().join("b-removed")).unwrap();
+    watched(5);
+    init.signal(libc::SIGTERM);
+    let run = init.wait(LONG);
+    assert_eq!(run.code, 0, "stderr:\n{}", run.stderr);
+}
+
+#[test]
 fn a_service_added_while_the_first_ones_start_is_not_missed() {
     require_namespaces!("a_service_added_while_the_first_ones_start_is_not_missed");
     let tree = Tree::new();

@@ -466,6 +466,17 @@ pub fn inotify_watches(pid: i32) -> usize {
         .sum()
 }
 
+/// How many directories `pid` holds open.
+pub fn open_directories(pid: i32) -> usize {
+    let Ok(entries) = fs::read_dir(format!("/proc/{pid}/fd")) else {
+        return 0;
+    };
+    entries
+        .flatten()
+        .filter(|e| fs::metadata(e.path()).is_ok_and(|m| m.is_dir()))
+        .count()
+}
+
 /// True when the test runs as root (to mount, to switch users, to make a
 /// cgroup). When not, says so loudly; with BASEINIT_REQUIRE_ROOT=1 (CI) that
 /// is a failure instead of a skip.
