@@ -125,15 +125,20 @@ pub struct Writer {
 
 impl Writer {
     /// Waits until every line sent has been written, or until `deadline` (a
-    /// stdout nobody reads must not keep PID 1 from exiting). Every sender
-    /// must be gone for the writer to finish. When every line is written
-    /// already, it returns at once: the idle thread ends with the process,
-    /// and waking it only to hear it end cost a stop up to a millisecond on
-    /// a busy machine.
-    pub fn finish(self, deadline: std::time::Instant) {
+    /// stdout nobody reads must not keep PID 1 from exiting). `sink` is the
+    /// last sender (the readers' are gone). When every line is written
+    /// already, it returns at once and leaves the idle thread asleep, to
+    /// end with the process: closing the channel would wake it only to hear
+    /// it end, and a thread that ends frees its stack (0.1 ms, traced, on
+    /// the CPU the last log line then waited for); waking it cost a stop up
+    /// to a millisecond on a busy machine.
+    pub fn finish(self, sink: Option<Sink>, deadline: std::time::Instant) {
         if self.unwritten.load(Ordering::Acquire) == 0 {
+            // Nothing can send any more; the process exit ends the thread.
+            std::mem::forget(sink);
             return;
         }
+        drop(sink);
         let _ = self
             .finished
             .recv_timeout(deadline.saturating_duration_since(std::time::Instant::now()));

@@ -914,9 +914,9 @@ impl Supervisor {
         }
         // The readers' senders are gone now; the writer ends once it wrote
         // what they sent.
-        self.sink = None;
+        let sink = self.sink.take();
         if let Some(writer) = writer {
-            writer.finish(deadline);
+            writer.finish(sink, deadline);
         }
     }
 
