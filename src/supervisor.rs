@@ -472,9 +472,8 @@ impl Supervisor {
             tokio::spawn(status::serve(listener, status_requests));
         }
         let mut watch = None;
-        // Once the watch has ended (for the stop), none is made again; what
-        // of it must stay open until exit is held here.
-        let mut watch_ended = false;
+        // What of the watch must stay open until exit, once it has ended for
+        // the stop (the phase never returns to Running, so none is made again).
         let mut _retired_watch = None;
         let mut release = crate::resident::Release::default();
         // For the test that proves a panic ends in an ordered stop: a bug on
@@ -492,7 +491,7 @@ impl Supervisor {
             if panic_at.is_some_and(|at| Instant::now() >= at) {
                 panic!("BASEINIT_TEST_PANIC_AFTER_MS asked for it");
             }
-            if watch.is_none() && matches!(self.phase, Phase::Running) && !self.opts.skip_services && !watch_ended {
+            if watch.is_none() && matches!(self.phase, Phase::Running) && !self.opts.skip_services {
                 watch = ServiceWatch::new(&self.opts.service_dir);
                 // The watch comes after the boot's scan (its watches would
                 // hold back the first services), so what changed in between
@@ -505,7 +504,6 @@ impl Supervisor {
             if !matches!(self.phase, Phase::Running)
                 && let Some(w) = watch.take()
             {
-                watch_ended = true;
                 _retired_watch = w.close();
             }
             // The turn's lines go out before it waits (other tasks log
