@@ -231,11 +231,11 @@ pub fn open_control(control: &Path) -> io::Result<tokio::net::unix::pipe::Receiv
 /// Reads command bytes from the opened `control` FIFO for as long as the
 /// task lives and sends each, tagged with `unit`, to the supervisor (which
 /// alone acts on them).
-pub async fn read_commands(
+pub async fn read_commands<T: Copy>(
     receiver: tokio::net::unix::pipe::Receiver,
     control: PathBuf,
-    unit: crate::supervisor::UnitToken,
-    commands: tokio::sync::mpsc::UnboundedSender<(crate::supervisor::UnitToken, u8)>,
+    unit: T,
+    commands: tokio::sync::mpsc::UnboundedSender<(T, u8)>,
 ) {
     let mut buf = [0u8; 64];
     loop {

@@ -1,0 +1,197 @@
+//! The service directory applied: services added (with their loggers),
+//! and on a rescan new ones started, removed ones stopped and retired,
+//! changed ones stopped and started again with their new definition.
+
+use std::path::Path;
+use std::time::Instant;
+
+use tracing::{debug, error, info, warn};
+
+use crate::config::{self, ServiceSpec};
+use crate::service::Event;
+
+use super::Supervisor;
+use super::drain::{self, Ending};
+use super::host::Processes;
+use super::units::{Kind, Leaving, Unit, UnitId};
+
+impl<P: Processes> Supervisor<P> {
+    /// Adds a service (and its logger), queues their supervise directories,
+    /// and starts them unless they have a `down` file (or `keep_down`).
+    pub(super) fn add_service(&mut self, mut spec: ServiceSpec, keep_down: bool, now: Instant) {
+        let log = spec.log.take();
+        let down = match (spec.down, keep_down) {
+            (true, _) => Some("has a `down` file"),
+            (false, true) => Some("was down by sv before its definition changed"),
+            (false, false) => None,
+        };
+        let (dir, name) = (spec.dir.clone(), spec.name.clone());
+        let prefix = self.prefixed(spec.output);
+        let id = self.add_unit(Unit::from_spec(Kind::Service, spec, prefix));
+        if let Some(log) = log {
+            match nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC) {
+                Ok((reader, writer)) => {
+                    let log_down = log.down.then_some("has a `down` file");
+                    let log_dir = log.dir.clone();
+                    let prefix = self.prefixed(log.output);
+                    let logger = self.add_unit(Unit::from_spec(Kind::Logger, *log, prefix));
+                    self.units[logger].log_pipe = Some(reader);
+                    self.units[id].log_pipe = Some(writer);
+                    self.units[id].logger = Some(logger);
+                    // The logger first, so it reads from the first line on.
+                    self.open_and_start(logger, &log_dir, log_down, now);
+                }
+                Err(e) => error!("service {name}: cannot create the log pipe: {e}; logging to stdout"),
+            }
+        }
+        self.open_and_start(id, &dir, down, now);
+    }
+
+    /// Queues unit `id`'s supervise directory and starts it, unless it is to
+    /// stay down (and `down` says why) or waits for its `after` services.
+    fn open_and_start(&mut self, id: UnitId, dir: &Path, down: Option<&str>, now: Instant) {
+        self.runit.open_later(id, dir);
+        let unit = &mut self.units[id];
+        if let Some(why) = down {
+            info!("{}: {why}, not started", unit.label);
+            self.publish(id);
+        } else if !unit.after.is_empty() {
+            debug!("{}: waiting for {}", unit.label, unit.after.join(", "));
+            unit.order.waiting = true;
+            self.publish(id);
+        } else {
+            self.feed(id, Event::Up, now);
+        }
+    }
+
+    /// Applies the service directory as it is now: new services start,
+    /// removed ones stop, changed ones restart with their new definition,
+    /// unchanged ones are left alone. A broken definition is reported and the
+    /// service keeps running as it was.
+    pub(super) fn rescan(&mut self, now: Instant) {
+        self.rescan_at = None;
+        let scan = config::scan_services(
+            &self.opts.service_dir,
+            &self.opts.defaults,
+            self.opts.service_dir_required,
+        );
+        for problem in &scan.errors {
+            error!("{problem}");
+        }
+        if !scan.errors.is_empty() {
+            warn!(
+                "{} problem(s) in the service definitions: {} left as they were",
+                scan.errors.len(),
+                if scan.broken.is_empty() {
+                    "services".to_owned()
+                } else {
+                    scan.broken.join(", ")
+                }
+            );
+        }
+        let mut seen: Vec<String> = scan.broken.clone();
+        for spec in scan.services {
+            seen.push(spec.name.clone());
+            let Some(id) = self.units.by_name(&spec.name) else {
+                info!("service {}: new, starting", spec.name);
+                self.add_service(spec, false, now);
+                continue;
+            };
+            let unit = &mut self.units[id];
+            match &mut unit.leaving {
+                // Still stopping from an earlier rescan: what follows it is
+                // now this latest definition.
+                Some(Leaving::Removed) => {
+                    info!("{}: back in the service directory, restarting it", unit.label);
+                    unit.leaving = Some(Leaving::Replaced {
+                        spec: Box::new(spec),
+                        down: false,
+                    });
+                }
+                Some(Leaving::Replaced { spec: next, .. }) => **next = spec,
+                None if unit.fingerprint != spec.fingerprint => {
+                    info!("{}: definition changed, restarting it", unit.label);
+                    // Only an operator's `sv down` carries over: a service
+                    // waiting for or held by its dependencies is down only
+                    // for want of them.
+                    let down = unit.life.wants_down() && !unit.order.waiting && !unit.order.held;
+                    unit.leaving = Some(Leaving::Replaced {
+                        spec: Box::new(spec),
+                        down,
+                    });
+                    self.feed(id, Event::Down, now);
+                }
+                None => {}
+            }
+        }
+        if !scan.complete {
+            // Nothing could be listed: nothing is known to be gone.
+            return self.advance(now);
+        }
+        let gone: Vec<UnitId> = self
+            .units
+            .live()
+            .filter(|(_, u)| u.kind == Kind::Service && !seen.contains(&u.name))
+            .map(|(id, _)| id)
+            .collect();
+        for id in gone {
+            let unit = &mut self.units[id];
+            if matches!(unit.leaving, Some(Leaving::Removed)) {
+                continue;
+            }
+            info!(
+                "{}: removed from {}, stopping it",
+                unit.label,
+                self.opts.service_dir.display()
+            );
+            // Removed while being replaced: the replacement is off too.
+            unit.leaving = Some(Leaving::Removed);
+            self.stop_after_dependents(id, now);
+        }
+        self.advance(now);
+    }
+
+    /// Services stopped by a rescan: once down, their logger follows, and once
+    /// both are down they are retired (and a changed one comes back).
+    pub(super) fn finish_leaving(&mut self, now: Instant) {
+        for id in self.units.ids() {
+            let Some(unit) = self.units.get(id) else {
+                continue; // its slot went to a service added just now
+            };
+            if unit.leaving.is_none() || unit.retired || !unit.life.is_down() {
+                continue;
+            }
+            let mut ending = drain::ending(&self.units, id);
+            if let Ending::CloseInput(logger) = ending {
+                self.units[id].log_pipe = None;
+                self.feed(logger, Event::Retire, now);
+                ending = drain::ending(&self.units, id);
+            }
+            match ending {
+                Ending::CloseInput(_) | Ending::LoggerBusy => continue,
+                Ending::WithLogger(logger) => self.retire(logger),
+                Ending::Alone => {}
+            }
+            self.retire(id);
+            if let Some(Leaving::Replaced { spec, down }) = self.units[id].leaving.take() {
+                self.add_service(*spec, down, now);
+            }
+        }
+    }
+
+    /// Stops supervising unit `id`: its name is free again, its state and
+    /// descriptors dropped.
+    pub(super) fn retire(&mut self, id: UnitId) {
+        // Its last state (down) is written while it still has somewhere to go.
+        if std::mem::take(&mut self.units[id].runit.publish_queued) {
+            self.write_state(id);
+        }
+        let unit = &mut self.units[id];
+        unit.runit.close();
+        unit.log_pipe = None;
+        if let Some(task) = unit.probe_task.take() {
+            task.abort();
+        }
+        self.units.retire(id);
+    }
+}
