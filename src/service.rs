@@ -166,6 +166,14 @@ pub enum Event {
     /// stops by itself at EOF; it is killed only if it outlives its stop
     /// timeout.
     Retire,
+    /// Wanted down, with the stop left to someone else for now (runit's
+    /// `control/t` runs): no signal yet, and a run that exits meanwhile is
+    /// not restarted. Elsewhere than Running, the same as Down.
+    WantDown,
+    /// `control/t` stopped the run in its own way (it exited 0): no stop
+    /// signal, only runit's SIGCONT; SIGKILL at the stop timeout if the run
+    /// outlives it.
+    StopHandled,
     /// The program asked for by the last Start action now runs as `pid`.
     Spawned(Pid),
     /// The program asked for by the last Start action could not be started.
@@ -452,6 +460,25 @@ impl Lifecycle {
             (Running { pid, since }, Event::Down) => {
                 self.want = Want::Down;
                 self.stop(pid, since, now, out)
+            }
+            (Running { .. }, Event::WantDown) => {
+                self.want = Want::Down;
+                state
+            }
+            (_, Event::WantDown) => self.next(state, Event::Down, now, out),
+            (Running { pid, since }, Event::StopHandled) if self.want != Want::Up => {
+                out.push(Action::SignalGroup {
+                    pgid: pid,
+                    signal: Signal::SIGCONT,
+                    why: Why::Stop,
+                });
+                Stopping {
+                    pid,
+                    since,
+                    escalation: Escalation::Signaled {
+                        kill_at: now + self.policy.stop_timeout,
+                    },
+                }
             }
             (Backoff { .. } | Failed { .. }, Event::Down) => {
                 self.want = Want::Down;
@@ -1186,6 +1213,85 @@ mod tests {
             ],
         );
         assert_eq!(m.deadline(), None);
+    }
+
+    #[test]
+    fn a_stop_left_to_control_t_signals_nothing_but_sigcont_and_still_escalates() {
+        let running = |t0: Instant| State::Running { pid: pid(3), since: t0 };
+        let stopping = |t0: Instant| State::Stopping {
+            pid: pid(3),
+            since: t0,
+            escalation: Escalation::Signaled {
+                kill_at: t0 + 6000 * MS,
+            },
+        };
+        let m = run_table(
+            policy(),
+            &[
+                (0, Event::Up, vec![Action::StartRun], &|_| State::Starting),
+                (0, Event::Spawned(pid(3)), vec![], &running),
+                (500, Event::WantDown, vec![], &running),
+                (
+                    1000,
+                    Event::StopHandled,
+                    vec![sig(3, Signal::SIGCONT, Why::Stop)],
+                    &stopping,
+                ),
+                (1000, Event::StopHandled, vec![], &stopping),
+                (
+                    6000,
+                    Event::Tick,
+                    vec![sig(3, Signal::SIGKILL, Why::StopTimeout)],
+                    &|t0| State::Stopping {
+                        pid: pid(3),
+                        since: t0,
+                        escalation: Escalation::Killed {
+                            give_up_at: t0 + 6000 * MS + KILL_WAIT,
+                        },
+                    },
+                ),
+            ],
+        );
+        assert!(m.wants_down());
+        // A run that exits while control/t runs is not restarted; control/t
+        // failing then (Down) changes nothing.
+        let m = run_table(
+            policy(),
+            &[
+                (0, Event::Up, vec![Action::StartRun], &|_| State::Starting),
+                (0, Event::Spawned(pid(3)), vec![], &running),
+                (10, Event::WantDown, vec![], &running),
+                (20, exited(0, true), vec![Action::Settled], &|_| State::Down),
+                (30, Event::StopHandled, vec![], &|_| State::Down),
+                (30, Event::Down, vec![], &|_| State::Down),
+            ],
+        );
+        assert_eq!(m.restarts(), 0);
+        // Wanted up again (sv up) before control/t is done: no stop.
+        run_table(
+            policy(),
+            &[
+                (0, Event::Up, vec![Action::StartRun], &|_| State::Starting),
+                (0, Event::Spawned(pid(3)), vec![], &running),
+                (10, Event::WantDown, vec![], &running),
+                (20, Event::Up, vec![], &running),
+                (30, Event::StopHandled, vec![], &running),
+            ],
+        );
+        // Not running: WantDown is Down.
+        run_table(
+            policy(),
+            &[
+                (0, Event::Up, vec![Action::StartRun], &|_| State::Starting),
+                (
+                    0,
+                    Event::SpawnFailed,
+                    vec![Action::Restart { after: 100 * MS }],
+                    &|t0| State::Backoff { until: t0 + 100 * MS },
+                ),
+                (10, Event::WantDown, vec![Action::Settled], &|_| State::Down),
+            ],
+        );
     }
 
     #[test]

@@ -655,7 +655,9 @@ while :; do sleep 0.1; done"#,
         &tree.script(r#"echo control-h >> "$OUT/control"; exit 1"#),
         0o755,
     );
-    let init = Baseinit::start(Mode::Pid1, &tree.args(&[]));
+    // A short stop timeout: at the shutdown control/t handles the stop too
+    // (as runsv runs it), so the service, which ignores SIGCONT, is killed.
+    let init = Baseinit::start(Mode::Pid1, &tree.args(&["--stop-timeout", "0.5"]));
     wait_lines(&tree, "up", 1, LONG);
     // A service can be up before its runit state is on disk (written once
     // per wake-up, and spawning does not wait for the exec); sv without a
@@ -668,10 +670,90 @@ while :; do sleep 0.1; done"#,
     init.signal(libc::SIGTERM);
     let run = init.wait(LONG);
     assert_eq!(run.code, 0, "stderr:\n{}", run.stderr);
-    assert_eq!(tree.read("control"), "control-t\ncontrol-h\n");
+    assert_eq!(tree.read("control"), "control-t\ncontrol-h\ncontrol-t\n");
     // The first signal the service saw was the HUP: control/t swallowed sv term.
     assert_eq!(tree.read("signals").lines().next(), Some("HUP"));
     assert_eq!(tree.read("up"), "up\n", "never restarted");
+}
+
+/// A service that records what happens to it, with `control/t` (exiting
+/// `t_code`) and `control/d` recording when they run, in `tree`.
+fn service_with_stop_scripts(tree: &Tree, t_code: i32) {
+    tree.service(
+        "svc",
+        r#"trap 'echo TERM >> "$OUT/events"; exit 0' TERM
+echo up >> "$OUT/events"
+while :; do sleep 0.05; done"#,
+    );
+    let t = format!("echo t >> \"$OUT/events\"; exit {t_code}");
+    tree.service_file("svc", "control/t", &tree.script(&t), 0o755);
+    let d = r#"echo d >> "$OUT/events""#;
+    tree.service_file("svc", "control/d", &tree.script(d), 0o755);
+}
+
+/// What `sv down` did: the events (the order of those after control/t,
+/// which race each other under runsv too, aside) and `sv status` after
+/// them (pid and seconds aside).
+fn after_sv_down(tree: &Tree, t_code: i32) -> (Vec<String>, String) {
+    wait_status(tree, "svc", "run: svc: ");
+    sv(tree, &["down", "svc"]);
+    let (events, settled) = if t_code == 0 {
+        (3, "run: svc: ")
+    } else {
+        (4, "down: svc: ")
+    };
+    let text = wait_lines(tree, "events", events, LONG);
+    let status = wait_status(tree, "svc", settled);
+    let mut lines: Vec<String> = text.lines().map(str::to_owned).collect();
+    lines[2..].sort();
+    let status: String = status
+        .split(|c: char| c.is_ascii_digit())
+        .filter(|part| !part.is_empty())
+        .collect::<Vec<_>>()
+        .join("N");
+    (lines, status)
+}
+
+#[test]
+fn sv_down_runs_control_t_then_control_d_as_runsv_does() {
+    require_namespaces!("sv_down_runs_control_t_then_control_d_as_runsv_does");
+    if !stock_sv_available("sv_down_runs_control_t_then_control_d_as_runsv_does") {
+        return;
+    }
+    for t_code in [0, 1] {
+        // Debian's runsv, a child of this test, stopped by its pid.
+        let tree = Tree::new();
+        service_with_stop_scripts(&tree, t_code);
+        let mut runsv = Command::new("runsv")
+            .arg(tree.service_dir().join("svc"))
+            .stdin(std::process::Stdio::null())
+            .spawn()
+            .expect("spawn runsv");
+        let theirs = after_sv_down(&tree, t_code);
+        if let Ok(pid) = tree.read("service/svc/supervise/pid").trim().parse::<i32>() {
+            let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGKILL);
+        }
+        let _ = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(runsv.id() as i32),
+            nix::sys::signal::Signal::SIGKILL,
+        );
+        let _ = runsv.wait();
+
+        let tree = Tree::new();
+        service_with_stop_scripts(&tree, t_code);
+        let init = Baseinit::start(Mode::Pid1, &tree.args(&["--stop-timeout", "0.5"]));
+        let ours = after_sv_down(&tree, t_code);
+        init.signal(libc::SIGTERM);
+        let run = init.wait(LONG);
+        assert_eq!(run.code, 0, "stderr:\n{}", run.stderr);
+        assert_eq!(ours, theirs, "control/t exiting {t_code}: baseinit, then runsv");
+        let expected: &[&str] = if t_code == 0 {
+            &["up", "t", "d"]
+        } else {
+            &["up", "t", "TERM", "d"]
+        };
+        assert_eq!(ours.0, expected, "control/t exiting {t_code}");
+    }
 }
 
 #[test]

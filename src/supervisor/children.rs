@@ -20,9 +20,9 @@ use crate::shutdown::KillAll;
 use crate::spawn::{Launch, Redirect, SpawnError};
 
 use super::Supervisor;
-use super::drain;
 use super::host::{Processes, Reaped};
 use super::units::{Kind, Role, Unit, UnitId};
+use super::{commands, drain};
 
 /// Which program of a unit to start.
 pub(super) enum Program<'a> {
@@ -371,19 +371,15 @@ impl<P: Processes> Supervisor<P> {
                     }
                     events.push((id, Event::FinishExited(child.status)));
                 }
-                (Role::Control { command, letter }, failed) => {
+                (Role::Control { letter, script }, failed) => {
                     if let Some(source) = failed {
-                        // Its exit status (127) is a failure: the default follows.
+                        // Its exit status (127) is a failure, as runsv's.
                         let unit = &self.units[id];
-                        let script = unit.dir.as_ref().map(|d| d.join("control").join(letter.to_string()));
-                        let launch = Launch::program(script.into_iter().map(PathBuf::into_os_string).collect());
-                        warn!(
-                            "{}: control/{letter}: {}; doing the default",
-                            unit.label,
-                            SpawnError::new(&launch, source)
-                        );
+                        let path = unit.dir.as_ref().map(|d| d.join("control").join(letter.to_string()));
+                        let launch = Launch::program(path.into_iter().map(PathBuf::into_os_string).collect());
+                        commands::exec_failed(&unit.label, letter, script, SpawnError::new(&launch, source));
                     }
-                    controls.push((id, command, child.status));
+                    controls.push((id, letter, script, child.status));
                 }
                 (Role::Probe { run, health }, failed) => {
                     if let Some(source) = failed {
@@ -417,8 +413,8 @@ impl<P: Processes> Supervisor<P> {
         for (id, run, ok) in probes {
             self.probe_result(id, run, ok, now);
         }
-        for (id, command, status) in controls {
-            self.control_script_done(id, command, status, now);
+        for (id, letter, script, status) in controls {
+            self.control_script_done(id, letter, script, status, now);
         }
         self.check_draining_groups(now);
         self.no_children = reaped.no_children;

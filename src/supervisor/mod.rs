@@ -474,7 +474,7 @@ impl<P: Processes> Supervisor<P> {
     fn stop_after_dependents(&mut self, id: UnitId, now: Instant) {
         let requirers = order::requirers(&self.units, id);
         if requirers.is_empty() {
-            return self.feed(id, Event::Down, now);
+            return self.stop(id, now);
         }
         self.units[id].order.stop_pending = true;
         for dependent in requirers {
@@ -496,7 +496,7 @@ impl<P: Processes> Supervisor<P> {
             }
             for id in due {
                 self.units[id].order.stop_pending = false;
-                self.feed(id, Event::Down, now);
+                self.stop(id, now);
             }
         }
     }
@@ -505,10 +505,15 @@ impl<P: Processes> Supervisor<P> {
     /// order; loggers once their service is down, reading it to the end.
     fn stop_units(&mut self, now: Instant) {
         for unit in self.units.iter_mut() {
+            let stops = unit.kind != Kind::Logger && !unit.retired;
             unit.order = order::OrderFlags {
-                stop_pending: unit.kind != Kind::Logger && !unit.retired,
+                stop_pending: stops,
                 ..order::OrderFlags::default()
             };
+            // runsv stops its service at a shutdown as for `sv exit`.
+            if stops && unit.kind == Kind::Service {
+                unit.runit.stop_command = Some(crate::supervise::Command::Exit);
+            }
         }
         self.stop_in_order(now);
     }

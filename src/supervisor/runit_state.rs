@@ -45,6 +45,10 @@ pub struct RunitState {
     pub publish_queued: bool,
     /// The task reading `supervise/control`.
     pub control_task: Option<JoinHandle<()>>,
+    /// The runit command a pending stop carries out (`sv down`, `sv exit`,
+    /// and a shutdown, which is an exit): it decides which `control/`
+    /// scripts run around the stop signal.
+    pub stop_command: Option<crate::supervise::Command>,
 }
 
 impl RunitState {

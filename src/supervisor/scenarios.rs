@@ -570,3 +570,139 @@ async fn a_main_command_that_cannot_start_ends_the_container_with_that_failure()
         Outcome::MainCommandFailed(crate::exit::SpawnFailure::NotFound)
     );
 }
+
+/// An executable `control/LETTER` for service `name`.
+fn control(tree: &Path, name: &str, letter: char) {
+    let dir = tree.join("service").join(name).join("control");
+    fs::create_dir_all(&dir).expect("mkdir");
+    let path = dir.join(letter.to_string());
+    fs::write(&path, "#!/bin/sh\n").expect("write");
+    fs::set_permissions(&path, fs::Permissions::from_mode(0o755)).expect("chmod");
+}
+
+impl World {
+    /// The signals sent to `name`, in order.
+    fn signals_to(&self, name: &str) -> Vec<Signal> {
+        let sent = &self.sup.processes.signals;
+        sent.iter().filter(|(n, _)| n == name).map(|(_, s)| *s).collect()
+    }
+
+    /// `sv COMMAND name`, as the byte runit's sv writes.
+    fn sv(&mut self, name: &str, byte: u8) {
+        let id = self.sup.units.by_name(name).expect("a service");
+        self.sup.on_command(id, byte, self.now);
+        self.settle();
+    }
+}
+
+#[tokio::test]
+async fn sv_down_runs_control_t_in_place_of_the_stop_signal_then_control_d() {
+    let mut w = World::boot(
+        |t| {
+            service(t, "web", "stop-timeout = \"3s\"");
+            control(t, "web", 't');
+            control(t, "web", 'd');
+        },
+        |_| {},
+    );
+    w.sv("web", b'd');
+    assert_eq!(w.started(), ["web", "t"], "control/t first");
+    assert_eq!(w.signals_to("web"), [], "no signal while it runs");
+    w.exit("t", 0);
+    assert_eq!(w.signals_to("web"), [Signal::SIGCONT], "handled: runit's SIGCONT only");
+    assert_eq!(w.started(), ["web", "t", "d"], "then control/d");
+    assert!(w.running("web"));
+    assert_eq!(w.state("web"), "stopping");
+    w.exit("d", 1);
+    w.wait(Duration::from_secs(3));
+    assert_eq!(
+        w.signals_to("web"),
+        [Signal::SIGCONT, Signal::SIGKILL],
+        "killed at the stop timeout"
+    );
+    assert_eq!(w.state("web"), "down");
+    assert_eq!(w.started().iter().filter(|n| **n == "web").count(), 1, "stays down");
+}
+
+#[tokio::test]
+async fn a_failing_control_t_lets_the_stop_signal_go_and_control_d_never_prevents_the_stop() {
+    let mut w = World::boot(
+        |t| {
+            service(t, "web", "");
+            control(t, "web", 't');
+            control(t, "web", 'd');
+            service(t, "api", "");
+            control(t, "api", 'd');
+        },
+        |_| {},
+    );
+    w.sv("web", b'd');
+    w.exit("t", 1);
+    assert_eq!(w.started(), ["api", "web", "t", "d"]);
+    assert!(!w.running("web"), "SIGTERM after control/t failed");
+    assert_eq!(w.signals_to("web")[0], Signal::SIGTERM);
+    // Without control/t: the stop signal at once, and control/d after it,
+    // whose exit 0 changes nothing (it used to skip the stop).
+    w.sv("api", b'd');
+    assert!(!w.running("api"));
+    assert_eq!(w.started().last(), Some(&"d"));
+    w.exit("d", 0);
+    assert_eq!(w.state("api"), "down");
+}
+
+#[tokio::test]
+async fn sv_exit_and_the_shutdown_run_control_t_then_control_x() {
+    let mut w = World::boot(
+        |t| {
+            service(t, "web", "");
+            control(t, "web", 't');
+            control(t, "web", 'd');
+            control(t, "web", 'x');
+            service(t, "plain", "");
+        },
+        |_| {},
+    );
+    w.stop();
+    assert_eq!(w.started(), ["plain", "web", "t"], "plain is stopped by its signal");
+    assert!(!w.running("plain"));
+    w.exit("t", 1);
+    assert!(!w.running("web"));
+    assert_eq!(w.started(), ["plain", "web", "t", "x"], "control/x, not control/d");
+    assert!(w.sup.phases.is_done(), "control/x does not hold the shutdown up");
+    // sv exit is the same.
+    let mut w = World::boot(
+        |t| {
+            service(t, "web", "");
+            control(t, "web", 't');
+            control(t, "web", 'x');
+        },
+        |_| {},
+    );
+    w.sv("web", b'x');
+    w.exit("t", 0);
+    assert_eq!(w.started(), ["web", "t", "x"]);
+    assert_eq!(w.signals_to("web"), [Signal::SIGCONT]);
+}
+
+#[tokio::test]
+async fn other_control_scripts_stand_in_for_their_command() {
+    let mut w = World::boot(
+        |t| {
+            service(t, "web", "");
+            control(t, "web", 'h');
+            control(t, "web", 'u');
+        },
+        |_| {},
+    );
+    w.sv("web", b'h');
+    w.exit("h", 0);
+    assert_eq!(w.signals_to("web"), [], "handled");
+    w.sv("web", b'h');
+    w.exit("h", 1);
+    assert_eq!(w.signals_to("web"), [Signal::SIGHUP], "the default after a failure");
+    w.sv("web", b'd');
+    assert_eq!(w.state("web"), "down");
+    w.sv("web", b'u');
+    w.exit("u", 0);
+    assert_eq!(w.state("web"), "down", "control/u handled sv up");
+}

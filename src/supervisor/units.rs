@@ -54,11 +54,25 @@ pub enum Role {
         run: Pid,
         health: bool,
     },
-    /// A `control/C` script standing in for command `command`.
+    /// A `control/` script, `control/LETTER`.
     Control {
-        command: Command,
         letter: char,
+        script: ControlScript,
     },
+}
+
+/// What a `control/` script's exit means (runit's runsv).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ControlScript {
+    /// `control/C` in place of command C: exit 0 handled it; otherwise the
+    /// command's default follows.
+    Instead(Command),
+    /// `control/t` at a stop (`sv down`, `sv exit`, a shutdown): exit 0
+    /// stopped the service its own way (no stop signal); then `control/`
+    /// `after` (`d` or `x`) runs.
+    Stop { after: char },
+    /// `control/d` or `control/x` after a stop: its exit status is ignored.
+    AfterStop,
 }
 
 /// Being replaced (changed definition) or removed by a rescan: what comes
