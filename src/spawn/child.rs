@@ -1,4 +1,4 @@
-//! The child's side of a start, from its clone to its `execve`.
+//! The child's side of a start, from its clone (or fork) to its `execve`.
 //! A child started by `clone(CLONE_VM)` runs in baseinit's memory beside
 //! baseinit: it may only make `raw_syscall`'s calls, must not allocate,
 //! take a lock or write anything but its stack and its plan, and must never
@@ -30,9 +30,11 @@ pub(super) extern "C" fn entry(arg: *mut libc::c_void) -> libc::c_int {
 /// baseinit's, and some take locks or, as `setuid` in a threaded process,
 /// signal every thread), no allocation, no panic, and it writes nothing but
 /// its own stack and plan: what it reads was built before it started.
+/// Started by fork (where that clone is refused), it runs the same code on
+/// a copy, where the same rules cost nothing.
 ///
 /// # Safety
-/// Call only in a child started by `in_flight`, with
+/// Call only in a child started by `in_flight` (by clone or fork), with
 /// `plan` built by `Plan::build`.
 pub(super) unsafe fn exec_child(plan: &mut Plan) -> ! {
     // SAFETY (whole body): calls on fds and on NUL-terminated strings and

@@ -35,6 +35,11 @@
 //! baseinit until it returns. Where `raw_syscall` has no raw call (an
 //! architecture other than x86_64 and aarch64), CLONE_VFORK stays.
 //!
+//! Where a clone in shared memory is refused, children start by `fork`
+//! instead, for the rest of the process's life: qemu's user-mode emulation
+//! (foreign-architecture images) and seccomp profiles fail such a clone;
+//! valgrind ends the process instead, so it is asked first (`in_flight`).
+//!
 //! The parts: `plan` builds what a child needs; `child` is the child up to
 //! its exec, and `raw_syscall` its system calls; `in_flight` starts it and
 //! frees the memory it ran on; `report` carries a failed start back.
@@ -169,9 +174,21 @@ pub fn spawn(
     redirect: Redirect<'_>,
     reports: &ExecReports,
 ) -> Result<Pid, SpawnError> {
+    spawn_by(launch, extra_args, base, redirect, reports, in_flight::start_child)
+}
+
+/// [`spawn`], with the child started by `start` (the tests choose how).
+fn spawn_by(
+    launch: &Launch,
+    extra_args: &[OsString],
+    base: &Vars,
+    redirect: Redirect<'_>,
+    reports: &ExecReports,
+    start: impl FnOnce(Box<Plan>) -> io::Result<libc::pid_t>,
+) -> Result<Pid, SpawnError> {
     let error = |source| SpawnError::new(launch, source);
     let (plan, held) = Plan::build(launch, extra_args, base, redirect, reports.writer()).map_err(error)?;
-    let pid = in_flight::start_child(Box::new(plan)).map_err(error)?;
+    let pid = start(Box::new(plan)).map_err(error)?;
     // The child makes its own group too; whichever comes first makes it,
     // so a signal to the group cannot come before the group exists. After
     // the child's exec this fails (EACCES): it made the group already.
@@ -213,8 +230,17 @@ mod tests {
     /// Spawns for real, and waits for that one pid (a test is not the
     /// supervisor: its waitpid rule is about waitpid(-1)).
     fn run(launch: &Launch, base: &Vars) -> (i32, Option<io::Error>) {
+        run_by(launch, base, in_flight::start_child)
+    }
+
+    /// [`run`], the child started by `start`.
+    fn run_by(
+        launch: &Launch,
+        base: &Vars,
+        start: impl FnOnce(Box<Plan>) -> io::Result<libc::pid_t>,
+    ) -> (i32, Option<io::Error>) {
         let mut reports = ExecReports::new().unwrap();
-        let pid = spawn(launch, &[], base, Redirect::default(), &reports).unwrap();
+        let pid = spawn_by(launch, &[], base, Redirect::default(), &reports, start).unwrap();
         let status = nix::sys::wait::waitpid(pid, None).unwrap();
         let code = match status {
             nix::sys::wait::WaitStatus::Exited(_, code) => code,
@@ -283,5 +309,111 @@ mod tests {
         };
         let (code, error) = run(&relative, &Vars::new());
         assert_eq!((code, error.map(|e| e.kind())), (3, None));
+    }
+
+    /// Starts `plan` as where a clone in baseinit's memory is refused: by a
+    /// `Start` of its own (the process's is left as it is) whose clone
+    /// fails with EINVAL, as under qemu's user-mode emulation.
+    fn refused(plan: Box<Plan>) -> io::Result<libc::pid_t> {
+        let refuse = |plan| {
+            Err(in_flight::SharedError::Clone(
+                plan,
+                io::Error::from_raw_os_error(libc::EINVAL),
+            ))
+        };
+        in_flight::Start::new().start(plan, refuse, in_flight::fork_copied)
+    }
+
+    /// A `/proc/PID/status` field.
+    fn status_field(pid: i32, key: &str) -> String {
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(key))
+            .unwrap()
+            .trim()
+            .to_owned()
+    }
+
+    #[test]
+    fn where_the_clone_is_refused_a_child_starts_by_fork_as_clean() {
+        use nix::sys::signal::{SigSet, SigmaskHow, Signal, pthread_sigmask};
+        // What this process would pass on: SIGPIPE ignored (Rust's runtime
+        // does that), SIGUSR2 blocked in this thread, an fd without
+        // close-on-exec.
+        let me = std::process::id() as i32;
+        assert_ne!(status_field(me, "SigIgn:"), "0000000000000000");
+        let mut usr2 = SigSet::empty();
+        usr2.add(Signal::SIGUSR2);
+        let mut old = SigSet::empty();
+        pthread_sigmask(SigmaskHow::SIG_BLOCK, Some(&usr2), Some(&mut old)).unwrap();
+        let (_reader, _writer) = nix::unistd::pipe().unwrap();
+        let reports = ExecReports::new().unwrap();
+        let base: Vars = [(os("PATH"), os("/usr/bin:/bin"))].into_iter().collect();
+        let sleeper = Launch::program(vec![os("sleep"), os("30")]);
+        let started = spawn_by(&sleeper, &[], &base, Redirect::default(), &reports, refused);
+        pthread_sigmask(SigmaskHow::SIG_SETMASK, Some(&old), None).unwrap();
+        let pid = started.unwrap().as_raw();
+        assert!(!in_flight::holds(pid), "a forked child holds nothing of baseinit's");
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while std::fs::read(format!("/proc/{pid}/cmdline")).unwrap() != b"sleep\x0030\0" {
+            assert!(std::time::Instant::now() < deadline, "no exec 10 s after the spawn");
+            std::thread::sleep(std::time::Duration::from_millis(1));
+        }
+        // `sleep` opens locale data for a moment as it starts.
+        std::thread::sleep(std::time::Duration::from_millis(100));
+        assert_eq!(status_field(pid, "SigBlk:"), "0000000000000000", "signal mask");
+        assert_eq!(status_field(pid, "SigIgn:"), "0000000000000000", "ignored signals");
+        assert_eq!(status_field(pid, "PPid:"), me.to_string(), "a child of this process");
+        let mut fds: Vec<i32> = std::fs::read_dir(format!("/proc/{pid}/fd"))
+            .unwrap()
+            .filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
+            .collect();
+        fds.sort();
+        assert_eq!(fds, [0, 1, 2], "only fds 0-2");
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+        let pgrp: i32 = stat
+            .rsplit_once(')')
+            .unwrap()
+            .1
+            .split_whitespace()
+            .nth(2)
+            .unwrap()
+            .parse()
+            .unwrap();
+        assert_eq!(pgrp, pid, "its own process group");
+        nix::sys::signal::kill(Pid::from_raw(pid), Signal::SIGKILL).unwrap();
+        nix::sys::wait::waitpid(Pid::from_raw(pid), None).unwrap();
+    }
+
+    #[test]
+    fn where_the_clone_is_refused_a_failed_start_is_reported_as_before() {
+        let dir = tempfile::tempdir().unwrap();
+        let path: Vars = [(os("PATH"), dir.path().as_os_str().to_owned())].into_iter().collect();
+        let denied = dir.path().join("denied");
+        std::fs::write(&denied, "#!/bin/sh\n").unwrap();
+        let launches = [
+            Launch::program(vec![os("/no/such/program")]),
+            Launch::program(vec![os("no-such-program")]),
+            Launch::program(vec![os("denied")]),
+            Launch {
+                cwd: Some(dir.path().join("no-such-dir")),
+                ..Launch::program(vec![os("/bin/true")])
+            },
+        ];
+        for launch in &launches {
+            let summary = |(code, error): (i32, Option<io::Error>)| (code, error.map(|e| e.to_string()));
+            let shared = summary(run(launch, &path));
+            let forked = summary(run_by(launch, &path, refused));
+            assert_eq!(forked, shared, "{:?}", launch.argv);
+            assert_eq!(forked.0, 127, "{:?}", launch.argv);
+        }
+        // And a program that runs, runs.
+        let ok = Launch::program(vec![os("/bin/sh"), os("-c"), os("exit 3")]);
+        assert_eq!(summary_code(run_by(&ok, &path, refused)), (3, None));
+    }
+
+    fn summary_code((code, error): (i32, Option<io::Error>)) -> (i32, Option<i32>) {
+        (code, error.and_then(|e| e.raw_os_error()))
     }
 }
