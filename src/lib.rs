@@ -10,7 +10,7 @@
 //! - [`startup`]: which startup scripts run, in what order.
 //! - [`service`]: the per-service lifecycle, a pure state machine.
 //! - [`supervisor`]: the event loop that turns the machines' actions into syscalls.
-//! - [`spawn`]: starting children clean (their system calls: `raw_syscall`);
+//! - [`spawn`]: starting children clean (their system calls: `spawn::raw_syscall`);
 //!   [`reaper`]: the one owner of `waitpid`;
 //!   [`process_group`]: signalling groups and telling when they are empty.
 //! - [`supervise`]: runit's `supervise/` state files and control FIFOs.
@@ -34,7 +34,6 @@ pub mod inherited;
 pub mod logging;
 pub mod output;
 pub mod process_group;
-mod raw_syscall;
 pub mod reaper;
 pub mod resident;
 pub mod service;

@@ -14,6 +14,10 @@
 //! false: the child is started with CLONE_VFORK (baseinit suspended until
 //! it execs, as posix_spawn does), and the calls go through
 //! `libc::syscall`, whose `errno` nothing reads meanwhile.
+//!
+//! Only the child runs these, so they are fenced as `child` is: nothing
+//! that could panic.
+#![deny(clippy::indexing_slicing, clippy::panic, clippy::unwrap_used, clippy::expect_used)]
 
 use std::ffi::CStr;
 
@@ -241,6 +245,7 @@ pub(crate) fn exit(code: i32) -> ! {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used, reason = "tests")]
 mod tests {
     use super::*;
 
