@@ -28,6 +28,7 @@ use crate::exit::{ExitStatus, Outcome, SpawnFailure};
 use crate::output::{self, Stream};
 use crate::process_group;
 use crate::reaper;
+use crate::runit::{self, Command, RunState, Status, Supervise};
 use crate::service::{
     Action, Backoff, Event, FailureAction, FailurePolicy, KILL_WAIT, Lifecycle, Policy, RestartPolicy, State, Why,
 };
@@ -35,7 +36,6 @@ use crate::shutdown::{self, KillAll, StopPlan};
 use crate::spawn::{self, ExecReports, Launch, Redirect, SpawnError, StdinMode};
 use crate::startup;
 use crate::status;
-use crate::supervise::{self, Command, RunState, Status, Supervise};
 use crate::watch::ServiceWatch;
 
 /// What the supervisor is told to do, from the command line.
@@ -991,9 +991,9 @@ impl Supervisor {
                     index: i,
                     generation: self.units[i].generation,
                 };
-                match supervise::open_control(&control) {
+                match runit::open_control(&control) {
                     Ok(receiver) => {
-                        self.units[i].control_task = Some(tokio::spawn(supervise::read_commands(
+                        self.units[i].control_task = Some(tokio::spawn(runit::read_commands(
                             receiver,
                             control,
                             token,
