@@ -35,9 +35,14 @@ fi
 mkdir -p "$CARGO_TARGET_DIR"
 script="$CARGO_TARGET_DIR/code-layout-$(cksum <"$root/images/code-layout.ld" | cut -d' ' -f1).ld"
 cp "$root/images/code-layout.ld" "$script"
+# The linker's map of the result, for images/check-code-layout.py (which
+# input sections each pattern of code-layout.ld placed): written by the link
+# itself, so no second build is needed, and the release profile's stripping
+# does not matter.
+map="$CARGO_TARGET_DIR/baseinit.map"
 # A separate --target keeps these RUSTFLAGS from invalidating the host build
 # that `cargo test` uses.
-RUSTFLAGS="${RUSTFLAGS:-} -C target-feature=+crt-static -C relocation-model=static -C link-arg=-Wl,-T,$script" \
+RUSTFLAGS="${RUSTFLAGS:-} -C target-feature=+crt-static -C relocation-model=static -C link-arg=-Wl,-T,$script -C link-arg=-Wl,-Map=$map" \
     cargo build --manifest-path "$root/Cargo.toml" --release --locked --target "$target" --bin baseinit
 
 bin="$CARGO_TARGET_DIR/$target/release/baseinit"
@@ -59,4 +64,4 @@ mkdir -p "$(dirname "$out")"
 # cp to a temporary name and rename: a build that reads it never sees half a file.
 cp "$bin" "$out.tmp.$$"
 mv -f "$out.tmp.$$" "$out"
-echo "build-binary: $out ($(stat -c %s "$out") bytes, static)"
+echo "build-binary: $out ($(stat -c %s "$out") bytes, static; linker map $map)"

@@ -13,7 +13,8 @@
 //! - [`spawn`]: starting children clean (their system calls: `spawn::raw_syscall`);
 //!   [`reaper`]: the one owner of `waitpid`;
 //!   [`process_group`]: signalling groups and telling when they are empty.
-//! - [`supervise`]: runit's `supervise/` state files and control FIFOs.
+//! - [`runit`]: runit's protocol, shared by the supervisor and `sv`: the
+//!   `supervise/` directory, its status record and its control letters.
 //! - [`watch`]: inotify on the service directory.
 //! - [`status`]: `baseinit status` and `health`, over a root-only socket.
 //! - [`shutdown`]: the stop plan and the final kill-all.
@@ -36,11 +37,11 @@ pub mod output;
 pub mod process_group;
 pub mod reaper;
 pub mod resident;
+pub mod runit;
 pub mod service;
 pub mod shutdown;
 pub mod spawn;
 pub mod startup;
 pub mod status;
-pub mod supervise;
 pub mod supervisor;
 pub mod watch;

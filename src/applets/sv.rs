@@ -6,7 +6,8 @@
 //! supervisor is running when `supervise/ok` opens for writing without
 //! blocking (ENXIO: no reader, so none); commands go to the
 //! `supervise/control` FIFO one character each; the state is read from the
-//! 20-byte `supervise/status`.
+//! 20-byte `supervise/status`. The record's layout and the control letters
+//! are [`crate::runit`]'s, the same the supervisor writes and reads.
 //!
 //! baseinit's addition: when a service directory has no `supervise`, the
 //! state is looked up in `${BASEINIT_RUNTIME_DIR:-/run/baseinit}/supervise/NAME`
@@ -30,9 +31,9 @@ use nix::errno::Errno;
 use nix::libc;
 use nix::unistd::{AccessFlags, Pid};
 
+use crate::runit::{self, RunState, control, status::RECORD_LEN, status::Record};
 use args::{Act, Command, Options, USAGE_EXIT};
 use errstr::error_str;
-use status::Status;
 
 /// runit's default services directory.
 const DEFAULT_SVDIR: &str = "/etc/service/";
@@ -168,7 +169,7 @@ enum Check {
 
 /// What reading a status found.
 enum Got {
-    Status(Status),
+    Status(Record),
     /// No supervisor runs (reported already).
     NotRunning,
     /// An error (reported already).
@@ -214,12 +215,12 @@ impl Sv {
         for arg in std::mem::take(&mut self.services) {
             let Some(target) = self.enter(arg) else { continue };
             let keep = match self.command.act {
-                Act::Control => self.control(&target, self.command.acts),
+                Act::Control(commands) => self.control(&target, commands),
                 Act::Status => {
                     self.status(&target);
                     true
                 }
-                Act::Nothing => true,
+                Act::Check => true,
             };
             if keep {
                 pending.push(target);
@@ -258,7 +259,7 @@ impl Sv {
                     self.out.push(b'\n');
                     self.flush();
                     if self.command.kill {
-                        self.control(&target, "k");
+                        self.control(&target, &[runit::Command::Signal(nix::sys::signal::Signal::SIGKILL)]);
                     }
                     continue;
                 }
@@ -328,7 +329,7 @@ impl Sv {
 
     /// Reports that no supervisor runs: fine for `exit`, a failure otherwise.
     fn not_running(&mut self, target: &Target, log: bool) {
-        if self.command.acts.starts_with('x') {
+        if self.command.exits() {
             self.line(b"ok: ", &target.arg, log, "runsv not running", None);
         } else {
             self.failures += 1;
@@ -363,7 +364,7 @@ impl Sv {
                 return Got::Failed;
             }
         };
-        let mut record = [0u8; status::LEN];
+        let mut record = [0u8; RECORD_LEN];
         let mut got = 0;
         while got < record.len() {
             match file.read(&mut record[got..]) {
@@ -376,7 +377,7 @@ impl Sv {
                 }
             }
         }
-        match Status::parse(&record[..got]) {
+        match status::parse(&record[..got]) {
             Some(status) => Got::Status(status),
             None => {
                 self.warn(target, log, "unable to read supervise/status: bad format", None);
@@ -387,7 +388,7 @@ impl Sv {
 
     /// runit's `svstatus_print()`: appends the status text (nothing if the
     /// `down` file cannot be looked at).
-    fn print(&mut self, target: &Target, status: &Status, log: bool) {
+    fn print(&mut self, target: &Target, status: &Record, log: bool) {
         let normally_up = match fs::metadata(target.dir(log).join("down")) {
             Ok(_) => false,
             Err(e) if e.kind() == io::ErrorKind::NotFound => true,
@@ -402,7 +403,7 @@ impl Sv {
         };
         let label: &[u8] = if log { b"log" } else { target.arg.as_bytes() };
         self.out
-            .extend_from_slice(&status.format(label, self.tai_now, normally_up));
+            .extend_from_slice(&status::format(status, label, self.tai_now, normally_up));
     }
 
     /// `sv status`: the service's status, then its log service's after `; `.
@@ -431,15 +432,18 @@ impl Sv {
         self.flush();
     }
 
-    /// runit's `control()`: sends `acts` unless the supervisor already
+    /// runit's `control()`: sends `commands` unless the supervisor already
     /// wants that; false on failure (reported).
-    fn control(&mut self, target: &Target, acts: &str) -> bool {
+    fn control(&mut self, target: &Target, commands: &[runit::Command]) -> bool {
         let Got::Status(status) = self.get(target, false) else {
             return false;
         };
-        let first = acts.as_bytes().first().copied().unwrap_or(0);
-        // `down` is sent again after `once` (want down, but no TERM yet).
-        if status.want == first && (first != b'd' || status.got_term == 1) {
+        // Every command sv sends has a letter (args.rs's tests).
+        let letters: Vec<u8> = commands.iter().filter_map(|command| command.letter()).collect();
+        let first = letters.first().copied().unwrap_or(0);
+        // The want byte is the letter of `up` or `down`; `down` is sent again
+        // after `once` (want down, but no TERM yet).
+        if status.want == first && (first != control::DOWN || status.got_term == 1) {
             return true;
         }
         let supervise = supervise_dir(&target.dir, &self.runtime, runtime_name(&target.dir).as_deref());
@@ -454,8 +458,8 @@ impl Sv {
                 return false;
             }
         };
-        match fifo.write(acts.as_bytes()) {
-            Ok(n) if n == acts.len() => true,
+        match fifo.write(&letters) {
+            Ok(n) if n == letters.len() => true,
             Ok(_) => {
                 self.warn(target, false, "unable to write to supervise/control", None);
                 false
@@ -472,46 +476,56 @@ impl Sv {
         }
     }
 
-    /// runit's `check()`: has every control character of the command taken
-    /// effect?
+    /// runit's `check()`: has every command sent taken effect?
     fn check(&mut self, target: &Target) -> Check {
         let status = match self.get(target, false) {
             Got::Status(status) => status,
             // For `exit` that is the goal (and `ok:` is printed already).
-            Got::NotRunning if self.command.acts.starts_with('x') => return Check::Done,
+            Got::NotRunning if self.command.exits() => return Check::Done,
             Got::NotRunning | Got::Failed => return Check::Failed,
         };
-        let running = status.pid != 0;
-        for c in self.command.acts.bytes() {
-            let done = match c {
-                // `exit` is done only when the supervisor is gone (above).
-                b'x' => false,
-                b'u' => running && status.state == status::STATE_RUN && self.check_script(target),
-                b'd' => !running && status.state == status::STATE_DOWN,
-                b'C' => !running || self.check_script(target),
-                // Restarted since we started (or down on purpose), no TERM
-                // pending, and the check script agrees.
-                b't' | b'k' => {
-                    (!running && status.want == b'd')
-                        || (self.tai_start <= status.since
-                            && running
-                            && status.got_term == 0
-                            && self.check_script(target))
-                }
-                b'o' => !((!running && self.tai_start > status.since) || (running && status.want != b'd')),
-                b'p' => !running || status.paused != 0,
-                b'c' => !running || status.paused == 0,
-                _ => true,
-            };
-            if !done {
-                return Check::Waiting;
-            }
+        let done = match self.command.act {
+            // In order, and no further than the first not done: a check
+            // script runs for some.
+            Act::Control(commands) => commands
+                .iter()
+                .all(|&command| self.took_effect(target, &status, command)),
+            // `check`: down, or up and ready.
+            Act::Check => status.pid == 0 || self.check_script(target),
+            Act::Status => true,
+        };
+        if !done {
+            return Check::Waiting;
         }
         self.out.extend_from_slice(b"ok: ");
         self.print(target, &status, false);
         self.out.push(b'\n');
         self.flush();
         Check::Done
+    }
+
+    /// runit's test of one command against the status read.
+    fn took_effect(&mut self, target: &Target, status: &Record, command: runit::Command) -> bool {
+        use nix::sys::signal::Signal::{SIGKILL, SIGTERM};
+        let running = status.pid != 0;
+        match command {
+            // `exit` is done only when the supervisor is gone (check()).
+            runit::Command::Exit => false,
+            runit::Command::Up => running && status.run_state() == Some(RunState::Run) && self.check_script(target),
+            runit::Command::Down => !running && status.run_state() == Some(RunState::Down),
+            // Restarted since we started (or down on purpose), no TERM
+            // pending, and the check script agrees.
+            runit::Command::Signal(SIGTERM | SIGKILL) => {
+                (!running && status.want == control::DOWN)
+                    || (self.tai_start <= status.since && running && status.got_term == 0 && self.check_script(target))
+            }
+            runit::Command::Once => {
+                !((!running && self.tai_start > status.since) || (running && status.want != control::DOWN))
+            }
+            runit::Command::Pause => !running || status.paused != 0,
+            runit::Command::Continue => !running || status.paused == 0,
+            runit::Command::Signal(_) => true,
+        }
     }
 
     /// Runs the service's `check` script, if it has one: ready if it exits 0.

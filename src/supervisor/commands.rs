@@ -15,9 +15,9 @@ use tracing::{debug, info, warn};
 
 use crate::config::is_executable_file;
 use crate::exit::ExitStatus;
+use crate::runit::Command;
 use crate::service::{Event, State};
 use crate::spawn::Launch;
-use crate::supervise::Command;
 
 use super::Supervisor;
 use super::children::{Program, Readiness};

@@ -512,7 +512,7 @@ impl<P: Processes> Supervisor<P> {
             };
             // runsv stops its service at a shutdown as for `sv exit`.
             if stops && unit.kind == Kind::Service {
-                unit.runit.stop_command = Some(crate::supervise::Command::Exit);
+                unit.runit.stop_command = Some(crate::runit::Command::Exit);
             }
         }
         self.stop_in_order(now);

@@ -8,8 +8,8 @@ use std::time::{Duration, Instant, SystemTime};
 use tokio::task::JoinHandle;
 use tracing::{debug, warn};
 
+use crate::runit::{self, RunState, Status, Supervise};
 use crate::service::State;
-use crate::supervise::{self, RunState, Status, Supervise};
 
 use super::Supervisor;
 use super::host::Processes;
@@ -48,7 +48,7 @@ pub struct RunitState {
     /// The runit command a pending stop carries out (`sv down`, `sv exit`,
     /// and a shutdown, which is an exit): it decides which `control/`
     /// scripts run around the stop signal.
-    pub stop_command: Option<crate::supervise::Command>,
+    pub stop_command: Option<crate::runit::Command>,
 }
 
 impl RunitState {
@@ -206,9 +206,9 @@ impl<P: Processes> Supervisor<P> {
             Ok((sup, control)) => {
                 debug!("{}: runit state in {}", unit.label, sup.dir().display());
                 unit.runit.supervise = Some(sup);
-                match supervise::open_control(&control) {
+                match runit::open_control(&control) {
                     Ok(receiver) => {
-                        let reader = supervise::read_commands(receiver, control, id, self.commands.clone());
+                        let reader = runit::read_commands(receiver, control, id, self.commands.clone());
                         unit.runit.control_task = Some(tokio::spawn(reader));
                     }
                     Err(e) => warn!("{}: cannot read commands from {}: {e}", unit.label, control.display()),

@@ -17,9 +17,9 @@ use tokio::task::JoinHandle;
 
 use crate::config::{Readiness, ServiceSpec};
 use crate::exit::SpawnFailure;
+use crate::runit::Command;
 use crate::service::{Lifecycle, Policy};
 use crate::spawn::Launch;
-use crate::supervise::Command;
 
 use super::order::OrderFlags;
 use super::probes::ProbeSchedule;

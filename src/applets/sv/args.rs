@@ -4,32 +4,56 @@
 use std::ffi::{OsStr, OsString};
 use std::os::unix::ffi::OsStrExt;
 
+use nix::sys::signal::Signal;
+
+use crate::runit;
+
 /// runit's default wait for the waiting commands, in seconds.
 pub const DEFAULT_WAIT: u64 = 7;
 
 /// What sv does to each service first.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Act {
-    /// Write the control characters to `supervise/control`.
-    Control,
+    /// Write these commands to `supervise/control`, one letter each, in one
+    /// write. The waiting test looks at each.
+    Control(&'static [runit::Command]),
     /// Print the status (and the log service's).
     Status,
-    /// Nothing: only wait (`check`).
-    Nothing,
+    /// Nothing: only wait for the service to be up and its `check` to pass,
+    /// or for it to be down (`check`).
+    Check,
 }
 
 /// A command word, decoded as runit's sv does.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Command {
     pub act: Act,
-    /// The control characters (`u`, `tcu`, …); for [`Act::Status`] `s`, for
-    /// `check` `C`. The waiting test reads them too.
-    pub acts: &'static str,
     /// Wait for the command to take effect (`start`, `-v`, …).
     pub wait: bool,
     /// On timeout, report `kill:` and send `k` (the `force-` commands).
     pub kill: bool,
 }
+
+const TERM: runit::Command = runit::Command::Signal(Signal::SIGTERM);
+const HUP: runit::Command = runit::Command::Signal(Signal::SIGHUP);
+
+/// The commands a plain command word sends: the one its first character is
+/// the letter of (`sv u`, `sv up` and `sv upward` all send `u`).
+static PLAIN: [runit::Command; 13] = [
+    runit::Command::Up,
+    runit::Command::Down,
+    runit::Command::Once,
+    runit::Command::Pause,
+    runit::Command::Continue,
+    HUP,
+    runit::Command::Signal(Signal::SIGALRM),
+    runit::Command::Signal(Signal::SIGINT),
+    runit::Command::Signal(Signal::SIGKILL),
+    runit::Command::Signal(Signal::SIGQUIT),
+    runit::Command::Signal(Signal::SIGUSR1),
+    runit::Command::Signal(Signal::SIGUSR2),
+    TERM,
+];
 
 impl Command {
     /// Decodes a command word. runit looks at the first character only,
@@ -37,77 +61,65 @@ impl Command {
     /// `c`), so `sv u`, `sv up` and `sv upward` are all `up`. `verbose` (`-v`
     /// or `-w`) makes the plain commands wait too. None: a usage error.
     pub fn decode(word: &[u8], verbose: bool) -> Option<Command> {
-        let send = |acts, wait, kill| {
+        use runit::Command::{Continue, Down, Exit, Up};
+        let send = |commands, wait, kill| {
             Some(Command {
-                act: Act::Control,
-                acts,
+                act: Act::Control(commands),
                 wait,
                 kill,
             })
         };
         let first = *word.first()?;
         match first {
-            b'x' | b'e' => send("x", verbose, false),
-            b'X' | b'E' => send("x", true, true),
-            b'D' => send("d", true, true),
-            b'T' => send("tc", true, true),
-            b't' if word == b"try-restart" => send("tc", true, false),
+            b'x' | b'e' => send(&[Exit], verbose, false),
+            b'X' | b'E' => send(&[Exit], true, true),
+            b'D' => send(&[Down], true, true),
+            b'T' => send(&[TERM, Continue], true, true),
+            b't' if word == b"try-restart" => send(&[TERM, Continue], true, false),
             b'c' if word == b"check" => Some(Command {
-                act: Act::Nothing,
-                acts: "C",
+                act: Act::Check,
                 wait: true,
                 kill: false,
             }),
-            b'u' | b'd' | b'o' | b'p' | b'h' | b'a' | b'i' | b'k' | b'q' | b'1' | b'2' | b't' | b'c' => {
-                send(single(first)?, verbose, false)
-            }
             b's' => match word {
-                b"shutdown" => send("x", true, false),
-                b"start" => send("u", true, false),
-                b"stop" => send("d", true, false),
+                b"shutdown" => send(&[Exit], true, false),
+                b"start" => send(&[Up], true, false),
+                b"stop" => send(&[Down], true, false),
                 // Every other `s…` word is status, which never waits.
                 _ => Some(Command {
                     act: Act::Status,
-                    acts: "s",
                     wait: false,
                     kill: false,
                 }),
             },
             b'r' => match word {
-                b"restart" => send("tcu", true, false),
-                b"reload" => send("h", true, false),
+                b"restart" => send(&[TERM, Continue, Up], true, false),
+                b"reload" => send(&[HUP], true, false),
                 _ => None,
             },
             b'f' => match word {
-                b"force-reload" => send("tc", true, true),
-                b"force-restart" => send("tcu", true, true),
-                b"force-shutdown" => send("x", true, true),
-                b"force-stop" => send("d", true, true),
+                b"force-reload" => send(&[TERM, Continue], true, true),
+                b"force-restart" => send(&[TERM, Continue, Up], true, true),
+                b"force-shutdown" => send(&[Exit], true, true),
+                b"force-stop" => send(&[Down], true, true),
                 _ => None,
             },
-            _ => None,
+            _ => send(plain(first)?, verbose, false),
         }
+    }
+
+    /// Whether this is `exit`, for which no supervisor running is success.
+    pub fn exits(&self) -> bool {
+        matches!(self.act, Act::Control([runit::Command::Exit, ..]))
     }
 }
 
-/// The one-character commands as static strings.
-fn single(c: u8) -> Option<&'static str> {
-    Some(match c {
-        b'u' => "u",
-        b'd' => "d",
-        b'o' => "o",
-        b'p' => "p",
-        b'h' => "h",
-        b'a' => "a",
-        b'i' => "i",
-        b'k' => "k",
-        b'q' => "q",
-        b'1' => "1",
-        b'2' => "2",
-        b't' => "t",
-        b'c' => "c",
-        _ => return None,
-    })
+/// The plain command whose letter is `first`, as a one-command list.
+fn plain(first: u8) -> Option<&'static [runit::Command]> {
+    PLAIN
+        .iter()
+        .find(|command| command.letter() == Some(first))
+        .map(std::slice::from_ref)
 }
 
 /// A parsed command line.
@@ -243,13 +255,25 @@ mod tests {
         Command::decode(word.as_bytes(), verbose).unwrap()
     }
 
-    fn control(acts: &'static str, wait: bool, kill: bool) -> Command {
-        Command {
-            act: Act::Control,
-            acts,
-            wait,
-            kill,
+    /// The letters a command sends ("" for status and check).
+    fn letters(command: Command) -> String {
+        match command.act {
+            Act::Control(commands) => commands
+                .iter()
+                .map(|c| char::from(c.letter().expect("a letter")))
+                .collect(),
+            Act::Status | Act::Check => String::new(),
         }
+    }
+
+    /// A command as runit's sv table has it: the letters sent, wait, kill.
+    fn sent(command: Command) -> (String, bool, bool) {
+        assert!(matches!(command.act, Act::Control(_)), "{command:?}");
+        (letters(command), command.wait, command.kill)
+    }
+
+    fn control(acts: &str, wait: bool, kill: bool) -> (String, bool, bool) {
+        (acts.to_string(), wait, kill)
     }
 
     #[test]
@@ -270,45 +294,44 @@ mod tests {
             ("kill", "k"),
             ("exit", "x"),
         ] {
-            assert_eq!(cmd(word, false), control(acts, false, false), "{word}");
-            assert_eq!(cmd(word, true), control(acts, true, false), "{word} -v");
+            assert_eq!(sent(cmd(word, false)), control(acts, false, false), "{word}");
+            assert_eq!(sent(cmd(word, true)), control(acts, true, false), "{word} -v");
         }
     }
 
     #[test]
     fn only_the_first_character_counts_for_plain_commands() {
-        assert_eq!(cmd("u", false).acts, "u");
-        assert_eq!(cmd("dogs", false).acts, "d");
-        assert_eq!(cmd("termite", false).acts, "t");
-        assert_eq!(cmd("continue", false).acts, "c");
-        assert_eq!(cmd("e", false).acts, "x");
+        assert_eq!(letters(cmd("u", false)), "u");
+        assert_eq!(letters(cmd("dogs", false)), "d");
+        assert_eq!(letters(cmd("termite", false)), "t");
+        assert_eq!(letters(cmd("continue", false)), "c");
+        assert_eq!(letters(cmd("e", false)), "x");
         assert_eq!(cmd("stat", false).act, Act::Status);
         assert_eq!(cmd("s", false).act, Act::Status);
     }
 
     #[test]
     fn lsb_commands_always_wait() {
-        assert_eq!(cmd("start", false), control("u", true, false));
-        assert_eq!(cmd("stop", false), control("d", true, false));
-        assert_eq!(cmd("restart", false), control("tcu", true, false));
-        assert_eq!(cmd("shutdown", false), control("x", true, false));
-        assert_eq!(cmd("reload", false), control("h", true, false));
-        assert_eq!(cmd("try-restart", false), control("tc", true, false));
-        assert_eq!(cmd("force-stop", false), control("d", true, true));
-        assert_eq!(cmd("force-reload", false), control("tc", true, true));
-        assert_eq!(cmd("force-restart", false), control("tcu", true, true));
-        assert_eq!(cmd("force-shutdown", false), control("x", true, true));
-        assert_eq!(cmd("X", false), control("x", true, true));
-        assert_eq!(cmd("E", false), control("x", true, true));
-        assert_eq!(cmd("D", false), control("d", true, true));
-        assert_eq!(cmd("T", false), control("tc", true, true));
+        assert_eq!(sent(cmd("start", false)), control("u", true, false));
+        assert_eq!(sent(cmd("stop", false)), control("d", true, false));
+        assert_eq!(sent(cmd("restart", false)), control("tcu", true, false));
+        assert_eq!(sent(cmd("shutdown", false)), control("x", true, false));
+        assert_eq!(sent(cmd("reload", false)), control("h", true, false));
+        assert_eq!(sent(cmd("try-restart", false)), control("tc", true, false));
+        assert_eq!(sent(cmd("force-stop", false)), control("d", true, true));
+        assert_eq!(sent(cmd("force-reload", false)), control("tc", true, true));
+        assert_eq!(sent(cmd("force-restart", false)), control("tcu", true, true));
+        assert_eq!(sent(cmd("force-shutdown", false)), control("x", true, true));
+        assert_eq!(sent(cmd("X", false)), control("x", true, true));
+        assert_eq!(sent(cmd("E", false)), control("x", true, true));
+        assert_eq!(sent(cmd("D", false)), control("d", true, true));
+        assert_eq!(sent(cmd("T", false)), control("tc", true, true));
     }
 
     #[test]
     fn check_only_waits_and_status_never_does() {
         let check = Command {
-            act: Act::Nothing,
-            acts: "C",
+            act: Act::Check,
             wait: true,
             kill: false,
         };
@@ -317,11 +340,43 @@ mod tests {
             cmd("status", true),
             Command {
                 act: Act::Status,
-                acts: "s",
                 wait: false,
                 kill: false
             }
         );
+    }
+
+    #[test]
+    fn only_exit_exits() {
+        assert!(cmd("exit", false).exits());
+        assert!(cmd("force-shutdown", false).exits());
+        for word in ["up", "down", "status", "check", "restart", "kill"] {
+            assert!(!cmd(word, false).exits(), "{word}");
+        }
+    }
+
+    #[test]
+    fn every_command_sent_has_a_letter() {
+        let words = ["start", "stop", "restart", "shutdown", "reload", "try-restart", "check"];
+        let forced = ["force-stop", "force-reload", "force-restart", "force-shutdown"];
+        let firsts: Vec<Vec<u8>> = (0..=u8::MAX).map(|byte| vec![byte]).collect();
+        let all = words
+            .iter()
+            .chain(&forced)
+            .map(|w| w.as_bytes())
+            .chain(firsts.iter().map(Vec::as_slice));
+        for word in all {
+            if let Some(Command {
+                act: Act::Control(commands),
+                ..
+            }) = Command::decode(word, false)
+            {
+                assert!(!commands.is_empty(), "{word:?}");
+                for command in commands {
+                    assert!(command.letter().is_some(), "{word:?}: {command:?}");
+                }
+            }
+        }
     }
 
     #[test]
@@ -344,7 +399,7 @@ mod tests {
         assert_eq!(ok(&["sv", "-vw", "12", "up", "a"]).wait, 12);
         assert_eq!(ok(&["sv", "-w", "4s", "up", "a"]).wait, 4);
         assert_eq!(ok(&["sv", "-w", "x", "up", "a"]).wait, 0);
-        assert_eq!(ok(&["sv", "--", "exit", "a"]).command, control("x", false, false));
+        assert_eq!(sent(ok(&["sv", "--", "exit", "a"]).command), control("x", false, false));
         assert_eq!(usage(&["sv", "--", "-v", "up", "a"]), Usage { before: None });
     }
 

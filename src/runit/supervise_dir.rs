@@ -1,5 +1,5 @@
-//! runit's `supervise/` directory of each service: the state files the stock
-//! `sv` reads and the FIFOs it writes, in runit's formats.
+//! runit's `supervise/` directory of each service, kept as runsv keeps it:
+//! the lock, the FIFOs `sv` writes, and the state files it reads.
 //!
 //! Layout (as runsv): `lock` (flock'd while we supervise), `control` (FIFO,
 //! one byte per command), `ok` (FIFO we keep open for reading so `sv` can tell
@@ -12,7 +12,6 @@ use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use nix::errno::Errno;
 use nix::fcntl::{Flock, FlockArg};
@@ -20,110 +19,7 @@ use nix::libc;
 use nix::sys::stat::Mode;
 use nix::unistd::mkfifo;
 
-/// runit's three states.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum RunState {
-    Down = 0,
-    Run = 1,
-    Finish = 2,
-}
-
-/// What `supervise/status` and `supervise/stat` say.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Status {
-    /// When the current state began (runit: the start of `run`, or the moment
-    /// it went down).
-    pub since: SystemTime,
-    /// The pid of `run` (or of `finish` while finishing); None when down.
-    pub pid: Option<i32>,
-    pub paused: bool,
-    pub want_up: bool,
-    pub got_term: bool,
-    pub state: RunState,
-}
-
-/// TAI64 label of the Unix epoch: 2^62 + 10 leap seconds, as runit's taia.
-const TAI64_EPOCH: u64 = (1 << 62) + 10;
-
-impl Status {
-    /// runit's 20-byte record: TAI64N timestamp (12 bytes, big-endian), pid
-    /// (4 bytes, little-endian), paused, want ('u'/'d'), got TERM, state.
-    pub fn encode(&self) -> [u8; 20] {
-        let since = self.since.duration_since(UNIX_EPOCH).unwrap_or_default();
-        let mut out = [0u8; 20];
-        out[0..8].copy_from_slice(&(TAI64_EPOCH + since.as_secs()).to_be_bytes());
-        out[8..12].copy_from_slice(&since.subsec_nanos().to_be_bytes());
-        out[12..16].copy_from_slice(&(self.pid.unwrap_or(0) as u32).to_le_bytes());
-        out[16] = u8::from(self.paused);
-        out[17] = if self.want_up { b'u' } else { b'd' };
-        out[18] = u8::from(self.got_term);
-        out[19] = self.state as u8;
-        out
-    }
-
-    /// runit's `stat` text, e.g. `run, got TERM, want down`.
-    pub fn stat_text(&self) -> String {
-        let mut text = String::from(match self.state {
-            RunState::Down => "down",
-            RunState::Run => "run",
-            RunState::Finish => "finish",
-        });
-        if self.paused {
-            text.push_str(", paused");
-        }
-        if self.got_term {
-            text.push_str(", got TERM");
-        }
-        if self.state != RunState::Down && !self.want_up {
-            text.push_str(", want down");
-        }
-        text.push('\n');
-        text
-    }
-}
-
-/// A command written to `supervise/control`, one byte each (runit's set).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Command {
-    /// `u`: wanted up.
-    Up,
-    /// `d`: wanted down.
-    Down,
-    /// `o`: run once.
-    Once,
-    /// `x`: runsv's exit; for baseinit, which supervises every service in one
-    /// process, the same as down.
-    Exit,
-    /// `p`: SIGSTOP, and the paused flag.
-    Pause,
-    /// `c`: SIGCONT, and the paused flag cleared.
-    Continue,
-    /// `t` `k` `h` `a` `i` `q` `1` `2`: a signal to the service's process group.
-    Signal(nix::sys::signal::Signal),
-}
-
-impl Command {
-    pub fn parse(byte: u8) -> Option<Self> {
-        use nix::sys::signal::Signal::*;
-        Some(match byte {
-            b'u' => Command::Up,
-            b'd' => Command::Down,
-            b'o' => Command::Once,
-            b'x' => Command::Exit,
-            b'p' => Command::Pause,
-            b'c' => Command::Continue,
-            b't' => Command::Signal(SIGTERM),
-            b'k' => Command::Signal(SIGKILL),
-            b'h' => Command::Signal(SIGHUP),
-            b'a' => Command::Signal(SIGALRM),
-            b'i' => Command::Signal(SIGINT),
-            b'q' => Command::Signal(SIGQUIT),
-            b'1' => Command::Signal(SIGUSR1),
-            b'2' => Command::Signal(SIGUSR2),
-            _ => return None,
-        })
-    }
-}
+use super::status::{RunState, Status};
 
 /// An open `supervise/` directory.
 pub struct Supervise {
@@ -230,8 +126,9 @@ pub fn open_control(control: &Path) -> io::Result<tokio::net::unix::pipe::Receiv
 
 /// Reads command bytes from the opened `control` FIFO for as long as the
 /// task lives and sends each, tagged with `unit`, to the supervisor (which
-/// alone acts on them).
-pub async fn read_commands<T: Copy>(
+/// alone acts on them). The tag is the supervisor's own type, so that this
+/// module needs nothing from it.
+pub async fn read_commands<T: Copy + Send + 'static>(
     receiver: tokio::net::unix::pipe::Receiver,
     control: PathBuf,
     unit: T,
@@ -336,7 +233,7 @@ fn lock_fd(s: &Supervise) -> i32 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::time::Duration;
+    use std::time::{Duration, UNIX_EPOCH};
 
     fn status() -> Status {
         Status {
@@ -346,93 +243,6 @@ mod tests {
             want_up: true,
             got_term: false,
             state: RunState::Run,
-        }
-    }
-
-    #[test]
-    fn encodes_runits_twenty_bytes() {
-        let bytes = status().encode();
-        assert_eq!(
-            u64::from_be_bytes(bytes[0..8].try_into().unwrap()),
-            (1 << 62) + 10 + 1_700_000_000
-        );
-        assert_eq!(u32::from_be_bytes(bytes[8..12].try_into().unwrap()), 123_456_789);
-        assert_eq!(&bytes[12..16], &[0x04, 0x03, 0x02, 0x01], "pid is little-endian");
-        assert_eq!(&bytes[16..20], &[0, b'u', 0, 1]);
-        let down = Status {
-            pid: None,
-            paused: true,
-            want_up: false,
-            got_term: true,
-            state: RunState::Down,
-            ..status()
-        };
-        assert_eq!(&down.encode()[12..20], &[0, 0, 0, 0, 1, b'd', 1, 0]);
-    }
-
-    #[test]
-    fn stat_text_as_runsv() {
-        let table = [
-            (status(), "run\n"),
-            (
-                Status {
-                    want_up: false,
-                    got_term: true,
-                    ..status()
-                },
-                "run, got TERM, want down\n",
-            ),
-            (
-                Status {
-                    paused: true,
-                    ..status()
-                },
-                "run, paused\n",
-            ),
-            (
-                Status {
-                    state: RunState::Finish,
-                    ..status()
-                },
-                "finish\n",
-            ),
-            (
-                Status {
-                    state: RunState::Down,
-                    want_up: false,
-                    ..status()
-                },
-                "down\n",
-            ),
-        ];
-        for (status, text) in table {
-            assert_eq!(status.stat_text(), text, "{status:?}");
-        }
-    }
-
-    #[test]
-    fn parses_runits_control_bytes() {
-        use nix::sys::signal::Signal;
-        let table = [
-            (b'u', Some(Command::Up)),
-            (b'd', Some(Command::Down)),
-            (b'o', Some(Command::Once)),
-            (b'x', Some(Command::Exit)),
-            (b'p', Some(Command::Pause)),
-            (b'c', Some(Command::Continue)),
-            (b't', Some(Command::Signal(Signal::SIGTERM))),
-            (b'k', Some(Command::Signal(Signal::SIGKILL))),
-            (b'h', Some(Command::Signal(Signal::SIGHUP))),
-            (b'a', Some(Command::Signal(Signal::SIGALRM))),
-            (b'i', Some(Command::Signal(Signal::SIGINT))),
-            (b'q', Some(Command::Signal(Signal::SIGQUIT))),
-            (b'1', Some(Command::Signal(Signal::SIGUSR1))),
-            (b'2', Some(Command::Signal(Signal::SIGUSR2))),
-            (b'\n', None),
-            (b'z', None),
-        ];
-        for (byte, command) in table {
-            assert_eq!(Command::parse(byte), command, "{:?}", byte as char);
         }
     }
 
