@@ -176,11 +176,12 @@ impl Record {
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
     use std::time::Duration;
 
-    fn status() -> Status {
+    /// A status with every field set, for the runit module's tests.
+    pub(in crate::runit) fn status() -> Status {
         Status {
             since: UNIX_EPOCH + Duration::new(1_700_000_000, 123_456_789),
             pid: Some(0x0102_0304),

@@ -233,18 +233,8 @@ fn lock_fd(s: &Supervise) -> i32 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::time::{Duration, UNIX_EPOCH};
 
-    fn status() -> Status {
-        Status {
-            since: UNIX_EPOCH + Duration::new(1_700_000_000, 123_456_789),
-            pid: Some(0x0102_0304),
-            paused: false,
-            want_up: true,
-            got_term: false,
-            state: RunState::Run,
-        }
-    }
+    use crate::runit::status::tests::status;
 
     #[test]
     fn creates_runits_layout_and_holds_the_lock() {

@@ -70,11 +70,9 @@ pub fn ending(units: &Units, service: UnitId) -> Ending {
 mod tests {
     use std::time::Instant;
 
-    use nix::unistd::Pid;
-
     use super::*;
     use crate::service::Event;
-    use crate::supervisor::testing::{pipe_end, service, table};
+    use crate::supervisor::testing::{self, pipe_end, service, table};
 
     /// A service "a" with its logger "a/log", both running, the pipe held.
     fn pair() -> (Units, UnitId, UnitId) {
@@ -86,30 +84,23 @@ mod tests {
         units[svc].logger = Some(logger);
         units[svc].log_pipe = Some(pipe_end());
         units[logger].log_pipe = Some(pipe_end());
-        for (n, id) in [logger, svc].into_iter().enumerate() {
-            units[id].life.on(Event::Up, now);
-            units[id].life.on(Event::Spawned(Pid::from_raw(10 + n as i32)), now);
-        }
+        testing::start(&mut units, logger, 10, now);
+        testing::start(&mut units, svc, 11, now);
         (units, svc, logger)
     }
 
-    fn exit(units: &mut Units, id: UnitId) {
+    /// Unit `id` is stopped and its run exits.
+    fn stop(units: &mut Units, id: UnitId) {
         let now = Instant::now();
         units[id].life.on(Event::Down, now);
-        units[id].life.on(
-            Event::RunExited {
-                status: crate::exit::ExitStatus::Exited(0),
-                group_empty: true,
-            },
-            now,
-        );
+        testing::exit(units, id, 0, now);
     }
 
     #[test]
     fn a_logger_retires_once_its_service_is_down() {
         let (mut units, svc, logger) = pair();
         assert_eq!(loggers_to_retire(&units), [], "the service runs");
-        exit(&mut units, svc);
+        stop(&mut units, svc);
         assert_eq!(loggers_to_retire(&units), [(svc, logger)]);
         units[svc].log_pipe = None;
         assert_eq!(loggers_to_retire(&units), [], "closed once only");
@@ -118,11 +109,11 @@ mod tests {
     #[test]
     fn a_leaving_service_closes_its_loggers_input_waits_for_it_then_both_go() {
         let (mut units, svc, logger) = pair();
-        exit(&mut units, svc);
+        stop(&mut units, svc);
         assert_eq!(ending(&units, svc), Ending::CloseInput(logger));
         units[svc].log_pipe = None;
         assert_eq!(ending(&units, svc), Ending::LoggerBusy);
-        exit(&mut units, logger);
+        stop(&mut units, logger);
         assert_eq!(ending(&units, svc), Ending::WithLogger(logger));
         units.retire(logger);
         assert_eq!(ending(&units, svc), Ending::Alone);
@@ -131,7 +122,7 @@ mod tests {
     #[test]
     fn a_stopped_logger_runs_again_only_while_it_makes_progress() {
         let (mut units, svc, logger) = pair();
-        exit(&mut units, logger);
+        stop(&mut units, logger);
         // Table: (input closed, unread, drained_from) -> runs again.
         let cases = [
             (false, 100, None, false),

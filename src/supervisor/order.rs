@@ -130,12 +130,9 @@ pub fn stop_levels(units: &Units) -> u32 {
 mod tests {
     use std::time::Instant;
 
-    use nix::unistd::Pid;
-
     use super::*;
-    use crate::exit::ExitStatus;
     use crate::service::Event;
-    use crate::supervisor::testing::{service, table};
+    use crate::supervisor::testing::{exit, service, start, table};
 
     /// A table of services by name, each `after` (and, with `!`, also
     /// `requires`) the listed ones: "web: db !cache".
@@ -156,10 +153,8 @@ mod tests {
 
     /// Runs unit `id` (pid `pid`) and, if `ready`, marks it ready.
     fn run(units: &mut Units, id: UnitId, pid: i32, ready: bool, now: Instant) {
-        let unit = &mut units[id];
-        unit.life.on(Event::Up, now);
-        unit.life.on(Event::Spawned(Pid::from_raw(pid)), now);
-        unit.probe.ready = ready;
+        start(units, id, pid, now);
+        units[id].probe.ready = ready;
     }
 
     fn woken(units: &Units) -> Vec<(&str, bool, bool)> {
@@ -215,22 +210,10 @@ mod tests {
         once.restart = crate::service::RestartPolicy::Never;
         units[job].life = crate::service::Lifecycle::new(once);
         run(&mut units, job, 10, true, now);
-        units[job].life.on(
-            Event::RunExited {
-                status: ExitStatus::Exited(3),
-                group_empty: true,
-            },
-            now,
-        );
+        exit(&mut units, job, 3, now);
         assert_eq!(woken(&units), [], "it failed: app keeps waiting");
         run(&mut units, job, 11, true, now);
-        units[job].life.on(
-            Event::RunExited {
-                status: ExitStatus::Exited(0),
-                group_empty: true,
-            },
-            now,
-        );
+        exit(&mut units, job, 0, now);
         assert_eq!(woken(&units), [("app", false, true)]);
     }
 
@@ -278,23 +261,11 @@ mod tests {
         units[web].order.stop_pending = false;
         units[web].life.on(Event::Down, now);
         assert_eq!(stoppable(&units, true), [], "web is stopping, not down");
-        units[web].life.on(
-            Event::RunExited {
-                status: ExitStatus::Signaled(15),
-                group_empty: true,
-            },
-            now,
-        );
+        exit(&mut units, web, 143, now);
         assert_eq!(stoppable(&units, true), [app]);
         units[app].order.stop_pending = false;
         units[app].life.on(Event::Down, now);
-        units[app].life.on(
-            Event::RunExited {
-                status: ExitStatus::Signaled(15),
-                group_empty: true,
-            },
-            now,
-        );
+        exit(&mut units, app, 143, now);
         assert_eq!(stoppable(&units, true), [db, cache], "both at once");
         assert_eq!(stop_levels(&units), 1);
     }
@@ -311,13 +282,7 @@ mod tests {
         assert_eq!(stoppable(&units, false), [], "app requires it and runs");
         assert_eq!(stoppable(&units, true), [], "at shutdown web blocks it too");
         units[app].life.on(Event::Down, now);
-        units[app].life.on(
-            Event::RunExited {
-                status: ExitStatus::Signaled(15),
-                group_empty: true,
-            },
-            now,
-        );
+        exit(&mut units, app, 143, now);
         assert_eq!(stoppable(&units, false), [db], "web only comes after it");
     }
 }

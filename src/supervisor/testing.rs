@@ -2,9 +2,13 @@
 //! processes.
 
 use std::os::fd::OwnedFd;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use nix::sys::signal::Signal;
+use nix::unistd::Pid;
+
+use crate::exit::ExitStatus;
+use crate::service::Event;
 
 use crate::service::{Backoff, FailurePolicy, Policy, RestartPolicy};
 use crate::spawn::Launch;
@@ -50,4 +54,22 @@ pub fn table(units: impl IntoIterator<Item = Unit>) -> (Units, Vec<UnitId>) {
 pub fn pipe_end() -> OwnedFd {
     let (reader, _) = nix::unistd::pipe().expect("pipe");
     reader
+}
+
+/// Unit `id` is wanted up and runs as `pid`.
+pub fn start(units: &mut Units, id: UnitId, pid: i32, now: Instant) {
+    units[id].life.on(Event::Up, now);
+    units[id].life.on(Event::Spawned(Pid::from_raw(pid)), now);
+}
+
+/// Unit `id`'s run exits with `code` (its group empty).
+pub fn exit(units: &mut Units, id: UnitId, code: i32, now: Instant) {
+    let status = ExitStatus::Exited(code);
+    units[id].life.on(
+        Event::RunExited {
+            status,
+            group_empty: true,
+        },
+        now,
+    );
 }

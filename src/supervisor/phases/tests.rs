@@ -2,12 +2,10 @@
 
 use std::time::Duration;
 
-use nix::unistd::Pid;
-
 use super::*;
 use crate::service::{Event, RestartPolicy};
 use crate::spawn::Launch;
-use crate::supervisor::testing::{policy, service};
+use crate::supervisor::testing::{exit, policy, service, start};
 use crate::supervisor::units::Unit;
 
 const SECOND: Duration = Duration::from_secs(1);
@@ -27,22 +25,6 @@ fn once(name: &str, kind: Kind) -> Unit {
     Unit::new(name.to_owned(), kind, Launch::program(vec![name.into()]), None, p)
 }
 
-fn start(units: &mut Units, id: UnitId, pid: i32, now: Instant) {
-    units[id].life.on(Event::Up, now);
-    units[id].life.on(Event::Spawned(Pid::from_raw(pid)), now);
-}
-
-fn end(units: &mut Units, id: UnitId, code: i32, now: Instant) {
-    let status = ExitStatus::Exited(code);
-    units[id].life.on(
-        Event::RunExited {
-            status,
-            group_empty: true,
-        },
-        now,
-    );
-}
-
 fn path(name: &str) -> PathBuf {
     PathBuf::from(name)
 }
@@ -59,13 +41,13 @@ fn startup_scripts_run_one_at_a_time_and_the_environment_is_reread_after_each() 
     phases.started(a);
     start(&mut units, a, 10, t0);
     assert_eq!(phases.next(&units, false, t0), Step::Wait, "10_a runs");
-    end(&mut units, a, 0, t0);
+    exit(&mut units, a, 0, t0);
     assert_eq!(phases.next(&units, false, t0), Step::ReloadEnv);
     assert_eq!(phases.next(&units, false, t0), Step::RunScript(path("20_b")));
     let b = units.add(once("20_b", Kind::Startup), |_, _| false);
     phases.started(b);
     start(&mut units, b, 11, t0);
-    end(&mut units, b, 0, t0);
+    exit(&mut units, b, 0, t0);
     assert_eq!(phases.next(&units, false, t0), Step::ReloadEnv);
     assert_eq!(phases.next(&units, false, t0), Step::StartServices);
     assert!(phases.is_running());
@@ -89,7 +71,7 @@ fn a_failed_startup_script_aborts_the_boot() {
             units[a].life.on(Event::SpawnFailed, t0);
         } else {
             start(&mut units, a, 10, t0);
-            end(&mut units, a, code, t0);
+            exit(&mut units, a, code, t0);
         }
         assert_eq!(
             phases.next(&units, false, t0),
@@ -126,7 +108,7 @@ fn the_whole_shutdown_in_order_hooks_stop_hooks_kill_all_done() {
     start(&mut units, hook, 11, t0);
     assert_eq!(phases.next(&units, false, t0), Step::Wait, "the hook runs");
     assert_eq!(phases.deadline(&units), Some(t0 + 10 * SECOND), "the hook budget");
-    end(&mut units, hook, 1, t0);
+    exit(&mut units, hook, 1, t0);
     assert_eq!(
         phases.next(&units, false, t0),
         Step::StopUnits,
@@ -142,7 +124,7 @@ fn the_whole_shutdown_in_order_hooks_stop_hooks_kill_all_done() {
     );
     assert_eq!(phases.next(&units, false, t0), Step::Wait, "web still runs");
     units[web].life.on(Event::Down, t0);
-    end(&mut units, web, 0, t0);
+    exit(&mut units, web, 0, t0);
     let t1 = t0 + SECOND;
     assert_eq!(phases.next(&units, false, t1), Step::ListHooks(HookStage::Post));
     phases.hooks_listed(Vec::new());
@@ -189,7 +171,7 @@ fn hooks_past_their_budget_are_skipped_and_a_running_one_is_stopped() {
         "told to stop: only its own deadlines count"
     );
     assert_eq!(phases.on_deadline(&units, late), None, "once");
-    end(&mut units, slow, 0, late);
+    exit(&mut units, slow, 0, late);
     assert_eq!(phases.next(&units, false, late), Step::StopUnits, "`never` is skipped");
 }
 
@@ -258,7 +240,7 @@ fn the_main_command_waits_for_the_services_then_its_end_stops_the_container() {
     assert_eq!(phases.next(&units, false, t0), Step::StartMain);
     start(&mut units, main, 11, t0);
     assert_eq!(phases.next(&units, false, t0), Step::Wait);
-    end(&mut units, main, 7, t0);
+    exit(&mut units, main, 7, t0);
     assert_eq!(phases.next(&units, false, t0), Step::ListHooks(HookStage::Pre));
     assert_eq!(phases.outcome(&units), Outcome::MainCommand(ExitStatus::Exited(7)));
 }
@@ -285,7 +267,7 @@ fn the_first_reason_decides_the_outcome() {
     let mut units = Units::default();
     let core = units.add(service("core"), |_, _| false);
     start(&mut units, core, 10, t0);
-    end(&mut units, core, 3, t0);
+    exit(&mut units, core, 3, t0);
     let mut phases = Phases::new(settings(KillAll::Namespace));
     phases.begin_shutdown(StopReason::ServiceEnded(core), t0);
     phases.begin_shutdown(StopReason::Signal(Signal::SIGTERM), t0);
