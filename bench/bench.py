@@ -41,7 +41,15 @@ STOP_TIMEOUT = 2  # the stop timeout of the inits that have one (same for all)
 # them (helpers/start.sh); they supervise nothing.
 INITS = ["baseinit", "cinit", "tini", "dumb-init", "catatonit", "runit", "s6", "supervisord"]
 SINGLE = {"cinit", "tini", "dumb-init", "catatonit"}
-SUPERVISORS = {"baseinit", "runit", "s6", "supervisord"}
+SUPERVISORS = {"baseinit", "baseinit-before", "runit", "s6", "supervisord"}
+
+# With --baseline PATH, "baseinit-before" is a second baseinit binary (say,
+# the previous main's) run and measured exactly as "baseinit" is, in the
+# same run, right after it in the table's order: a change's before/after
+# figures then come from one run, as its ratios against the peers do.
+# Each baseinit init's binary, by name; main() adds the baseline's.
+BEFORE = "baseinit-before"
+BINARIES = {"baseinit": BASEINIT}
 
 
 def now_ns():
@@ -221,9 +229,9 @@ class Run:
         d = self.dir
         empty = d / "empty"
         empty.mkdir()
-        if init == "baseinit":
+        if init in BINARIES:
             (d / "env").mkdir()
-            return [str(BASEINIT), "--service-dir", str(self.sv), "--startup-dir", str(empty),
+            return [str(BINARIES[init]), "--service-dir", str(self.sv), "--startup-dir", str(empty),
                     "--rc-local", str(d / "none"), "--env-dir", str(d / "env" / "container_environment"),
                     "--runtime-dir", str(d / "run"), "--pre-shutdown-dir", str(empty),
                     "--post-shutdown-dir", str(empty), "--stop-timeout", str(STOP_TIMEOUT)]
@@ -551,6 +559,55 @@ def fmt(s, digits=1, unit=""):
     return f"{m:.{digits}f}{unit} ({s['min']:.{digits}f}–{s['max']:.{digits}f})"
 
 
+def figures(r):
+    """The table's rows, in order: (label, digits, better, value, cell).
+    value(init) is that init's summary (median, min, max) for the row, None
+    when not measured, "n/a" when it does not apply; value is None for a row
+    that is only text. cell(init), when given, writes the table's cell
+    instead of fmt(value(init)). better: "lower" or "higher" when that way
+    is better, None when neither is (the before/after section's verdict)."""
+    inits = list(r)
+    out = []
+
+    def add(label, digits, value, cell=None, better="lower"):
+        out.append((label, digits, better, value, cell))
+
+    add("**orphan storm** (5,000): all reaped, ms", 0, lambda i: r[i]["storm"]["all_reaped_ms"])
+    add("storm: last reaped after the last fork, ms", 1, lambda i: r[i]["storm"]["lag_ms"])
+    add("storm: peak unreaped", 0, lambda i: r[i]["storm"]["peak_unreaped"])
+    add("storm: zombies at 5 s", 0, lambda i: r[i]["storm"]["zombies_at_5s"])
+    add("**orphan burst** (1,000): reap all, ms", 2, lambda i: r[i]["burst"]["reap_all_ms"])
+    sizes = sorted(int(n) for n in next(iter(r.values()))["scale"])
+    for n in sizes:
+        add(f"**startup**, {n} services, ms", 1, lambda i, n=n: r[i]["scale"][n]["startup_ms"])
+    for n in sizes:
+        add(f"**tree PSS**, {n} services, kB", 0, lambda i, n=n: r[i]["scale"][n]["pss_kb"])
+    if 3 in sizes:
+        add("tree PSS, 3 services, after one service restarted, kB", 0,
+            lambda i: r[i]["scale"][3].get("pss_after_restart_kb") if i in SUPERVISORS else "n/a")
+    for n in sizes:
+        add(f"tree RSS, {n} services, kB", 0, lambda i, n=n: r[i]["scale"][n]["rss_kb"])
+    for n in sizes:
+        if "idle_switches" in r[inits[0]]["scale"][n]:
+            add(f"**idle** 5 s, {n} services: context switches", 0, lambda i, n=n: r[i]["scale"][n]["idle_switches"])
+            add(f"idle 5 s, {n} services: CPU ms", 2, lambda i, n=n: r[i]["scale"][n]["idle_cpu_ms"])
+    add("**stop**, 3 services, ms", 1, lambda i: r[i]["stop"]["stop_ms"])
+    add("stop: services stopped gracefully (of 3)", 0, lambda i: r[i]["stop"]["graceful"], better="higher")
+    add(f"**stop with a stubborn service**, ms (cap {STOP_CAP:.0f} s)", 0, lambda i: r[i]["stop_stubborn"]["stop_ms"],
+        lambda i: ("capped" if r[i]["stop_stubborn"]["capped"] else "") + (" " if r[i]["stop_stubborn"]["capped"] and r[i]["stop_stubborn"]["stop_ms"] else "")
+        + (fmt(r[i]["stop_stubborn"]["stop_ms"], 0) if r[i]["stop_stubborn"]["stop_ms"] else ""))
+    add(f"stubborn: exit after the {STOP_TIMEOUT} s timeout, ms", 1, lambda i: r[i]["stop_stubborn"]["after_timeout_ms"])
+    add("stubborn: others stopped gracefully (of 3)", 0, lambda i: r[i]["stop_stubborn"]["graceful"], better="higher")
+    add("**restart** after a 2 s run, ms", 1,
+        lambda i: r[i]["restart"]["first_restart_ms"] if "restart" in r[i] else "n/a")
+    add("crash loop: starts in 8 s", 0,
+        lambda i: r[i]["restart"]["crash_starts_in_8s"] if "restart" in r[i] else "n/a", better=None)
+    add("crash loop: intervals, ms (first run)", 0, None,
+        lambda i: ", ".join(f"{x:.0f}" for x in (r[i]["restart"]["crash_intervals_ms"] or [[]])[0][:6]) if "restart" in r[i] else "n/a",
+        better=None)
+    return out
+
+
 def table(report):
     r = report["inits"]
     inits = list(r)
@@ -559,45 +616,75 @@ def table(report):
     def row(label, cells):
         lines.append(f"| {label} | " + " | ".join(cells) + " |")
 
+    def cell(digits, value, i):
+        v = value(i)
+        return v if v == "n/a" else fmt(v, digits)
+
     row("", inits)
     lines.append("|---|" + "---|" * len(inits))
-    row("**orphan storm** (5,000): all reaped, ms", [fmt(r[i]["storm"]["all_reaped_ms"], 0) for i in inits])
-    row("storm: last reaped after the last fork, ms", [fmt(r[i]["storm"]["lag_ms"], 1) for i in inits])
-    row("storm: peak unreaped", [fmt(r[i]["storm"]["peak_unreaped"], 0) for i in inits])
-    row("storm: zombies at 5 s", [fmt(r[i]["storm"]["zombies_at_5s"], 0) for i in inits])
-    row("**orphan burst** (1,000): reap all, ms", [fmt(r[i]["burst"]["reap_all_ms"], 2) for i in inits])
-    sizes = sorted(int(n) for n in next(iter(r.values()))["scale"])
-    for n in sizes:
-        row(f"**startup**, {n} services, ms", [fmt(r[i]["scale"][n]["startup_ms"], 1) for i in inits])
-    for n in sizes:
-        row(f"**tree PSS**, {n} services, kB", [fmt(r[i]["scale"][n]["pss_kb"], 0) for i in inits])
-    if 3 in sizes:
-        row("tree PSS, 3 services, after one service restarted, kB",
-            [fmt(r[i]["scale"][3].get("pss_after_restart_kb"), 0) if i in SUPERVISORS else "n/a" for i in inits])
-    for n in sizes:
-        row(f"tree RSS, {n} services, kB", [fmt(r[i]["scale"][n]["rss_kb"], 0) for i in inits])
-    for n in sizes:
-        if "idle_switches" in r[inits[0]]["scale"][n]:
-            row(f"**idle** 5 s, {n} services: context switches", [fmt(r[i]["scale"][n]["idle_switches"], 0) for i in inits])
-            row(f"idle 5 s, {n} services: CPU ms", [fmt(r[i]["scale"][n]["idle_cpu_ms"], 2) for i in inits])
-    row("**stop**, 3 services, ms", [fmt(r[i]["stop"]["stop_ms"], 1) for i in inits])
-    row("stop: services stopped gracefully (of 3)", [fmt(r[i]["stop"]["graceful"], 0) for i in inits])
-    row(f"**stop with a stubborn service**, ms (cap {STOP_CAP:.0f} s)",
-        [("capped" if r[i]["stop_stubborn"]["capped"] else "") + (" " if r[i]["stop_stubborn"]["capped"] and r[i]["stop_stubborn"]["stop_ms"] else "")
-         + (fmt(r[i]["stop_stubborn"]["stop_ms"], 0) if r[i]["stop_stubborn"]["stop_ms"] else "") for i in inits])
-    row(f"stubborn: exit after the {STOP_TIMEOUT} s timeout, ms", [fmt(r[i]["stop_stubborn"]["after_timeout_ms"], 1) for i in inits])
-    row("stubborn: others stopped gracefully (of 3)", [fmt(r[i]["stop_stubborn"]["graceful"], 0) for i in inits])
-    row("**restart** after a 2 s run, ms", [fmt(r[i]["restart"]["first_restart_ms"], 1) if "restart" in r[i] else "n/a" for i in inits])
-    row("crash loop: starts in 8 s", [fmt(r[i]["restart"]["crash_starts_in_8s"], 0) if "restart" in r[i] else "n/a" for i in inits])
-    row("crash loop: intervals, ms (first run)",
-        [", ".join(f"{x:.0f}" for x in (r[i]["restart"]["crash_intervals_ms"] or [[]])[0][:6]) if "restart" in r[i] else "n/a" for i in inits])
+    for label, digits, _, value, custom in figures(r):
+        row(label, [custom(i) if custom else cell(digits, value, i) for i in inits])
     return "\n".join(lines)
+
+
+def before_after(report):
+    """baseinit against baseinit-before, figure by figure, from the same
+    run: the ratio after/before of the medians, and "worse" or "better"
+    where every run of one was worse than every run of the other (the
+    min-max ranges apart, with 2 runs or more of each: one run of each is
+    no evidence), so that a regression shows at a glance."""
+    r = report["inits"]
+    if "baseinit" not in r or BEFORE not in r:
+        return []
+    base = report.get("baseline_binary") or {}
+    lines = [f"**Before/after**: `baseinit` (this build) against `{BEFORE}` "
+             f"(`{base.get('path', '?')}`), same run; ratio after/before of the medians; "
+             "worse/better where the min–max ranges (2 runs or more) do not overlap.", "",
+             f"| figure | baseinit | {BEFORE} | after/before |", "|---|---|---|---|"]
+
+    def verdict(after, before, better):
+        if better is None or min(after.get("n", 2), before.get("n", 2)) < 2:
+            return ""
+        if after["min"] > before["max"]:
+            return " **worse**" if better == "lower" else " better"
+        if after["max"] < before["min"]:
+            return " better" if better == "lower" else " **worse**"
+        return ""
+
+    def ratio(after, before, better):
+        a, b = after["median"], before["median"]
+        if a == b:
+            q = "1.00×"
+        elif a > 0 and b > 0:
+            q = f"{a / b:.3f}×" if abs(a / b - 1) < 0.005 else f"{a / b:.2f}×"
+        else:
+            q = "—"
+        return q + verdict(after, before, better)
+
+    for label, digits, better, value, custom in figures(r):
+        if value is None:
+            if custom:
+                lines.append(f"| {label} | {custom('baseinit')} | {custom(BEFORE)} | |")
+            continue
+        after, before = value("baseinit"), value(BEFORE)
+        if not isinstance(after, dict) or not isinstance(before, dict):
+            continue
+        lines.append(f"| {label} | {fmt(after, digits)} | {fmt(before, digits)} | {ratio(after, before, better)} |")
+    if base.get("bytes"):
+        a, b = report["baseinit_binary_bytes"], base["bytes"]
+        same = {"median": a, "min": a, "max": a}, {"median": b, "min": b, "max": b}
+        lines.append(f"| binary, bytes | {a:,} | {b:,} | {ratio(*same, 'lower')} |")
+    return lines
 
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--runs", type=int, default=5, help="runs per figure (median and spread)")
-    ap.add_argument("--inits", default=",".join(INITS), help="comma-separated subset of: " + ",".join(INITS))
+    ap.add_argument("--inits", help="comma-separated subset of: " + ",".join(INITS) + f",{BEFORE} "
+                    f"(default: all; {BEFORE} only with --baseline)")
+    ap.add_argument("--baseline", metavar="PATH",
+                    help=f"a second baseinit binary (e.g. the previous main's, built by images/build-binary.sh), "
+                    f"measured as {BEFORE} beside baseinit, with a before/after section in the report")
     ap.add_argument("--sizes", default="1,3,10,20,50,100,200,500", help="service counts for startup and memory")
     ap.add_argument("--quick", action="store_true", help="2 runs, fewer sizes, no Docker: a smoke run")
     ap.add_argument("--no-docker", action="store_true", help="skip the Docker scenario")
@@ -609,13 +696,31 @@ def main():
         return
     runs = 2 if args.quick else args.runs
     sizes = [3, 20, 50] if args.quick else [int(n) for n in args.sizes.split(",")]
-    inits = args.inits.split(",")
+    known = INITS + [BEFORE]
+    if args.baseline:
+        baseline = Path(args.baseline).resolve()
+        if not baseline.is_file() or not os.access(baseline, os.X_OK):
+            ap.error(f"--baseline {args.baseline}: not an executable file")
+        BINARIES[BEFORE] = baseline
+    if args.inits is None:
+        inits = INITS[:1] + [BEFORE] + INITS[1:] if args.baseline else INITS
+    else:
+        inits = args.inits.split(",")
+    unknown = [i for i in inits if i not in known]
+    if unknown:
+        ap.error(f"--inits: unknown {','.join(unknown)} (known: {','.join(known)})")
+    if BEFORE in inits and not args.baseline:
+        ap.error(f"--inits names {BEFORE}: it needs --baseline PATH")
+    if args.baseline and BEFORE not in inits:
+        print(f"bench: --baseline given but --inits leaves {BEFORE} out: it is not measured", file=sys.stderr)
     started = time.time()
     report = {
         "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
         "machine": machine(),
         "versions": versions(),
         "baseinit_binary_bytes": BASEINIT.stat().st_size,
+        **({"baseline_binary": {"path": str(BINARIES[BEFORE]), "bytes": BINARIES[BEFORE].stat().st_size}}
+           if BEFORE in inits else {}),
         "runs": runs,
         "close_call_runs": runs if args.quick else runs * CLOSE_CALL,
         "stop_timeout_s": STOP_TIMEOUT,
@@ -727,7 +832,13 @@ def render_markdown(report):
     lines += ["| target | result | figures |", "|---|---|---|"]
     lines += [f"| {name} | {result} | {figures} |" for name, result, figures in targets(report)]
     lines.append("")
+    compared = before_after(report)
+    if compared:
+        lines += compared + [""]
     lines.append(f"baseinit binary: {report['baseinit_binary_bytes']:,} bytes, static, stripped.")
+    base = report.get("baseline_binary")
+    if base:
+        lines.append(f"{BEFORE} binary: `{base['path']}`, {base['bytes']:,} bytes.")
     d = report.get("docker")
     if d:
         if "error" in d:

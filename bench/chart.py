@@ -5,7 +5,7 @@ import math
 from html import escape
 
 COLORS = {
-    "baseinit": "#d62728", "cinit": "#7f7f7f", "tini": "#1f77b4", "dumb-init": "#17becf",
+    "baseinit": "#d62728", "baseinit-before": "#ff9896", "cinit": "#7f7f7f", "tini": "#1f77b4", "dumb-init": "#17becf",
     "catatonit": "#9467bd", "runit": "#2ca02c", "s6": "#ff7f0e", "supervisord": "#8c564b",
 }
 PANEL_W, PANEL_H = 480, 270
@@ -107,20 +107,26 @@ def lines(x, y, title, unit, series, xlabel):
     for v in xs:
         out.append(f'<text x="{xpos(v):.1f}" y="{base + 14}" text-anchor="middle" font-size="10">{v}</text>')
     out.append(f'<text x="{p.x + MARGIN_L + p.w / 2}" y="{base + 30}" text-anchor="middle" font-size="11">{escape(xlabel)}</text>')
-    legend_y = base + 46
-    for k, (init, pts) in enumerate(series.items()):
+    # The legend flows left to right by each name's width (about 6.2 px a
+    # character at 10 px), two rows for the eight inits or nine with a
+    # baseline, where a grid of four to a row left the ninth below the panel.
+    lx, ly = p.x + MARGIN_L, base + 46
+    for init, pts in series.items():
         pts = [(a, b) for a, b in pts if b and b > 0]
         color = COLORS.get(init, "#333")
-        width = 3 if init == "baseinit" else 1.5
+        width = 3 if init in ("baseinit", "baseinit-before") else 1.5
+        dash = ' stroke-dasharray="6,3"' if init == "baseinit-before" else ""
         if len(pts) > 1:
             path = " ".join(f"{'M' if i == 0 else 'L'}{xpos(a):.1f},{p.ypos(b):.1f}" for i, (a, b) in enumerate(pts))
-            out.append(f'<path d="{path}" fill="none" stroke="{color}" stroke-width="{width}"/>')
+            out.append(f'<path d="{path}" fill="none" stroke="{color}" stroke-width="{width}"{dash}/>')
         for a, b in pts:
             out.append(f'<circle cx="{xpos(a):.1f}" cy="{p.ypos(b):.1f}" r="2.5" fill="{color}"><title>{escape(init)}: {a} → {b:g} {escape(unit)}</title></circle>')
-        lx = p.x + MARGIN_L + (k % 4) * (p.w / 4)
-        ly = legend_y + (k // 4) * 12
+        step = 13 + 6.2 * len(init) + 8
+        if lx + step > p.x + MARGIN_L + p.w + 8 and lx > p.x + MARGIN_L:
+            lx, ly = p.x + MARGIN_L, ly + 12
         out.append(f'<rect x="{lx:.1f}" y="{ly - 8}" width="10" height="3" fill="{color}"/>')
         out.append(f'<text x="{lx + 13:.1f}" y="{ly - 4}" font-size="10">{escape(init)}</text>')
+        lx += step
     return out
 
 
