@@ -16,62 +16,20 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{BIN, wait_for, write_file};
+use common::{BIN, Capability, Output as Out, Sv, require, run, wait_for, write_file};
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 
-/// The longest any single command may take before it is killed.
-const COMMAND_DEADLINE: Duration = Duration::from_secs(30);
 /// The longest a service may take to reach a state.
 const SETTLE: Duration = Duration::from_secs(15);
 
-/// True when Debian's runsv and sv are installed. When they are not, says
-/// so loudly; with BASEINIT_REQUIRE_RUNIT=1 (CI) that is a failure instead.
-fn runit_available(test: &str) -> bool {
-    let missing: Vec<&str> = ["runsv", "sv"].into_iter().filter(|p| which(p).is_none()).collect();
-    if missing.is_empty() {
-        return true;
-    }
-    let why = format!("{} not found in PATH (Debian package `runit`)", missing.join(" and "));
-    if std::env::var("BASEINIT_REQUIRE_RUNIT").as_deref() == Ok("1") {
-        panic!("{test}: runit is required (BASEINIT_REQUIRE_RUNIT=1) but {why}");
-    }
-    eprintln!("\n*** SKIPPED {test}: {why}; set BASEINIT_REQUIRE_RUNIT=1 to fail instead ***\n");
-    false
-}
-
-macro_rules! require_runit {
-    ($name:expr) => {
-        if !runit_available($name) {
-            return;
-        }
-    };
-}
-
-fn which(program: &str) -> Option<PathBuf> {
-    let path = std::env::var_os("PATH")?;
-    std::env::split_paths(&path)
-        .map(|dir| dir.join(program))
-        .find(|p| p.is_file())
-}
-
-/// How a command ended.
-#[derive(Debug, Clone, PartialEq, Eq)]
-struct Out {
-    code: i32,
-    stdout: String,
-    stderr: String,
-}
-
-impl Out {
-    /// The output with every seconds count (`45s`) replaced by `Ns`, so runs
-    /// a second apart compare equal.
-    fn normalized(&self) -> Out {
-        Out {
-            code: self.code,
-            stdout: strip_seconds(&self.stdout),
-            stderr: strip_seconds(&self.stderr),
-        }
+/// The output with every seconds count (`45s`) replaced by `Ns`, so runs a
+/// second apart compare equal.
+fn normalized(out: &Out) -> Out {
+    Out {
+        code: out.code,
+        stdout: strip_seconds(&out.stdout),
+        stderr: strip_seconds(&out.stderr),
     }
 }
 
@@ -95,35 +53,6 @@ fn strip_seconds(text: &str) -> String {
         .join("\n")
 }
 
-/// Runs `command` to its end, killing it (by pid) at the deadline.
-fn run(mut command: Command) -> Out {
-    let logs = tempfile::tempdir().expect("tempdir");
-    let (stdout, stderr) = (logs.path().join("stdout"), logs.path().join("stderr"));
-    command
-        .stdin(Stdio::null())
-        .stdout(fs::File::create(&stdout).expect("stdout file"))
-        .stderr(fs::File::create(&stderr).expect("stderr file"));
-    let mut child = command.spawn().unwrap_or_else(|e| panic!("spawn {command:?}: {e}"));
-    let deadline = Instant::now() + COMMAND_DEADLINE;
-    let status = loop {
-        if let Some(status) = child.try_wait().expect("try_wait") {
-            break status;
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("{command:?} still running after {COMMAND_DEADLINE:?}");
-        }
-        std::thread::sleep(Duration::from_millis(5));
-    };
-    use std::os::unix::process::ExitStatusExt;
-    Out {
-        code: status.code().unwrap_or_else(|| 128 + status.signal().unwrap_or(0)),
-        stdout: fs::read_to_string(stdout).unwrap_or_default(),
-        stderr: fs::read_to_string(stderr).unwrap_or_default(),
-    }
-}
-
 /// A temporary service directory with runsv processes on some of its
 /// services, and a `sv` symlink to baseinit.
 struct Runit {
@@ -138,8 +67,6 @@ impl Runit {
             .tempdir()
             .expect("tempdir");
         fs::create_dir(dir.path().join("service")).expect("mkdir service");
-        fs::create_dir(dir.path().join("bin")).expect("mkdir bin");
-        std::os::unix::fs::symlink(BIN, dir.path().join("bin/sv")).expect("symlink sv");
         Runit {
             dir,
             runsvs: Vec::new(),
@@ -183,14 +110,10 @@ impl Runit {
         });
     }
 
-    fn sv(&self, program: &OsStr, first: Option<&str>, args: &[&str], env: &[(&str, &OsStr)]) -> Out {
-        let mut command = Command::new(program);
-        command
-            .args(first)
-            .args(args)
-            .env("SVDIR", self.svdir())
-            .current_dir(self.path());
-        command.env_remove("SVWAIT");
+    /// `sv ARGS` (`which` one), in the temporary directory, with `env` too.
+    fn sv(&self, which: Sv, args: &[&str], env: &[(&str, &OsStr)]) -> Out {
+        let mut command = which.command(&self.svdir(), &self.path().join("bin/sv"));
+        command.args(args).current_dir(self.path());
         for (key, value) in env {
             command.env(key, value);
         }
@@ -199,21 +122,21 @@ impl Runit {
 
     /// `baseinit sv ARGS`.
     fn ours(&self, args: &[&str]) -> Out {
-        self.sv(OsStr::new(BIN), Some("sv"), args, &[])
+        self.sv(Sv::Baseinit, args, &[])
     }
 
     fn ours_with(&self, args: &[&str], env: &[(&str, &OsStr)]) -> Out {
-        self.sv(OsStr::new(BIN), Some("sv"), args, env)
+        self.sv(Sv::Baseinit, args, env)
     }
 
     /// `sv ARGS` through the symlink to baseinit.
     fn link(&self, args: &[&str]) -> Out {
-        self.sv(self.path().join("bin/sv").as_os_str(), None, args, &[])
+        self.sv(Sv::Link, args, &[])
     }
 
     /// Debian's sv.
     fn stock(&self, args: &[&str]) -> Out {
-        self.sv(OsStr::new("sv"), None, args, &[])
+        self.sv(Sv::Stock, args, &[])
     }
 
     /// Runs ours (both ways) and stock sv with `args` until they agree (but
@@ -225,7 +148,7 @@ impl Runit {
             let ours = self.ours(args);
             let link = self.link(args);
             let stock = self.stock(args);
-            if ours.normalized() == stock.normalized() && link.normalized() == stock.normalized() {
+            if normalized(&ours) == normalized(&stock) && normalized(&link) == normalized(&stock) {
                 return ours;
             }
             last = Some((ours, link, stock));
@@ -299,7 +222,7 @@ fn normalizing_strips_only_seconds() {
 
 #[test]
 fn sv_status_matches_stock_sv() {
-    require_runit!("sv_status_matches_stock_sv");
+    require!(Capability::Runit);
     let mut runit = Runit::new();
     runit.service("up", SLEEPER);
     runit.service("off", SLEEPER);
@@ -392,7 +315,10 @@ fn sv_usage_errors_are_runits() {
         (out.code, out.stderr),
         (100, format!("sv: option requires an argument -- w\n{usage}"))
     );
-    if !runit_available("sv_usage_errors_are_runits (comparison with stock sv)") {
+    if !common::require(
+        Capability::Runit,
+        "sv_usage_errors_are_runits (comparison with stock sv)",
+    ) {
         return;
     }
     for args in [
@@ -428,14 +354,17 @@ fn sv_counts_failures_in_its_exit_status_up_to_99() {
     let out = runit.ours(&args);
     assert_eq!(out.code, 99);
     assert_eq!(out.stdout.lines().count(), 120);
-    if runit_available("sv_counts_failures_in_its_exit_status_up_to_99 (comparison)") {
+    if common::require(
+        Capability::Runit,
+        "sv_counts_failures_in_its_exit_status_up_to_99 (comparison)",
+    ) {
         assert_eq!(runit.stock(&args), out);
     }
 }
 
 #[test]
 fn sv_control_commands_drive_runsv_as_stock_sv_does() {
-    require_runit!("sv_control_commands_drive_runsv_as_stock_sv_does");
+    require!(Capability::Runit);
     let mut runit = Runit::new();
     runit.service(
         "web",
@@ -495,7 +424,7 @@ fn sv_control_commands_drive_runsv_as_stock_sv_does() {
 
 #[test]
 fn sv_waiting_commands_report_ok_timeout_and_kill_as_stock_sv() {
-    require_runit!("sv_waiting_commands_report_ok_timeout_and_kill_as_stock_sv");
+    require!(Capability::Runit);
     let mut runit = Runit::new();
     runit.service("web", SLEEPER);
     runit.service("crash", "exit 1");
@@ -565,7 +494,7 @@ fn sv_waiting_commands_report_ok_timeout_and_kill_as_stock_sv() {
 
 #[test]
 fn sv_exit_and_shutdown_stop_runsv_and_then_report_it_gone() {
-    require_runit!("sv_exit_and_shutdown_stop_runsv_and_then_report_it_gone");
+    require!(Capability::Runit);
     let mut runit = Runit::new();
     runit.service("web", SLEEPER);
     runit.service("web/log", "exec cat >/dev/null");
@@ -602,7 +531,7 @@ fn sv_exit_and_shutdown_stop_runsv_and_then_report_it_gone() {
 
 #[test]
 fn sv_finds_the_state_in_baseinits_runtime_dir_when_the_service_has_no_supervise() {
-    require_runit!("sv_finds_the_state_in_baseinits_runtime_dir_when_the_service_has_no_supervise");
+    require!(Capability::Runit);
     let mut runit = Runit::new();
     runit.service("real", SLEEPER);
     runit.start("real");
@@ -639,15 +568,6 @@ fn sv_finds_the_state_in_baseinits_runtime_dir_when_the_service_has_no_supervise
     assert!(out.stdout.starts_with("run: real: "), "{out:?}");
 }
 
-/// True when running as root; says so loudly otherwise.
-fn root(test: &str) -> bool {
-    if nix::unistd::geteuid().is_root() {
-        return true;
-    }
-    eprintln!("\n*** SKIPPED {test}: setuser needs root ***\n");
-    false
-}
-
 fn setuser(args: &[&str]) -> Out {
     let mut command = Command::new(BIN);
     command.arg("setuser").args(args);
@@ -656,9 +576,7 @@ fn setuser(args: &[&str]) -> Out {
 
 #[test]
 fn setuser_drops_to_nobody_completely() {
-    if !root("setuser_drops_to_nobody_completely") {
-        return;
-    }
+    require!(Capability::Root);
     let script =
         r#"grep -E "^(Uid|Gid|Groups):" /proc/self/status; echo HOME=$HOME USER=$USER LOGNAME=$LOGNAME UID=$UID"#;
     let out = setuser(&["nobody", "sh", "-c", script]);
@@ -702,7 +620,7 @@ fn setuser_exit_statuses() {
         (out.code, out.stderr.as_str()),
         (1, "setuser: user no-such-user-here not found\n")
     );
-    if !root("setuser_exit_statuses (exec errors)") {
+    if !common::require(Capability::Root, "setuser_exit_statuses (exec errors)") {
         return;
     }
     let out = setuser(&["nobody", "no-such-command-here"]);

@@ -14,7 +14,7 @@ use std::fs;
 use std::time::{Duration, Instant};
 
 use common::{
-    Baseinit, Mode, Rng, Tree, footprint, lasting_zombies, require_namespaces, sleeping_services, wait_for, wait_lines,
+    Baseinit, Capability, Mode, Rng, Tree, footprint, lasting_zombies, require, sleeping_services, wait_for, wait_lines,
 };
 use nix::libc;
 
@@ -41,7 +41,7 @@ fn soak_service(tree: &Tree, name: &str, number: u32) {
 
 #[test]
 fn chaos_soak_loses_nothing_leaks_nothing_and_still_stops_in_milliseconds() {
-    require_namespaces!("chaos_soak_loses_nothing_leaks_nothing_and_still_stops_in_milliseconds");
+    require!(Capability::Namespaces);
     let secs: u64 = std::env::var("BASEINIT_SOAK_SECS")
         .ok()
         .and_then(|s| s.parse().ok())
@@ -275,7 +275,7 @@ fn sigterm_when(tree: &Tree, extra: &[&str], ready: impl Fn() -> bool, delay: Du
 
 #[test]
 fn sigterm_at_any_moment_of_boot_stops_everything_started_so_far() {
-    require_namespaces!("sigterm_at_any_moment_of_boot_stops_everything_started_so_far");
+    require!(Capability::Namespaces);
     // From baseinit's first instruction through the environment import,
     // the scan, the startup scripts and the services' start.
     for delay_us in [0u64, 100, 300, 1000, 3000, 10_000, 30_000, 100_000] {
@@ -317,7 +317,7 @@ fn sigterm_at_any_moment_of_boot_stops_everything_started_so_far() {
 
 #[test]
 fn sigterm_during_a_startup_script_stops_it_and_starts_no_service() {
-    require_namespaces!("sigterm_during_a_startup_script_stops_it_and_starts_no_service");
+    require!(Capability::Namespaces);
     let tree = Tree::new();
     tree.startup_script(
         "10_long",
@@ -335,7 +335,7 @@ fn sigterm_during_a_startup_script_stops_it_and_starts_no_service() {
 
 #[test]
 fn sigterm_during_a_restart_backoff_stops_without_starting_it_again() {
-    require_namespaces!("sigterm_during_a_restart_backoff_stops_without_starting_it_again");
+    require!(Capability::Namespaces);
     let tree = Tree::new();
     tree.service("crashy", r#"echo x >> "$OUT/starts"; exit 1"#);
     tree.service_file(
@@ -368,7 +368,7 @@ fn sigterm_during_a_restart_backoff_stops_without_starting_it_again() {
 
 #[test]
 fn sigterm_during_a_pre_shutdown_hook_changes_nothing_and_the_stop_completes_in_order() {
-    require_namespaces!("sigterm_during_a_pre_shutdown_hook_changes_nothing_and_the_stop_completes_in_order");
+    require!(Capability::Namespaces);
     let tree = Tree::new();
     let pre = tree.path().join("pre_shutdown.d");
     let post = tree.path().join("post_shutdown.d");
@@ -401,43 +401,19 @@ fn sigterm_during_a_pre_shutdown_hook_changes_nothing_and_the_stop_completes_in_
     );
     assert_eq!(run.code, 0, "stderr:\n{}", run.stderr);
     assert_eq!(tree.read("order"), "pre-start\npre-end\nservice-stopped\npost\n");
-    assert!(
-        run.stderr.contains("received SIGTERM again: already shutting down"),
-        "{}",
-        run.stderr
-    );
+    run.assert_stderr_contains("received SIGTERM again: already shutting down");
 }
 
-/// A pids cgroup of its own (v1 or v2), removed on drop; None when this
-/// machine has none we can write (said loudly; a failure when
-/// BASEINIT_REQUIRE_CGROUPS=1, as in CI).
+/// A pids cgroup of its own (v1 or v2), removed on drop. Only after
+/// `require!(Capability::Cgroups)`.
 struct PidsCgroup(std::path::PathBuf);
 
 impl PidsCgroup {
-    fn new(test: &str) -> Option<Self> {
-        let name = format!("baseinit-test-{}", std::process::id());
-        let candidates = ["/sys/fs/cgroup/pids", "/sys/fs/cgroup"];
-        let mut why = String::from("no pids controller mounted");
-        for root in candidates {
-            let root = std::path::Path::new(root);
-            if !root.join("cgroup.procs").exists() {
-                continue;
-            }
-            let dir = root.join(&name);
-            match fs::create_dir(&dir) {
-                Ok(()) if dir.join("pids.max").exists() => return Some(PidsCgroup(dir)),
-                Ok(()) => {
-                    let _ = fs::remove_dir(&dir);
-                    why = format!("{} has no pids.max", root.display());
-                }
-                Err(e) => why = format!("cannot create {}: {e}", dir.display()),
-            }
-        }
-        if std::env::var("BASEINIT_REQUIRE_CGROUPS").as_deref() == Ok("1") {
-            panic!("{test}: a pids cgroup is required (BASEINIT_REQUIRE_CGROUPS=1) but unavailable: {why}");
-        }
-        eprintln!("\n*** SKIPPED {test}: no pids cgroup ({why}); set BASEINIT_REQUIRE_CGROUPS=1 to fail instead ***\n");
-        None
+    fn new() -> Self {
+        let parent = common::pids_cgroup_parent().expect("a pids cgroup (probed before)");
+        let dir = parent.join(format!("baseinit-test-{}", std::process::id()));
+        fs::create_dir(&dir).unwrap_or_else(|e| panic!("cannot create {}: {e}", dir.display()));
+        PidsCgroup(dir)
     }
 
     fn set_max(&self, max: &str) {
@@ -463,11 +439,9 @@ impl Drop for PidsCgroup {
 
 #[test]
 fn when_fork_fails_it_logs_backs_off_keeps_the_rest_and_recovers_when_the_limit_lifts() {
-    let test = "when_fork_fails_it_logs_backs_off_keeps_the_rest_and_recovers_when_the_limit_lifts";
-    require_namespaces!(test);
-    let Some(cgroup) = PidsCgroup::new(test) else {
-        return;
-    };
+    require!(Capability::Namespaces);
+    require!(Capability::Cgroups);
+    let cgroup = PidsCgroup::new();
     let tree = Tree::new();
     // Holds boot until baseinit is inside the cgroup, so every service is.
     tree.startup_script("10_wait", r#"while [ ! -e "$OUT/go" ]; do sleep 0.01; done"#);
@@ -494,9 +468,7 @@ fn when_fork_fails_it_logs_backs_off_keeps_the_rest_and_recovers_when_the_limit_
     cgroup.set_max("max");
     wait_lines(&tree, "starts", starts_while_limited + 2, LONG);
 
-    init.signal(libc::SIGTERM);
-    let run = init.wait(LONG);
-    assert_eq!(run.code, 0, "stderr (tail):\n{}", tail(&run.stderr));
+    let run = init.stop(LONG);
     assert_eq!(tree.read("steady").lines().count(), 1, "steady was never restarted");
     let failure = run
         .stderr
@@ -556,11 +528,9 @@ impl Drop for SmallFs {
 
 #[test]
 fn a_read_only_or_full_run_and_etc_cost_warnings_not_services() {
-    let test = "a_read_only_or_full_run_and_etc_cost_warnings_not_services";
-    require_namespaces!(test);
-    if !common::root_available(test, "to mount a small file system") {
-        return;
-    }
+    require!(Capability::Namespaces);
+    // Root, to mount a small file system.
+    require!(Capability::Root);
     for broken in ["read-only", "full"] {
         let tree = Tree::new();
         let small = SmallFs::mount(&tree.path().join("small")).expect("mount a tmpfs");

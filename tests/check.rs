@@ -11,7 +11,8 @@ use common::{BIN, Tree, write_file};
 
 /// Runs `baseinit check` on the tree; (exit code, stdout).
 fn check(tree: &Tree, extra: &[&str]) -> (i32, String) {
-    let out = Command::new(BIN)
+    let mut command = Command::new(BIN);
+    command
         .arg("check")
         .arg("--service-dir")
         .arg(tree.service_dir())
@@ -21,13 +22,9 @@ fn check(tree: &Tree, extra: &[&str]) -> (i32, String) {
         .arg(tree.path().join("rc.local"))
         .arg("--env-dir")
         .arg(tree.env_dir())
-        .args(extra)
-        .output()
-        .expect("run baseinit check");
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-    )
+        .args(extra);
+    let out = common::run(command);
+    (out.code, out.stdout)
 }
 
 /// Every kind of breakage, one service (or file) each, and what check must say.

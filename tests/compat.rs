@@ -7,57 +7,12 @@
 mod common;
 
 use std::fs;
-use std::process::Command;
 use std::time::Duration;
 
-use common::{Baseinit, Mode, Tree, require_namespaces, wait_for, wait_lines};
+use common::{Baseinit, Capability, Mode, Sv, Tree, require, wait_for, wait_lines, wait_text};
 use nix::libc;
 
 const LONG: Duration = Duration::from_secs(30);
-
-/// True when Debian's runit `sv` is installed; says so loudly when not, and
-/// fails with BASEINIT_REQUIRE_RUNIT=1 (CI).
-fn stock_sv_available(test: &str) -> bool {
-    if Command::new("sv").arg("-V").output().is_ok() {
-        return true;
-    }
-    if std::env::var("BASEINIT_REQUIRE_RUNIT").as_deref() == Ok("1") {
-        panic!("{test}: runit's sv is required (BASEINIT_REQUIRE_RUNIT=1) but not installed");
-    }
-    eprintln!("\n*** SKIPPED {test}: runit's sv is not installed (apt-get install runit) ***\n");
-    false
-}
-
-/// Runs `sv ARGS` against the tree's service directory: the stock one, or
-/// baseinit's own when the tree has an `sv` symlink to the binary (see
-/// [`use_baseinit_sv`]).
-fn sv(tree: &Tree, args: &[&str]) -> (i32, String) {
-    let ours = tree.path().join("bin/sv");
-    let program = if ours.exists() {
-        ours.into_os_string()
-    } else {
-        "sv".into()
-    };
-    let out = Command::new(program)
-        .args(args)
-        .env("SVDIR", tree.service_dir())
-        .output()
-        .expect("run sv");
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    (out.status.code().unwrap_or(-1), text)
-}
-
-/// Waits until `sv status NAME` starts with `prefix`.
-fn wait_status(tree: &Tree, name: &str, prefix: &str) -> String {
-    wait_for(&format!("sv status {name} to say {prefix:?}"), LONG, || {
-        let (_, text) = sv(tree, &["status", name]);
-        text.starts_with(prefix).then_some(text)
-    })
-}
 
 /// The pid in a `run: NAME: (pid N) …` line.
 fn pid_of(status: &str) -> u32 {
@@ -65,30 +20,31 @@ fn pid_of(status: &str) -> u32 {
     rest.split(')').next().unwrap().parse().unwrap()
 }
 
-/// Makes [`sv`] use baseinit's own `sv` applet, through a symlink named `sv`.
-fn use_baseinit_sv(tree: &Tree) {
-    fs::create_dir_all(tree.path().join("bin")).unwrap();
-    std::os::unix::fs::symlink(common::BIN, tree.path().join("bin/sv")).unwrap();
-}
-
 #[test]
 fn stock_runit_sv_controls_every_service() {
-    require_namespaces!("stock_runit_sv_controls_every_service");
-    if !stock_sv_available("stock_runit_sv_controls_every_service") {
-        return;
-    }
-    sv_controls_every_service(Tree::new());
+    require!(Capability::Namespaces);
+    require!(Capability::Runit);
+    sv_controls_every_service(Tree::new(), Sv::Stock);
 }
 
 #[test]
 fn baseinits_own_sv_controls_every_service_without_runit() {
-    require_namespaces!("baseinits_own_sv_controls_every_service_without_runit");
-    let tree = Tree::new();
-    use_baseinit_sv(&tree);
-    sv_controls_every_service(tree);
+    require!(Capability::Namespaces);
+    sv_controls_every_service(Tree::new(), Sv::Link);
 }
 
-fn sv_controls_every_service(tree: Tree) {
+/// The seconds in a `run: NAME: (pid N) Ss` line.
+fn seconds_of(status: &str) -> u64 {
+    let (_, rest) = status.split_once(") ").expect("seconds in the status");
+    rest.split('s').next().unwrap().parse().unwrap()
+}
+
+fn sv_controls_every_service(tree: Tree, which: Sv) {
+    let sv = |tree: &Tree, args: &[&str]| {
+        let out = tree.sv(which, args);
+        (out.code, out.text())
+    };
+    let wait_status = |tree: &Tree, name: &str, prefix: &str| tree.wait_sv_status(which, name, prefix, LONG);
     tree.service(
         "web",
         r#"trap 'echo HUP >> "$OUT/web.hup"' HUP
@@ -122,13 +78,23 @@ while :; do sleep 0.1; done"#,
     sv(&tree, &["once", "oneshot"]);
     wait_lines(&tree, "oneshot", 1, LONG);
     wait_status(&tree, "oneshot", "down: oneshot: ");
-    std::thread::sleep(Duration::from_millis(400));
+    // baseinit decided on the run's end: down, no restart counted.
+    let oneshot = tree.wait_status("oneshot's run to end", LONG, |s| {
+        let oneshot = common::service_in(s, "oneshot")?;
+        (!oneshot["last_exit"].is_null()).then(|| oneshot.clone())
+    });
+    assert_eq!(oneshot["state"], "down", "once must not restart it");
+    assert_eq!(oneshot["restarts"], 0, "once must not restart it");
     assert_eq!(tree.read("oneshot"), "ran\n", "once must not restart it");
 
     // restart with -w: a new pid, reported ok. sv compares start times in
     // whole seconds (as with runsv), so let the current run age past one.
     let before = pid_of(&wait_status(&tree, "web", "run: web: (pid "));
-    std::thread::sleep(Duration::from_millis(1100));
+    wait_for("web's run to be a second old", LONG, || {
+        let (_, text) = sv(&tree, &["status", "web"]);
+        let run = text.starts_with("run: web: (pid ") && pid_of(&text) == before;
+        (run && seconds_of(&text) >= 1).then_some(())
+    });
     let (code, text) = sv(&tree, &["-w", "5", "restart", "web"]);
     assert_eq!(code, 0, "{text}");
     assert!(text.starts_with("ok: run: web: (pid "), "{text}");
@@ -195,9 +161,7 @@ while :; do sleep 0.1; done"#,
     sv(&tree, &["exit", "web"]);
     wait_status(&tree, "web", "down: web: ");
 
-    init.signal(libc::SIGTERM);
-    let run = init.wait(LONG);
-    assert_eq!(run.code, 0, "stderr:\n{}", run.stderr);
+    init.stop(LONG);
     // With baseinit gone, sv says so instead of hanging.
     let (code, text) = sv(&tree, &["status", "web"]);
     assert_ne!(code, 0, "{text}");
@@ -206,7 +170,7 @@ while :; do sleep 0.1; done"#,
 
 #[test]
 fn the_log_pipe_keeps_every_line_across_restarts_of_either_side() {
-    require_namespaces!("the_log_pipe_keeps_every_line_across_restarts_of_either_side");
+    require!(Capability::Namespaces);
     let tree = Tree::new();
     // The service writes 1..50000, crashes, is restarted, writes the rest.
     tree.service(
@@ -232,9 +196,7 @@ exit 0"#,
     let init = Baseinit::start(Mode::Pid1, &tree.args(&[]));
     wait_lines(&tree, "written", 1, LONG);
     // Stop at once: lines still in the pipe must reach the logger anyway.
-    init.signal(libc::SIGTERM);
-    let run = init.wait(LONG);
-    assert_eq!(run.code, 0, "stderr:\n{}", run.stderr);
+    let run = init.stop(LONG);
     assert_eq!(
         tree.read("eof"),
         "eof\n",
@@ -257,7 +219,7 @@ exit 0"#,
 
 #[test]
 fn shutdown_hooks_run_in_order_around_the_stop_and_failures_do_not_stop_it() {
-    require_namespaces!("shutdown_hooks_run_in_order_around_the_stop_and_failures_do_not_stop_it");
+    require!(Capability::Namespaces);
     let tree = Tree::new();
     let pre = tree.path().join("pre_shutdown.d");
     let post = tree.path().join("post_shutdown.d");
@@ -279,36 +241,20 @@ while :; do sleep 0.1; done"#,
     let mut init = Baseinit::start(Mode::Pid1, &args);
     wait_lines(&tree, "up", 1, LONG);
     init.mark();
-    init.signal(libc::SIGTERM);
-    let run = init.wait(LONG);
+    let run = init.stop(LONG);
     eprintln!(
         "stop with a hanging post-shutdown hook (budget 0.5 s): {:?}",
         run.elapsed
     );
-    assert_eq!(run.code, 0, "stderr:\n{}", run.stderr);
     assert_eq!(tree.read("order"), "pre-10\npre-20\npre-30\nservice-stopped\npost-10\n");
-    assert!(
-        run.stderr
-            .contains("20_fails failed with exit code 3; the shutdown goes on"),
-        "{}",
-        run.stderr
-    );
-    assert!(
-        run.stderr
-            .contains("10_hangs: still running at the end of the hook budget"),
-        "{}",
-        run.stderr
-    );
-    assert!(
-        run.stderr.contains("shutdown hooks ran out of time: skipping 1 more"),
-        "{}",
-        run.stderr
-    );
+    run.assert_stderr_contains("20_fails failed with exit code 3; the shutdown goes on");
+    run.assert_stderr_contains("10_hangs: still running at the end of the hook budget");
+    run.assert_stderr_contains("shutdown hooks ran out of time: skipping 1 more");
 }
 
 #[test]
 fn named_my_init_it_is_the_init() {
-    require_namespaces!("named_my_init_it_is_the_init");
+    require!(Capability::Namespaces);
     let tree = Tree::new();
     let link = tree.path().join("my_init");
     std::os::unix::fs::symlink(common::BIN, &link).unwrap();
@@ -319,7 +265,7 @@ fn named_my_init_it_is_the_init() {
 
 #[test]
 fn enable_insecure_key_runs_the_script_first_or_fails_clearly() {
-    require_namespaces!("enable_insecure_key_runs_the_script_first_or_fails_clearly");
+    require!(Capability::Namespaces);
     let tree = Tree::new();
     let script = tree.path().join("enable_insecure_key");
     common::write_file(&script, &tree.script(r#"echo key >> "$OUT/order""#), 0o755);
@@ -348,12 +294,12 @@ fn enable_insecure_key_runs_the_script_first_or_fails_clearly() {
     ]);
     let run = Baseinit::start(Mode::Pid1, &args).wait(LONG);
     assert_eq!(run.code, 1, "stderr:\n{}", run.stderr);
-    assert!(run.stderr.contains("--enable-insecure-key"), "{}", run.stderr);
+    run.assert_stderr_contains("--enable-insecure-key");
 }
 
 #[test]
 fn services_added_changed_and_removed_at_runtime_are_applied() {
-    require_namespaces!("services_added_changed_and_removed_at_runtime_are_applied");
+    require!(Capability::Namespaces);
     let tree = Tree::new();
     let stays = r#"echo "$(basename "$PWD") $$" >> "$OUT/starts"
 trap 'echo "$(basename "$PWD")" >> "$OUT/stops"; exit 0' TERM
@@ -367,11 +313,11 @@ while :; do sleep 0.1; done"#;
     let staging = tree.path().join("staging/b");
     common::write_file(&staging.join("run"), &tree.script(stays), 0o755);
     fs::rename(&staging, tree.service_dir().join("b")).unwrap();
-    wait_for("b to start", LONG, || tree.read("starts").contains("b ").then_some(()));
+    wait_text(&tree, "starts", "b ", LONG);
 
     // Removed: stopped.
     fs::rename(tree.service_dir().join("a"), tree.path().join("a-removed")).unwrap();
-    wait_for("a to stop", LONG, || tree.read("stops").contains("a\n").then_some(()));
+    wait_text(&tree, "stops", "a\n", LONG);
 
     // Changed: only that service restarts, with the new definition.
     let changed = tree.script(&format!("echo changed > \"$OUT/changed\"\n{stays}"));
@@ -393,9 +339,7 @@ while :; do sleep 0.1; done"#;
             .contains("keep/service.toml:1:1: unknown field `bogus`")
             .then_some(())
     });
-    init.signal(libc::SIGTERM);
-    let run = init.wait(LONG);
-    assert_eq!(run.code, 0, "stderr:\n{}", run.stderr);
+    init.stop(LONG);
     let starts = tree.read("starts");
     assert_eq!(
         starts.matches("keep ").count(),
@@ -415,7 +359,7 @@ while :; do sleep 0.1; done"#;
 
 #[test]
 fn every_watched_directory_is_pinned_for_as_long_as_it_is_watched() {
-    require_namespaces!("every_watched_directory_is_pinned_for_as_long_as_it_is_watched");
+    require!(Capability::Namespaces);
     // A pin (src/watch.rs) is a watched directory held open with a dnotify
     // request, so the stop's close of the inotify fd is quick. baseinit holds
     // no other directory open, so the open directories are the pins.
@@ -442,14 +386,12 @@ fn every_watched_directory_is_pinned_for_as_long_as_it_is_watched() {
     watched(6);
     fs::rename(tree.service_dir().join("b"), tree.path().join("b-removed")).unwrap();
     watched(5);
-    init.signal(libc::SIGTERM);
-    let run = init.wait(LONG);
-    assert_eq!(run.code, 0, "stderr:\n{}", run.stderr);
+    init.stop(LONG);
 }
 
 #[test]
 fn a_service_added_while_the_first_ones_start_is_not_missed() {
-    require_namespaces!("a_service_added_while_the_first_ones_start_is_not_missed");
+    require!(Capability::Namespaces);
     let tree = Tree::new();
     // `a` moves `b` in as it starts, while baseinit is still starting the
     // 100 services after it (in name order), so before its directory watch
@@ -472,16 +414,14 @@ fn a_service_added_while_the_first_ones_start_is_not_missed() {
         ),
     );
     let init = Baseinit::start(Mode::Pid1, &tree.args(&[]));
-    wait_for("b to start", LONG, || tree.read("starts").contains("b\n").then_some(()));
-    init.signal(libc::SIGTERM);
-    let run = init.wait(LONG);
-    assert_eq!(run.code, 0, "stderr:\n{}", run.stderr);
-    assert!(run.stderr.contains("service b: new, starting"), "{}", run.stderr);
+    wait_text(&tree, "starts", "b\n", LONG);
+    let run = init.stop(LONG);
+    run.assert_stderr_contains("service b: new, starting");
 }
 
 #[test]
 fn the_container_environment_is_imported_exported_and_reimported_like_my_init() {
-    require_namespaces!("the_container_environment_is_imported_exported_and_reimported_like_my_init");
+    require!(Capability::Namespaces);
     use std::os::unix::ffi::OsStrExt;
     let tree = Tree::new();
     let env_dir = tree.env_dir();
@@ -511,9 +451,7 @@ fn the_container_environment_is_imported_exported_and_reimported_like_my_init() 
             .filter(|m| m.len() > 0)
             .map(|_| ())
     });
-    init.signal(libc::SIGTERM);
-    let run = init.wait(LONG);
-    assert_eq!(run.code, 0, "stderr:\n{}", run.stderr);
+    let run = init.stop(LONG);
 
     for who in ["startup.env", "service.env"] {
         let env = common::parse_env0(&fs::read(tree.out(who)).unwrap());
@@ -582,7 +520,7 @@ fn the_container_environment_is_imported_exported_and_reimported_like_my_init() 
 fn without_startup_scripts_the_first_service_already_finds_the_whole_export() {
     // The export is written on another thread while baseinit reads the
     // service definitions; no service may run before it is complete.
-    require_namespaces!("without_startup_scripts_the_first_service_already_finds_the_whole_export");
+    require!(Capability::Namespaces);
     let tree = Tree::new();
     let env_dir = tree.env_dir();
     let (sh, json) = (
@@ -610,9 +548,7 @@ fn without_startup_scripts_the_first_service_already_finds_the_whole_export() {
                 .filter(|seen| !seen.is_empty())
         });
     }
-    init.signal(libc::SIGTERM);
-    let run = init.wait(LONG);
-    assert_eq!(run.code, 0, "stderr:\n{}", run.stderr);
+    init.stop(LONG);
     for name in ["a", "b", "c"] {
         let seen = fs::read_to_string(tree.out(&format!("{name}.seen"))).unwrap();
         assert!(
@@ -629,10 +565,8 @@ fn without_startup_scripts_the_first_service_already_finds_the_whole_export() {
 
 #[test]
 fn control_scripts_override_sv_commands_when_they_exit_zero() {
-    require_namespaces!("control_scripts_override_sv_commands_when_they_exit_zero");
-    if !stock_sv_available("control_scripts_override_sv_commands_when_they_exit_zero") {
-        return;
-    }
+    require!(Capability::Namespaces);
+    require!(Capability::Runit);
     let tree = Tree::new();
     tree.service(
         "web",
@@ -662,15 +596,19 @@ while :; do sleep 0.1; done"#,
     // A service can be up before its runit state is on disk (written once
     // per wake-up, and spawning does not wait for the exec); sv without a
     // `supervise/status` does nothing.
-    wait_status(&tree, "web", "run: web: ");
-    sv(&tree, &["term", "web"]);
+    tree.wait_sv_status(Sv::Stock, "web", "run: web: ", LONG);
+    tree.sv(Sv::Stock, &["term", "web"]);
     wait_lines(&tree, "control", 1, LONG);
-    sv(&tree, &["hup", "web"]);
+    tree.sv(Sv::Stock, &["hup", "web"]);
     wait_lines(&tree, "signals", 1, LONG);
-    init.signal(libc::SIGTERM);
-    let run = init.wait(LONG);
-    assert_eq!(run.code, 0, "stderr:\n{}", run.stderr);
-    assert_eq!(tree.read("control"), "control-t\ncontrol-h\ncontrol-t\n");
+    init.stop(LONG);
+    assert_eq!(
+        tree.read("control"),
+        "control-t
+control-h
+control-t
+"
+    );
     // The first signal the service saw was the HUP: control/t swallowed sv term.
     assert_eq!(tree.read("signals").lines().next(), Some("HUP"));
     assert_eq!(tree.read("up"), "up\n", "never restarted");
@@ -695,15 +633,15 @@ while :; do sleep 0.05; done"#,
 /// which race each other under runsv too, aside) and `sv status` after
 /// them (pid and seconds aside).
 fn after_sv_down(tree: &Tree, t_code: i32) -> (Vec<String>, String) {
-    wait_status(tree, "svc", "run: svc: ");
-    sv(tree, &["down", "svc"]);
+    tree.wait_sv_status(Sv::Stock, "svc", "run: svc: ", LONG);
+    tree.sv(Sv::Stock, &["down", "svc"]);
     let (events, settled) = if t_code == 0 {
         (3, "run: svc: ")
     } else {
         (4, "down: svc: ")
     };
     let text = wait_lines(tree, "events", events, LONG);
-    let status = wait_status(tree, "svc", settled);
+    let status = tree.wait_sv_status(Sv::Stock, "svc", settled, LONG);
     let mut lines: Vec<String> = text.lines().map(str::to_owned).collect();
     lines[2..].sort();
     let status: String = status
@@ -716,15 +654,13 @@ fn after_sv_down(tree: &Tree, t_code: i32) -> (Vec<String>, String) {
 
 #[test]
 fn sv_down_runs_control_t_then_control_d_as_runsv_does() {
-    require_namespaces!("sv_down_runs_control_t_then_control_d_as_runsv_does");
-    if !stock_sv_available("sv_down_runs_control_t_then_control_d_as_runsv_does") {
-        return;
-    }
+    require!(Capability::Namespaces);
+    require!(Capability::Runit);
     for t_code in [0, 1] {
         // Debian's runsv, a child of this test, stopped by its pid.
         let tree = Tree::new();
         service_with_stop_scripts(&tree, t_code);
-        let mut runsv = Command::new("runsv")
+        let mut runsv = std::process::Command::new("runsv")
             .arg(tree.service_dir().join("svc"))
             .stdin(std::process::Stdio::null())
             .spawn()
@@ -743,9 +679,7 @@ fn sv_down_runs_control_t_then_control_d_as_runsv_does() {
         service_with_stop_scripts(&tree, t_code);
         let init = Baseinit::start(Mode::Pid1, &tree.args(&["--stop-timeout", "0.5"]));
         let ours = after_sv_down(&tree, t_code);
-        init.signal(libc::SIGTERM);
-        let run = init.wait(LONG);
-        assert_eq!(run.code, 0, "stderr:\n{}", run.stderr);
+        init.stop(LONG);
         assert_eq!(ours, theirs, "control/t exiting {t_code}: baseinit, then runsv");
         let expected: &[&str] = if t_code == 0 {
             &["up", "t", "d"]
@@ -758,7 +692,7 @@ fn sv_down_runs_control_t_then_control_d_as_runsv_does() {
 
 #[test]
 fn my_init_flags_skip_startup_files_and_no_kill_all_on_exit() {
-    require_namespaces!("my_init_flags_skip_startup_files_and_no_kill_all_on_exit");
+    require!(Capability::Namespaces);
     // An escaped process (own session, so no service stop reaches it) that
     // records a SIGTERM: the kill-all sends one; without it, the kernel's
     // SIGKILL at PID 1's exit gives it no chance.
@@ -777,15 +711,17 @@ fn my_init_flags_skip_startup_files_and_no_kill_all_on_exit() {
         args.extend_from_slice(flags);
         let init = Baseinit::start(Mode::Pid1, &tree.args(&args));
         wait_lines(&tree, "up", 1, LONG);
-        init.signal(libc::SIGTERM);
-        let run = init.wait(LONG);
-        assert_eq!(run.code, 0, "stderr:\n{}", run.stderr);
+        let run = init.stop(LONG);
         assert!(
             !tree.out("startup.ran").exists(),
             "--skip-startup-files ran a startup script"
         );
-        // Give a SIGTERMed escapee time to write (it is gone either way).
-        std::thread::sleep(Duration::from_millis(100));
+        // The escapee is gone (PID 1's exit ends every process of its
+        // namespace before it is reaped): what it wrote is all it wrote.
+        let script = tree.out("escapee.sh").display().to_string();
+        wait_for("the escapee to be gone", LONG, || {
+            processes_running(&script).is_empty().then_some(())
+        });
         assert_eq!(
             tree.out("escapee").exists(),
             expect_term,
@@ -795,12 +731,28 @@ fn my_init_flags_skip_startup_files_and_no_kill_all_on_exit() {
     }
 }
 
+/// Host pids of live processes whose command line contains `text`.
+fn processes_running(text: &str) -> Vec<i32> {
+    let Ok(entries) = fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    entries
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse().ok())
+        .filter(|pid: &i32| {
+            let state = fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+            let zombie = state
+                .rsplit_once(')')
+                .is_some_and(|(_, rest)| rest.trim_start().starts_with('Z'));
+            !zombie && common::cmdline(*pid).contains(text)
+        })
+        .collect()
+}
+
 #[test]
 fn rescans_handle_services_that_are_still_stopping() {
-    require_namespaces!("rescans_handle_services_that_are_still_stopping");
-    if !stock_sv_available("rescans_handle_services_that_are_still_stopping") {
-        return;
-    }
+    require!(Capability::Namespaces);
+    require!(Capability::Runit);
     let tree = Tree::new();
     // Each service is slow to stop (1 s), logs its starts with $V, and its
     // finish says it ran.
@@ -827,9 +779,9 @@ while :; do sleep 0.05; done"#;
     let init = Baseinit::start(Mode::Pid1, &tree.args(&[]));
     wait_lines(&tree, "starts", 4, LONG);
     // Its runit state may lag its start (see the control-script test).
-    wait_status(&tree, "held", "run: held: ");
-    sv(&tree, &["down", "held"]);
-    wait_status(&tree, "held", "down: held: ");
+    tree.wait_sv_status(Sv::Stock, "held", "run: held: ", LONG);
+    tree.sv(Sv::Stock, &["down", "held"]);
+    tree.wait_sv_status(Sv::Stock, "held", "down: held: ", LONG);
 
     // linked: its symlink removed; it still stops cleanly and runs finish.
     fs::remove_file(tree.service_dir().join("linked")).unwrap();
@@ -872,16 +824,46 @@ while :; do sleep 0.05; done"#;
             .contains("service back: ignoring sv Up")
             .then_some(())
     });
-    // The service directory moved away and back: nothing stops.
+    // The service directory moved away and back: nothing stops. Away, a
+    // SIGHUP's rescan (its line comes out with the rest of that turn's:
+    // whatever it stopped is stopping by then); back, the watch's.
     let before = tree.read("starts");
+    let running = |s: &serde_json::Value| -> Vec<(String, serde_json::Value)> {
+        s["services"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|u| u["state"] == "run")
+            .map(|u| (u["name"].as_str().unwrap_or_default().to_owned(), u["pid"].clone()))
+            .collect()
+    };
+    let running_before = tree.wait_status("a status snapshot", LONG, |s| Some(running(s)));
     fs::rename(tree.service_dir(), tree.path().join("service.away")).unwrap();
     init.signal(libc::SIGHUP);
-    std::thread::sleep(Duration::from_millis(300));
+    wait_for("the rescan", LONG, || {
+        init.stderr_so_far()
+            .contains("received SIGHUP: rescanning")
+            .then_some(())
+    });
     fs::rename(tree.path().join("service.away"), tree.service_dir()).unwrap();
-    std::thread::sleep(Duration::from_millis(300));
-    init.signal(libc::SIGTERM);
-    let run = init.wait(LONG);
-    assert_eq!(run.code, 0, "stderr:\n{}", run.stderr);
+    // A service added once it is back starts by a rescan (the watch's) of
+    // the directory as it is back.
+    let staging = tree.path().join("staging/marker");
+    common::write_file(
+        &staging.join("run"),
+        &tree.script(r#"echo up > "$OUT/marker"; exec sleep 60"#),
+        0o755,
+    );
+    fs::rename(&staging, tree.service_dir().join("marker")).unwrap();
+    wait_lines(&tree, "marker", 1, LONG);
+    let running_after = tree.wait_status("a status snapshot", LONG, |s| Some(running(s)));
+    for service in &running_before {
+        assert!(
+            running_after.contains(service),
+            "{service:?} stopped for the move: {running_after:?}"
+        );
+    }
+    let run = init.stop(LONG);
     let starts = tree.read("starts");
     assert_eq!(starts, before, "nothing restarted by the move");
     assert!(
@@ -906,7 +888,7 @@ while :; do sleep 0.05; done"#;
 
 #[test]
 fn env_init_directory_names_the_startup_directory() {
-    require_namespaces!("env_init_directory_names_the_startup_directory");
+    require!(Capability::Namespaces);
     let tree = Tree::new();
     let elsewhere = tree.path().join("elsewhere.d");
     common::write_file(&elsewhere.join("10_x"), &tree.script(r#"echo ran > "$OUT/ran""#), 0o755);
@@ -928,11 +910,9 @@ fn env_init_directory_names_the_startup_directory() {
 
 #[test]
 fn as_a_non_root_user_an_unwritable_environment_is_one_warning_not_a_failure() {
+    // Root, to switch to nobody.
+    require!(Capability::Root);
     let tree = Tree::new();
-    if !nix::unistd::Uid::effective().is_root() {
-        eprintln!("\n*** SKIPPED: needs root to switch to nobody ***\n");
-        return;
-    }
     // A root-owned 0700 directory: nobody can neither read nor write there.
     let locked = tree.path().join("locked");
     fs::create_dir(&locked).unwrap();
@@ -980,7 +960,7 @@ fn as_a_non_root_user_an_unwritable_environment_is_one_warning_not_a_failure() {
 
 #[test]
 fn a_logger_that_quits_often_still_gets_every_line_at_shutdown() {
-    require_namespaces!("a_logger_that_quits_often_still_gets_every_line_at_shutdown");
+    require!(Capability::Namespaces);
     let tree = Tree::new();
     tree.service("writer", r#"seq 1 40; echo done > "$OUT/written"; exec sleep 60"#);
     // Quits after every 5 lines; restarts only after 10 s, so at shutdown
@@ -995,9 +975,7 @@ fn a_logger_that_quits_often_still_gets_every_line_at_shutdown() {
     let init = Baseinit::start(Mode::Pid1, &tree.args(&[]));
     wait_lines(&tree, "written", 1, LONG);
     wait_lines(&tree, "logged", 5, LONG);
-    init.signal(libc::SIGTERM);
-    let run = init.wait(LONG);
-    assert_eq!(run.code, 0, "stderr:\n{}", run.stderr);
+    init.stop(LONG);
     let expected: Vec<String> = (1..=40).map(|i| i.to_string()).collect();
     assert_eq!(tree.read("logged").lines().collect::<Vec<_>>(), expected);
 }
@@ -1014,7 +992,7 @@ fn open_control(path: &std::path::Path) -> std::io::Result<fs::File> {
 
 #[test]
 fn a_removed_service_stops_listening_and_the_next_one_gets_only_its_own_commands() {
-    require_namespaces!("a_removed_service_stops_listening_and_the_next_one_gets_only_its_own_commands");
+    require!(Capability::Namespaces);
     let tree = Tree::new();
     let body = r#"echo "$(basename "$PWD") up" >> "$OUT/events"
 trap 'echo "$(basename "$PWD") stopped" >> "$OUT/events"; exit 0' TERM
@@ -1022,6 +1000,9 @@ while :; do sleep 0.05; done"#;
     tree.service("old", body);
     let init = Baseinit::start(Mode::Pid1, &tree.args(&[]));
     wait_lines(&tree, "events", 1, LONG);
+    // Its supervise/ (the FIFO's reader) is made just after the wake-up
+    // that started it: there before it is removed.
+    common::wait_supervised(&tree, "old", LONG);
     let old_control = tree.path().join("gone/old/supervise/control");
 
     // Removed: stopped and retired (its slot is free for the next one).
@@ -1038,36 +1019,33 @@ while :; do sleep 0.05; done"#;
     assert_eq!(err.raw_os_error(), Some(libc::ENXIO), "{err}");
     // ...and the new one's commands reach the new one.
     use std::io::Write;
-    // The reader is there before the service starts: no wait.
+    // The reader is opened with supervise/, before its status is written
+    // (the end of the wake-up that started the service).
+    common::wait_supervised(&tree, "new", LONG);
     let new_control = tree.service_dir().join("new/supervise/control");
     let mut control = open_control(&new_control).expect("the new service's FIFO has a reader");
     control.write_all(b"d").unwrap();
     wait_lines(&tree, "events", 4, LONG);
-    init.signal(libc::SIGTERM);
-    let run = init.wait(LONG);
-    assert_eq!(run.code, 0, "stderr:\n{}", run.stderr);
+    init.stop(LONG);
     assert_eq!(tree.read("events"), "old up\nold stopped\nnew up\nnew stopped\n");
 }
 
 #[test]
 fn every_one_of_many_services_gets_its_supervise_state() {
-    require_namespaces!("every_one_of_many_services_gets_its_supervise_state");
+    require!(Capability::Namespaces);
     // Enough services that making their supervise/ directories spans
     // several turns of the event loop on a slow disk: none may be missed.
     const SERVICES: usize = 150;
     let tree = Tree::new();
-    use_baseinit_sv(&tree);
     for i in 0..SERVICES {
         tree.service(&format!("s{i:03}"), "exec sleep 600");
     }
     let init = Baseinit::start(Mode::Pid1, &tree.args(&[]));
     for i in 0..SERVICES {
         let name = format!("s{i:03}");
-        wait_status(&tree, &name, &format!("run: {name}: (pid "));
+        tree.wait_sv_status(Sv::Link, &name, &format!("run: {name}: (pid "), LONG);
         let stat = fs::read_to_string(tree.service_dir().join(&name).join("supervise/stat")).unwrap();
         assert_eq!(stat, "run\n", "{name}");
     }
-    init.signal(libc::SIGTERM);
-    let run = init.wait(LONG);
-    assert_eq!(run.code, 0, "stderr:\n{}", run.stderr);
+    init.stop(LONG);
 }

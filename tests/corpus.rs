@@ -13,14 +13,14 @@ use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::symlink;
 use std::time::Duration;
 
-use common::{Baseinit, Mode, Tree, require_namespaces, wait_lines};
+use common::{Baseinit, Capability, Mode, Tree, require, wait_lines};
 use nix::libc;
 
 const LONG: Duration = Duration::from_secs(10);
 
 #[test]
 fn odd_names_huge_files_and_symlink_loops_added_at_runtime_harm_nothing() {
-    require_namespaces!("odd_names_huge_files_and_symlink_loops_added_at_runtime_harm_nothing");
+    require!(Capability::Namespaces);
     let tree = Tree::new();
     tree.service("fine", r#"echo $$ >> "$OUT/fine"; exec sleep 1000"#);
     let init = Baseinit::start(Mode::Pid1, &tree.args(&[]));
@@ -142,12 +142,7 @@ fn wait_or_dump(init: &Baseinit, what: &str, mut probe: impl FnMut() -> Option<(
 fn an_unreadable_service_directory_is_reported_and_harms_nothing() {
     // Root reads everything: baseinit runs as nobody here (through its own
     // setuser), so that a 0700 root-owned directory is truly unreadable.
-    if !common::root_available(
-        "an_unreadable_service_directory_is_reported_and_harms_nothing",
-        "to switch to nobody",
-    ) {
-        return;
-    }
+    require!(Capability::Root);
     use std::os::unix::fs::PermissionsExt;
     let tree = Tree::new();
     let open = |path: &std::path::Path| {

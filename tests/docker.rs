@@ -18,15 +18,13 @@
 mod common;
 
 use std::collections::{HashMap, HashSet};
-use std::fs;
-use std::os::unix::process::CommandExt;
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
-use common::write_file;
+use common::{Capability, Output as Out, try_run, write_file};
 use nix::libc;
 
 const BASE: &str = "baseinit/debian:test";
@@ -40,63 +38,7 @@ const BOOT: Duration = Duration::from_secs(30);
 const BUILD: Duration = Duration::from_secs(30 * 60);
 
 // ---------------------------------------------------------------------------
-// Running commands with a watchdog
-
-#[derive(Debug)]
-struct Out {
-    code: i32,
-    stdout: String,
-    stderr: String,
-}
-
-impl Out {
-    /// stdout then stderr (docker logs splits a container's two streams).
-    fn text(&self) -> String {
-        format!("{}{}", self.stdout, self.stderr)
-    }
-}
-
-/// Runs `command` (its own process group, stdin /dev/null, output to files),
-/// killing the group by its id if it outlives `timeout`.
-fn try_run(mut command: Command, timeout: Duration) -> Result<Out, String> {
-    let what = format!("{command:?}");
-    let dir = tempfile::tempdir().map_err(|e| format!("tempdir: {e}"))?;
-    let (out_path, err_path) = (dir.path().join("stdout"), dir.path().join("stderr"));
-    let file = |p: &Path| fs::File::create(p).map_err(|e| format!("{}: {e}", p.display()));
-    command
-        .stdin(Stdio::null())
-        .stdout(file(&out_path)?)
-        .stderr(file(&err_path)?)
-        .process_group(0);
-    let mut child = command.spawn().map_err(|e| format!("cannot run {what}: {e}"))?;
-    let deadline = Instant::now() + timeout;
-    let read = |p: &Path| String::from_utf8_lossy(&fs::read(p).unwrap_or_default()).into_owned();
-    loop {
-        match child.try_wait() {
-            Ok(Some(status)) => {
-                use std::os::unix::process::ExitStatusExt;
-                return Ok(Out {
-                    code: status.code().unwrap_or_else(|| 128 + status.signal().unwrap_or(0)),
-                    stdout: read(&out_path),
-                    stderr: read(&err_path),
-                });
-            }
-            Ok(None) if Instant::now() >= deadline => {
-                // SAFETY: kill(2) on the process group of our own unreaped
-                // child; it leads the group (process_group(0)).
-                unsafe { libc::kill(-(child.id() as i32), libc::SIGKILL) };
-                let _ = child.wait();
-                return Err(format!(
-                    "watchdog: {what} still running after {timeout:?}; killed. stdout:\n{}\nstderr:\n{}",
-                    read(&out_path),
-                    read(&err_path)
-                ));
-            }
-            Ok(None) => std::thread::sleep(Duration::from_millis(20)),
-            Err(e) => return Err(format!("waiting for {what}: {e}")),
-        }
-    }
-}
+// Running commands with a watchdog (common::try_run)
 
 fn try_docker(args: &[&str], timeout: Duration) -> Result<Out, String> {
     let mut command = Command::new("docker");
@@ -111,25 +53,11 @@ fn docker(args: &[&str], timeout: Duration) -> Out {
 // ---------------------------------------------------------------------------
 // The engine and the images
 
-/// True when a Docker engine answers and the images are built. Without an
-/// engine: a loud skip, or a failure with BASEINIT_REQUIRE_DOCKER=1. With
-/// one, a failing images/build.sh fails the test.
+/// True when a Docker engine answers ([`Capability::Docker`]: a loud skip
+/// without one, or a failure with BASEINIT_REQUIRE_DOCKER=1) and the
+/// images are built; a failing images/build.sh fails the test.
 fn docker_ready(test: &str) -> bool {
-    static ENGINE: OnceLock<Result<(), String>> = OnceLock::new();
-    let engine = ENGINE.get_or_init(
-        || match try_docker(&["info", "--format", "{{.ServerVersion}}"], COMMAND) {
-            Ok(out) if out.code == 0 => Ok(()),
-            Ok(out) => Err(format!("docker info exited {}: {}", out.code, out.stderr.trim())),
-            Err(e) => Err(e),
-        },
-    );
-    if let Err(why) = engine {
-        if std::env::var("BASEINIT_REQUIRE_DOCKER").as_deref() == Ok("1") {
-            panic!("{test}: a Docker engine is required (BASEINIT_REQUIRE_DOCKER=1) but none answers: {why}");
-        }
-        eprintln!(
-            "\n*** SKIPPED {test}: no Docker engine answers ({why}); set BASEINIT_REQUIRE_DOCKER=1 to fail instead ***\n"
-        );
+    if !common::require(Capability::Docker, test) {
         return false;
     }
     static IMAGES: OnceLock<Result<(), String>> = OnceLock::new();
@@ -139,9 +67,10 @@ fn docker_ready(test: &str) -> bool {
     true
 }
 
+/// `require_docker!()`: returns from the test unless [`docker_ready`].
 macro_rules! require_docker {
-    ($name:expr) => {
-        if !docker_ready($name) {
+    () => {
+        if !docker_ready(common::function_name!()) {
             return;
         }
     };
@@ -343,7 +272,7 @@ done
 
 #[test]
 fn example_image_docker_stop_stops_every_service_with_its_own_signal() {
-    require_docker!("example_image_docker_stop_stops_every_service_with_its_own_signal");
+    require_docker!();
     let c = Container::start("example-stop", &[EXAMPLE]);
     c.wait_logs(&[
         "startup: wrote /var/www/html/index.html",
@@ -400,7 +329,7 @@ fn example_image_docker_stop_stops_every_service_with_its_own_signal() {
 
 #[test]
 fn a_service_ignoring_sigterm_is_killed_at_its_timeout_before_dockers_own_sigkill() {
-    require_docker!("a_service_ignoring_sigterm_is_killed_at_its_timeout_before_dockers_own_sigkill");
+    require_docker!();
     let image = test_image(
         "stubborn",
         &[
@@ -444,7 +373,7 @@ fn a_service_ignoring_sigterm_is_killed_at_its_timeout_before_dockers_own_sigkil
 
 #[test]
 fn double_forked_orphans_never_linger_as_zombies() {
-    require_docker!("double_forked_orphans_never_linger_as_zombies");
+    require_docker!();
     // Every 50 ms, 20 orphans: subshells that start a process in the
     // background and exit at once, so PID 1 inherits it.
     let leaky = r#"#!/bin/sh
@@ -534,7 +463,7 @@ echo "leaked $(cat /tmp/leaked)"
 
 #[test]
 fn docker_logs_keep_startup_output_and_every_line_of_a_burst_at_stop() {
-    require_docker!("docker_logs_keep_startup_output_and_every_line_of_a_burst_at_stop");
+    require_docker!();
     const EARLY: usize = 20_000;
     const LATE: usize = 50_000;
     let burst = format!(
@@ -602,7 +531,7 @@ done
 
 #[test]
 fn main_command_exit_code_and_signal_death_become_the_containers() {
-    require_docker!("main_command_exit_code_and_signal_death_become_the_containers");
+    require_docker!();
     let c = Container::new("main-exit-3");
     let out = c.run(&[BASE, "--", "sh", "-c", "echo main: exiting 3; exit 3"]);
     assert_eq!(out.code, 3, "{}", out.text());
@@ -622,7 +551,7 @@ fn main_command_exit_code_and_signal_death_become_the_containers() {
 
 #[test]
 fn docker_run_e_reaches_services_and_the_container_environment() {
-    require_docker!("docker_run_e_reaches_services_and_the_container_environment");
+    require_docker!();
     let value = "hello from 'docker run' $HOME";
     let env = format!("GREETING={value}");
     let c = Container::start("env", &["-e", &env, EXAMPLE]);
@@ -642,7 +571,7 @@ fn docker_run_e_reaches_services_and_the_container_environment() {
 
 #[test]
 fn base_image_has_my_init_sv_setuser_and_phusions_layout() {
-    require_docker!("base_image_has_my_init_sv_setuser_and_phusions_layout");
+    require_docker!();
     let checks = r#"
 stat -c '%n %a %U %G' /etc/container_environment /etc/container_environment.sh \
     /etc/container_environment.json /etc/service /etc/my_init.d \
@@ -735,7 +664,7 @@ fn boots_runs_and_stops(test: &str, docker_args: &[&str], uid: u32, while_runnin
 
 #[test]
 fn boots_runs_and_stops_under_docker_run_init() {
-    require_docker!("boots_runs_and_stops_under_docker_run_init");
+    require_docker!();
     boots_runs_and_stops("init", &["--init"], 0, |c| {
         // docker-init is PID 1; baseinit is its child, a subreaper.
         let one = c.exec(&["cat", "/proc/1/comm"]);
@@ -747,7 +676,7 @@ fn boots_runs_and_stops_under_docker_run_init() {
 
 #[test]
 fn boots_runs_and_stops_with_a_read_only_root_and_a_tmpfs_run() {
-    require_docker!("boots_runs_and_stops_with_a_read_only_root_and_a_tmpfs_run");
+    require_docker!();
     let logs = boots_runs_and_stops("read-only", &["--read-only", "--tmpfs", "/run"], 0, |c| {
         // The service directory is read-only: runit's state is under
         // /run/baseinit, where baseinit's sv finds it.
@@ -763,7 +692,7 @@ fn boots_runs_and_stops_with_a_read_only_root_and_a_tmpfs_run() {
 
 #[test]
 fn boots_runs_and_stops_as_a_non_root_user() {
-    require_docker!("boots_runs_and_stops_as_a_non_root_user");
+    require_docker!();
     let logs = boots_runs_and_stops("user", &["--user", "1000:1000"], 1000, |_| {});
     // What needs root is skipped with a warning each: the container
     // environment (/etc/container_environment is root's), and runit's state
@@ -778,7 +707,7 @@ fn boots_runs_and_stops_as_a_non_root_user() {
 
 #[test]
 fn scratch_image_with_busybox_runs_the_same_binary() {
-    require_docker!("scratch_image_with_busybox_runs_the_same_binary");
+    require_docker!();
     let c = Container::start("scratch", &[SCRATCH]);
     c.wait_logs(&["hello: up on scratch as root"]);
     // No distribution: no libc, no loader; only busybox and baseinit.
@@ -821,7 +750,7 @@ fn wait_health(c: &Container, want: &str) -> String {
 
 #[test]
 fn the_base_images_healthcheck_turns_unhealthy_in_a_crash_loop() {
-    require_docker!("the_base_images_healthcheck_turns_unhealthy_in_a_crash_loop");
+    require_docker!();
     // The base image declares the health check; the runs below only make
     // Docker probe it more often than every 10 s.
     let declared = docker(&["inspect", "-f", "{{json .Config.Healthcheck.Test}}", BASE], COMMAND);
@@ -871,7 +800,7 @@ fn the_base_images_healthcheck_turns_unhealthy_in_a_crash_loop() {
 
 #[test]
 fn example_image_starts_the_redis_client_only_once_redis_is_ready_and_stops_it_first() {
-    require_docker!("example_image_starts_the_redis_client_only_once_redis_is_ready_and_stops_it_first");
+    require_docker!();
     let c = Container::start("example-order", &[EXAMPLE]);
     c.wait_logs(&["visits | visits: redis answered, counting", "visits | visits: 1"]);
     c.stop();
@@ -897,7 +826,7 @@ fn example_image_starts_the_redis_client_only_once_redis_is_ready_and_stops_it_f
 /// `docker exec`, orphans nonstop; then `docker stop`.
 #[test]
 fn chaos_in_a_container_loses_nothing_and_docker_stop_still_takes_milliseconds() {
-    require_docker!("chaos_in_a_container_loses_nothing_and_docker_stop_still_takes_milliseconds");
+    require_docker!();
     const SERVICES: usize = 10;
     let mut files: Vec<(String, String, u32)> = vec![(
         "Dockerfile".into(),

@@ -6,14 +6,13 @@ mod common;
 
 use std::time::Duration;
 
-use common::{BIN, Baseinit, Mode, Tree, require_namespaces, wait_for, wait_lines, write_file};
-use nix::libc;
+use common::{Baseinit, Capability, Mode, Tree, require, wait_for, wait_lines, write_file};
 
 const LONG: Duration = Duration::from_secs(30);
 
 #[test]
 fn an_essential_service_that_ends_ends_the_container_with_its_code() {
-    require_namespaces!("an_essential_service_that_ends_ends_the_container_with_its_code");
+    require!(Capability::Namespaces);
     for (body, code) in [("exit 4", 4), ("kill -KILL $$", 137)] {
         let tree = Tree::new();
         tree.service(
@@ -24,11 +23,7 @@ fn an_essential_service_that_ends_ends_the_container_with_its_code() {
         tree.service_file("core", "service.toml", "essential = true\nrestart = \"never\"\n", 0o644);
         let run = Baseinit::start(Mode::Pid1, &tree.args(&[])).wait(LONG);
         assert_eq!(run.code, code, "stderr:\n{}", run.stderr);
-        assert!(
-            run.stderr.contains("service core: an essential service ended"),
-            "{}",
-            run.stderr
-        );
+        run.assert_stderr_contains("service core: an essential service ended");
         assert_eq!(
             tree.read("bystander"),
             "stopped\n",
@@ -39,7 +34,7 @@ fn an_essential_service_that_ends_ends_the_container_with_its_code() {
 
 #[test]
 fn a_crash_loop_past_the_limit_with_on_failure_exit_ends_the_container() {
-    require_namespaces!("a_crash_loop_past_the_limit_with_on_failure_exit_ends_the_container");
+    require!(Capability::Namespaces);
     let tree = Tree::new();
     tree.service("crashy", r#"echo x >> "$OUT/starts"; exit 3"#);
     tree.service_file(
@@ -51,17 +46,12 @@ fn a_crash_loop_past_the_limit_with_on_failure_exit_ends_the_container() {
     let run = Baseinit::start(Mode::Pid1, &tree.args(&[])).wait(LONG);
     assert_eq!(run.code, 3, "the service's own code; stderr:\n{}", run.stderr);
     assert_eq!(tree.read("starts").lines().count(), 3, "the first run and 2 restarts");
-    assert!(
-        run.stderr
-            .contains("service crashy: failed: 2 restarts within 60 s; shutting down"),
-        "{}",
-        run.stderr
-    );
+    run.assert_stderr_contains("service crashy: failed: 2 restarts within 60 s; shutting down");
 }
 
 #[test]
 fn on_failure_stop_leaves_it_failed_and_the_rest_running() {
-    require_namespaces!("on_failure_stop_leaves_it_failed_and_the_rest_running");
+    require!(Capability::Namespaces);
     let tree = Tree::new();
     tree.service("web", r#"echo up > "$OUT/web"; exec sleep 60"#);
     tree.service("crashy", r#"echo x >> "$OUT/starts"; exit 3"#);
@@ -73,31 +63,20 @@ fn on_failure_stop_leaves_it_failed_and_the_rest_running() {
     );
     let init = Baseinit::start(Mode::Pid1, &tree.args(&[]));
     wait_lines(&tree, "web", 1, LONG);
-    let runtime = tree.path().join("run");
-    let status = || {
-        let out = std::process::Command::new(BIN)
-            .args(["status", "--json", "--runtime-dir"])
-            .arg(&runtime)
-            .output()
-            .unwrap();
-        serde_json::from_slice::<serde_json::Value>(&out.stdout).unwrap_or_default()
-    };
-    let snap = wait_for("crashy to be failed", LONG, || {
-        let snap = status();
-        let crashy = common::service_in(&snap, "crashy")?.clone();
-        (crashy["state"] == "failed").then_some(snap)
+    let snap = tree.wait_status("crashy to be failed", LONG, |snap| {
+        let crashy = common::service_in(snap, "crashy")?;
+        (crashy["state"] == "failed").then(|| snap.clone())
     });
     let web = common::service_in(&snap, "web").unwrap();
     assert_eq!(web["state"], "run");
     std::thread::sleep(Duration::from_millis(300));
     assert_eq!(tree.read("starts").lines().count(), 3, "no restart once failed");
-    init.signal(libc::SIGTERM);
-    assert_eq!(init.wait(LONG).code, 0);
+    init.stop(LONG);
 }
 
 #[test]
 fn finish_exiting_125_keeps_the_service_down() {
-    require_namespaces!("finish_exiting_125_keeps_the_service_down");
+    require!(Capability::Namespaces);
     let tree = Tree::new();
     tree.service("once", r#"echo x >> "$OUT/starts"; exit 1"#);
     tree.service_file(
@@ -111,20 +90,14 @@ fn finish_exiting_125_keeps_the_service_down() {
     wait_lines(&tree, "finish", 1, LONG);
     wait_lines(&tree, "web", 1, LONG);
     std::thread::sleep(Duration::from_millis(400));
-    init.signal(libc::SIGTERM);
-    let run = init.wait(LONG);
-    assert_eq!(run.code, 0, "stderr:\n{}", run.stderr);
+    let run = init.stop(LONG);
     assert_eq!(tree.read("starts"), "x\n", "never restarted");
-    assert!(
-        run.stderr.contains("service once: finish exited 125: not restarting"),
-        "{}",
-        run.stderr
-    );
+    run.assert_stderr_contains("service once: finish exited 125: not restarting");
 }
 
 #[test]
 fn a_startup_script_past_its_timeout_fails_the_boot() {
-    require_namespaces!("a_startup_script_past_its_timeout_fails_the_boot");
+    require!(Capability::Namespaces);
     let tree = Tree::new();
     tree.startup_script("10_slow", "exec sleep 30");
     tree.service("web", r#"echo up > "$OUT/web"; exec sleep 60"#);
@@ -133,17 +106,13 @@ fn a_startup_script_past_its_timeout_fails_the_boot() {
     })
     .wait(LONG);
     assert_eq!(run.code, 1, "stderr:\n{}", run.stderr);
-    assert!(
-        run.stderr.contains("10_slow: still running after 500 ms: stopping it"),
-        "{}",
-        run.stderr
-    );
+    run.assert_stderr_contains("10_slow: still running after 500 ms: stopping it");
     assert!(!tree.out("web").exists(), "no service started");
 }
 
 #[test]
 fn a_bug_in_pid_1_ends_in_an_ordered_stop_not_a_silent_death() {
-    require_namespaces!("a_bug_in_pid_1_ends_in_an_ordered_stop_not_a_silent_death");
+    require!(Capability::Namespaces);
     let tree = Tree::new();
     for name in ["a", "b"] {
         tree.service(
@@ -160,7 +129,7 @@ while :; do sleep 0.05; done"#
     })
     .wait(LONG);
     assert_eq!(run.code, 70, "stderr:\n{}", run.stderr);
-    assert!(run.stderr.contains("baseinit failed (a bug)"), "{}", run.stderr);
+    run.assert_stderr_contains("baseinit failed (a bug)");
     for name in ["a", "b"] {
         assert_eq!(tree.read(&format!("{name}.up")), "up\n");
         assert_eq!(
@@ -176,7 +145,7 @@ while :; do sleep 0.05; done"#
 /// synchronous failure it used to be (message, backoff, exit codes).
 #[test]
 fn exec_failures_found_at_reap_time_are_start_failures() {
-    require_namespaces!("exec_failures_found_at_reap_time_are_start_failures");
+    require!(Capability::Namespaces);
     let tree = Tree::new();
     // Not executable: reported with its cause, and retried with backoff.
     common::write_file(&tree.service_dir().join("denied/tool"), "#!/bin/sh\nexit 0\n", 0o644);
@@ -207,25 +176,14 @@ fn exec_failures_found_at_reap_time_are_start_failures() {
     wait_for("three failed starts", LONG, || {
         (init.stderr_so_far().matches("service denied: cannot start").count() >= 3).then_some(())
     });
-    init.signal(libc::SIGTERM);
-    let run = init.wait(LONG);
-    assert_eq!(run.code, 0, "stderr:\n{}", run.stderr);
+    let run = init.stop(LONG);
     assert_eq!(tree.read("found"), format!("{}/only-in-my-path arg\n", bin.display()));
     let tool = tree.service_dir().join("denied/./tool");
-    assert!(
-        run.stderr.contains(&format!(
-            "service denied: cannot start {}: Permission denied (os error 13)",
-            tool.display()
-        )),
-        "{}",
-        run.stderr
-    );
-    assert!(
-        run.stderr
-            .contains("service denied: restarting in 50 ms (it could not start)"),
-        "{}",
-        run.stderr
-    );
+    run.assert_stderr_contains(&format!(
+        "service denied: cannot start {}: Permission denied (os error 13)",
+        tool.display()
+    ));
+    run.assert_stderr_contains("service denied: restarting in 50 ms (it could not start)");
     assert!(
         !run.stderr.contains("service denied: exited with"),
         "a failed exec is not an exit: {}",
@@ -235,7 +193,7 @@ fn exec_failures_found_at_reap_time_are_start_failures() {
 
 #[test]
 fn a_startup_script_that_cannot_exec_aborts_the_boot() {
-    require_namespaces!("a_startup_script_that_cannot_exec_aborts_the_boot");
+    require!(Capability::Namespaces);
     let tree = Tree::new();
     tree.startup_script("05_first", r#"echo ran > "$OUT/first""#);
     write_file(
@@ -248,22 +206,14 @@ fn a_startup_script_that_cannot_exec_aborts_the_boot() {
     let run = Baseinit::start(Mode::Pid1, &tree.args(&[])).wait(LONG);
     assert_eq!(run.code, 1, "stderr:\n{}", run.stderr);
     let script = tree.startup_dir().join("10_broken");
-    assert!(
-        run.stderr.contains(&format!(
-            "startup script {0}: cannot start {0}: No such file or directory (os error 2)",
-            script.display()
-        )),
-        "{}",
-        run.stderr
-    );
-    assert!(
-        run.stderr.contains(&format!(
-            "startup script {} could not be started: boot aborted",
-            script.display()
-        )),
-        "{}",
-        run.stderr
-    );
+    run.assert_stderr_contains(&format!(
+        "startup script {0}: cannot start {0}: No such file or directory (os error 2)",
+        script.display()
+    ));
+    run.assert_stderr_contains(&format!(
+        "startup script {} could not be started: boot aborted",
+        script.display()
+    ));
     assert_eq!(tree.read("first"), "ran\n");
     assert!(!tree.out("after").exists(), "no later script ran");
     assert!(!tree.out("web").exists(), "no service started");
@@ -271,7 +221,7 @@ fn a_startup_script_that_cannot_exec_aborts_the_boot() {
 
 #[test]
 fn a_main_command_or_essential_service_that_cannot_exec_sets_the_exit_code() {
-    require_namespaces!("a_main_command_or_essential_service_that_cannot_exec_sets_the_exit_code");
+    require!(Capability::Namespaces);
     let tree = Tree::new();
     let denied = tree.path().join("not-executable");
     write_file(&denied, "#!/bin/sh\nexit 0\n", 0o644);
@@ -283,12 +233,7 @@ fn a_main_command_or_essential_service_that_cannot_exec_sets_the_exit_code() {
     ] {
         let run = Baseinit::start(Mode::Pid1, &tree.args(&["--skip-runit", "--", command])).wait(LONG);
         assert_eq!(run.code, code, "{command}: stderr:\n{}", run.stderr);
-        assert!(
-            run.stderr
-                .contains(&format!("main command {command}: cannot start {command}: {why}")),
-            "{}",
-            run.stderr
-        );
+        run.assert_stderr_contains(&format!("main command {command}: cannot start {command}: {why}"));
     }
     // An essential service that never starts ends the container the same way.
     tree.service_file(
@@ -299,9 +244,5 @@ fn a_main_command_or_essential_service_that_cannot_exec_sets_the_exit_code() {
     );
     let run = Baseinit::start(Mode::Pid1, &tree.args(&[])).wait(LONG);
     assert_eq!(run.code, 127, "stderr:\n{}", run.stderr);
-    assert!(
-        run.stderr.contains("service core: an essential service ended"),
-        "{}",
-        run.stderr
-    );
+    run.assert_stderr_contains("service core: an essential service ended");
 }

@@ -7,8 +7,7 @@ mod common;
 use std::collections::HashMap;
 use std::time::Duration;
 
-use common::{BIN, Baseinit, Mode, Tree, require_namespaces, wait_for};
-use nix::libc;
+use common::{Baseinit, Capability, Mode, Sv, Tree, require, wait_for, wait_text};
 
 const LONG: Duration = Duration::from_secs(30);
 
@@ -38,7 +37,7 @@ fn events(tree: &Tree) -> HashMap<(String, String), u128> {
 
 #[test]
 fn a_chain_of_three_starts_in_order_as_each_gets_ready_and_stops_in_reverse() {
-    require_namespaces!("a_chain_of_three_starts_in_order_as_each_gets_ready_and_stops_in_reverse");
+    require!(Capability::Namespaces);
     let tree = Tree::new();
     // db: ready by s6's notification-fd, 300 ms after it starts.
     recorder(
@@ -64,12 +63,8 @@ fn a_chain_of_three_starts_in_order_as_each_gets_ready_and_stops_in_reverse() {
     recorder(&tree, "web", "");
     tree.service_file("web", "service.toml", "after = [\"app\"]\n", 0o644);
     let init = Baseinit::start(Mode::Pid1, &tree.args(&[]));
-    wait_for("web to start", LONG, || {
-        tree.read("events").contains("start web").then_some(())
-    });
-    init.signal(libc::SIGTERM);
-    let run = init.wait(LONG);
-    assert_eq!(run.code, 0, "stderr:\n{}", run.stderr);
+    wait_text(&tree, "events", "start web", LONG);
+    let run = init.stop(LONG);
     let e = events(&tree);
     let t = |kind: &str, name: &str| e[&(kind.to_owned(), name.to_owned())];
     assert!(t("ready", "db") < t("start", "app"), "app started before db was ready");
@@ -79,12 +74,12 @@ fn a_chain_of_three_starts_in_order_as_each_gets_ready_and_stops_in_reverse() {
     );
     assert!(t("stop", "web") < t("stop", "app"), "app stopped before web");
     assert!(t("stop", "app") < t("stop", "db"), "db stopped before app");
-    assert!(run.stderr.contains("service db: ready"), "{}", run.stderr);
+    run.assert_stderr_contains("service db: ready");
 }
 
 #[test]
 fn a_diamond_starts_the_base_first_and_the_top_last() {
-    require_namespaces!("a_diamond_starts_the_base_first_and_the_top_last");
+    require!(Capability::Namespaces);
     let tree = Tree::new();
     // Ready once each has recorded its start (s6's notification fd): with
     // "ready as soon as it runs", a dependent is only *spawned* after, and
@@ -100,12 +95,8 @@ fn a_diamond_starts_the_base_first_and_the_top_last() {
     recorder(&tree, "top", "");
     tree.service_file("top", "service.toml", "after = [\"left\", \"right\"]\n", 0o644);
     let init = Baseinit::start(Mode::Pid1, &tree.args(&[]));
-    wait_for("top to start", LONG, || {
-        tree.read("events").contains("start top").then_some(())
-    });
-    init.signal(libc::SIGTERM);
-    let run = init.wait(LONG);
-    assert_eq!(run.code, 0, "stderr:\n{}", run.stderr);
+    wait_text(&tree, "events", "start top", LONG);
+    init.stop(LONG);
     let e = events(&tree);
     let t = |kind: &str, name: &str| e[&(kind.to_owned(), name.to_owned())];
     for side in ["left", "right"] {
@@ -118,13 +109,13 @@ fn a_diamond_starts_the_base_first_and_the_top_last() {
 
 #[test]
 fn tcp_readiness_waits_for_a_listening_port() {
-    require_namespaces!("tcp_readiness_waits_for_a_listening_port");
+    require!(Capability::Namespaces);
     tcp_readiness_waits_for(Tree::new(), "127.0.0.1", 0);
 }
 
 #[test]
 fn tcp_readiness_resolves_a_host_name() {
-    require_namespaces!("tcp_readiness_resolves_a_host_name");
+    require!(Capability::Namespaces);
     // `localhost` comes from /etc/hosts through libc's resolver, on a
     // blocking thread of tokio's.
     tcp_readiness_waits_for(Tree::new(), "localhost", 1);
@@ -161,12 +152,8 @@ time.sleep(60)'"#
     recorder(&tree, "client", "");
     tree.service_file("client", "service.toml", "requires = [\"server\"]\n", 0o644);
     let init = Baseinit::start(Mode::Pid1, &tree.args(&[]));
-    wait_for("the client to start", LONG, || {
-        tree.read("events").contains("start client").then_some(())
-    });
-    init.signal(libc::SIGTERM);
-    let run = init.wait(LONG);
-    assert_eq!(run.code, 0, "stderr:\n{}", run.stderr);
+    wait_text(&tree, "events", "start client", LONG);
+    init.stop(LONG);
     let e = events(&tree);
     assert!(
         e[&("listening".to_owned(), "x".to_owned())] < e[&("start".to_owned(), "client".to_owned())],
@@ -176,27 +163,19 @@ time.sleep(60)'"#
 
 #[test]
 fn requires_stops_the_dependent_with_its_dependency_and_brings_it_back() {
-    require_namespaces!("requires_stops_the_dependent_with_its_dependency_and_brings_it_back");
+    require!(Capability::Namespaces);
     let tree = Tree::new();
     recorder(&tree, "db", "");
     recorder(&tree, "app", "");
     tree.service_file("app", "service.toml", "requires = [\"db\"]\n", 0o644);
     let init = Baseinit::start(Mode::Pid1, &tree.args(&[]));
-    wait_for("app to start", LONG, || {
-        tree.read("events").contains("start app").then_some(())
-    });
+    wait_text(&tree, "events", "start app", LONG);
     common::wait_supervised(&tree, "db", LONG);
     let sv = |cmd: &str| {
-        std::process::Command::new(BIN)
-            .args(["sv", cmd, "db"])
-            .env("SVDIR", tree.service_dir())
-            .output()
-            .unwrap();
+        tree.sv(Sv::Baseinit, &[cmd, "db"]);
     };
     sv("down");
-    wait_for("app, then db, to stop", LONG, || {
-        tree.read("events").contains("stop db").then_some(())
-    });
+    wait_text(&tree, "events", "stop db", LONG);
     let stops: Vec<String> = tree
         .read("events")
         .lines()
@@ -208,20 +187,13 @@ fn requires_stops_the_dependent_with_its_dependency_and_brings_it_back() {
     wait_for("app to come back", LONG, || {
         (tree.read("events").matches("start app").count() == 2).then_some(())
     });
-    init.signal(libc::SIGTERM);
-    let run = init.wait(LONG);
-    assert_eq!(run.code, 0, "stderr:\n{}", run.stderr);
-    assert!(
-        run.stderr
-            .contains("service app: stopping it first: it requires db, which is being stopped"),
-        "{}",
-        run.stderr
-    );
+    let run = init.stop(LONG);
+    run.assert_stderr_contains("service app: stopping it first: it requires db, which is being stopped");
 }
 
 #[test]
 fn a_dependency_cycle_fails_the_boot_naming_the_cycle() {
-    require_namespaces!("a_dependency_cycle_fails_the_boot_naming_the_cycle");
+    require!(Capability::Namespaces);
     let tree = Tree::new();
     for (name, dep) in [("a", "b"), ("b", "c"), ("c", "a")] {
         tree.service(name, "exec sleep 60");
@@ -229,16 +201,12 @@ fn a_dependency_cycle_fails_the_boot_naming_the_cycle() {
     }
     let run = Baseinit::start(Mode::Pid1, &tree.args(&[])).wait(LONG);
     assert_eq!(run.code, 1, "stderr:\n{}", run.stderr);
-    assert!(
-        run.stderr.contains("dependency cycle: a -> b -> c -> a"),
-        "{}",
-        run.stderr
-    );
+    run.assert_stderr_contains("dependency cycle: a -> b -> c -> a");
 }
 
 #[test]
 fn wait_for_services_holds_the_main_command_until_everything_is_ready() {
-    require_namespaces!("wait_for_services_holds_the_main_command_until_everything_is_ready");
+    require!(Capability::Namespaces);
     let tree = Tree::new();
     recorder(
         &tree,
@@ -263,17 +231,13 @@ fn wait_for_services_holds_the_main_command_until_everything_is_ready() {
     let args = tree.args(&["--wait-for-services=0.5", "--", "true"]);
     let run = Baseinit::start(Mode::Pid1, &args).wait(LONG);
     assert_eq!(run.code, 1, "stderr:\n{}", run.stderr);
-    assert!(
-        run.stderr.contains("--wait-for-services: not ready in time: never"),
-        "{}",
-        run.stderr
-    );
+    run.assert_stderr_contains("--wait-for-services: not ready in time: never");
     assert!(!run.stderr.contains("main command true: started"), "{}", run.stderr);
 }
 
 #[test]
 fn sd_notify_readiness_through_notify_socket() {
-    require_namespaces!("sd_notify_readiness_through_notify_socket");
+    require!(Capability::Namespaces);
     let tree = Tree::new();
     recorder(
         &tree,
@@ -288,24 +252,25 @@ s.sendto(b"STATUS=warming up\nREADY=1\n", os.environ["NOTIFY_SOCKET"])'"#,
     recorder(&tree, "client", "");
     tree.service_file("client", "service.toml", "after = [\"daemon\"]\n", 0o644);
     let init = Baseinit::start(Mode::Pid1, &tree.args(&[]));
-    wait_for("the client to start", LONG, || {
-        tree.read("events").contains("start client").then_some(())
-    });
-    init.signal(libc::SIGTERM);
-    let run = init.wait(LONG);
-    assert_eq!(run.code, 0, "stderr:\n{}", run.stderr);
+    wait_text(&tree, "events", "start client", LONG);
+    let run = init.stop(LONG);
     let e = events(&tree);
     assert!(e[&("ready".to_owned(), "daemon".to_owned())] < e[&("start".to_owned(), "client".to_owned())]);
-    assert!(run.stderr.contains("service daemon: ready"), "{}", run.stderr);
+    run.assert_stderr_contains("service daemon: ready");
 }
 
 #[test]
 fn a_failing_health_probe_restarts_the_service() {
-    require_namespaces!("a_failing_health_probe_restarts_the_service");
+    require!(Capability::Namespaces);
     let tree = Tree::new();
     common::write_file(&tree.out("healthy"), "", 0o644);
     let probe = tree.out("probe");
-    common::write_file(&probe, &tree.script(r#"test -e "$OUT/healthy""#), 0o755);
+    // Each probe notes that it ran, before it looks.
+    common::write_file(
+        &probe,
+        &tree.script(r#"echo probe >> "$OUT/probes"; test -e "$OUT/healthy""#),
+        0o755,
+    );
     recorder(&tree, "web", "");
     tree.service_file(
         "web",
@@ -317,10 +282,10 @@ fn a_failing_health_probe_restarts_the_service() {
         0o644,
     );
     let init = Baseinit::start(Mode::Pid1, &tree.args(&[]));
-    wait_for("web to start", LONG, || {
-        tree.read("events").contains("start web").then_some(())
-    });
-    std::thread::sleep(Duration::from_millis(500));
+    wait_text(&tree, "events", "start web", LONG);
+    let web = five_more_probes_then_web(&tree);
+    assert_eq!(web["state"], "run", "healthy: no restart");
+    assert_eq!(web["restarts"], 0, "healthy: no restart");
     assert_eq!(
         tree.read("events").matches("start web").count(),
         1,
@@ -332,29 +297,40 @@ fn a_failing_health_probe_restarts_the_service() {
     });
     common::write_file(&tree.out("healthy"), "", 0o644);
     let starts = tree.read("events").matches("start web").count();
-    std::thread::sleep(Duration::from_millis(600));
+    // Every probe from here on runs with `healthy` back.
+    let web = five_more_probes_then_web(&tree);
+    assert_eq!(web["state"], "run", "healthy again: no more restarts");
+    assert_eq!(web["restarts"], starts - 1, "healthy again: no more restarts");
     assert_eq!(
         tree.read("events").matches("start web").count(),
         starts,
         "healthy again: no more restarts"
     );
-    init.signal(libc::SIGTERM);
-    let run = init.wait(LONG);
-    assert_eq!(run.code, 0, "stderr:\n{}", run.stderr);
-    assert!(
-        run.stderr.contains("service web: unhealthy: restarting it"),
-        "{}",
-        run.stderr
-    );
+    let run = init.stop(LONG);
+    run.assert_stderr_contains("service web: unhealthy: restarting it");
     assert!(
         tree.read("events").contains("stop web"),
         "the restart stopped it gracefully"
     );
 }
 
+/// Waits until five more health probes have run, then gives web's entry in
+/// the status snapshot. A probe runs only once the result of the one before
+/// it is in, so by then the results of four were taken: a restart they
+/// called for shows in `state` and `restarts` (it is counted before the new
+/// run is `run` again).
+fn five_more_probes_then_web(tree: &Tree) -> serde_json::Value {
+    let probes = || tree.read("probes").lines().count();
+    let seen = probes();
+    wait_for("five more health probes", LONG, || (probes() >= seen + 5).then_some(()));
+    tree.wait_status("web in the status snapshot", LONG, |s| {
+        common::service_in(s, "web").cloned()
+    })
+}
+
 #[test]
 fn health_restarts_never_override_sv_down_and_ignore_the_restart_policy() {
-    require_namespaces!("health_restarts_never_override_sv_down_and_ignore_the_restart_policy");
+    require!(Capability::Namespaces);
     let tree = Tree::new();
     let probe = tree.out("probe");
     common::write_file(&probe, &tree.script(r#"test -e "$OUT/healthy""#), 0o755);
@@ -365,77 +341,76 @@ fn health_restarts_never_override_sv_down_and_ignore_the_restart_policy() {
     // web exits 0 on SIGTERM: on-failure alone would leave it down.
     recorder(&tree, "web", "");
     tree.service_file("web", "service.toml", &health, 0o644);
+    // A healthy service probed as often, whose probes note that they ran:
+    // its probes go on while web is down, and mark the time web's would
+    // have taken.
+    let tick = tree.out("tick");
+    common::write_file(&tick, &tree.script(r#"echo tick >> "$OUT/ticks""#), 0o755);
+    tree.service("clock", "exec sleep 60");
+    tree.service_file(
+        "clock",
+        "service.toml",
+        &format!("[health]\ncommand = [\"{}\"]\ninterval = \"100ms\"\n", tick.display()),
+        0o644,
+    );
     let init = Baseinit::start(Mode::Pid1, &tree.args(&[]));
-    wait_for("web to start", LONG, || {
-        tree.read("events").contains("start web").then_some(())
-    });
+    wait_text(&tree, "events", "start web", LONG);
     // Unhealthy (never was healthy: no file): restarted, whatever on-failure says.
     wait_for("a health restart", LONG, || {
         (tree.read("events").matches("start web").count() >= 2).then_some(())
     });
     // sv down: it stays down, failing probes or not.
-    let sv = |cmd: &str, name: &str| {
-        std::process::Command::new(BIN)
-            .args(["sv", cmd, name])
-            .env("SVDIR", tree.service_dir())
-            .output()
-            .unwrap();
-    };
-    sv("down", "web");
-    wait_for("web to be down", LONG, || {
-        let out = std::process::Command::new(BIN)
-            .args(["sv", "status", "web"])
-            .env("SVDIR", tree.service_dir())
-            .output()
-            .unwrap();
-        String::from_utf8_lossy(&out.stdout)
-            .starts_with("down: web")
-            .then_some(())
-    });
+    tree.sv(Sv::Baseinit, &["down", "web"]);
+    tree.wait_sv_status(Sv::Baseinit, "web", "down: web", LONG);
     let starts = tree.read("events").matches("start web").count();
-    std::thread::sleep(Duration::from_millis(500));
+    let web = |s: &serde_json::Value| common::service_in(s, "web").cloned();
+    let restarts = tree.wait_status("web in the status snapshot", LONG, web)["restarts"].clone();
+    // Three probe rounds later (clock's), a probe of web that was still
+    // under way at the down has long been taken, and web is still down.
+    let ticks = || tree.read("ticks").lines().count();
+    let seen = ticks();
+    wait_for("three more probes of clock", LONG, || {
+        (ticks() >= seen + 3).then_some(())
+    });
+    let now = tree.wait_status("web in the status snapshot", LONG, web);
+    assert_eq!(now["state"], "down", "sv down was overridden");
+    assert_eq!(now["restarts"], restarts, "sv down was overridden");
     assert_eq!(
         tree.read("events").matches("start web").count(),
         starts,
         "sv down was overridden"
     );
-    init.signal(libc::SIGTERM);
-    assert_eq!(init.wait(LONG).code, 0);
+    init.stop(LONG);
 }
 
 #[test]
 fn sv_down_of_a_waiting_service_keeps_it_down() {
-    require_namespaces!("sv_down_of_a_waiting_service_keeps_it_down");
+    require!(Capability::Namespaces);
     let tree = Tree::new();
     recorder(&tree, "db", r#"sleep 0.5; echo >&3"#);
     common::write_file(&tree.service_dir().join("db/notification-fd"), "3\n", 0o644);
     recorder(&tree, "app", "");
     tree.service_file("app", "service.toml", "after = [\"db\"]\n", 0o644);
     let init = Baseinit::start(Mode::Pid1, &tree.args(&[]));
-    wait_for("db to start", LONG, || {
-        tree.read("events").contains("start db").then_some(())
-    });
+    wait_text(&tree, "events", "start db", LONG);
     // db can start before the runit state is on disk (written once per
     // wake-up); sv without a `supervise/status` does nothing.
-    wait_for("app's runit state", LONG, || {
-        let out = std::process::Command::new(BIN)
-            .args(["sv", "status", "app"])
-            .env("SVDIR", tree.service_dir())
-            .output()
-            .unwrap();
-        String::from_utf8_lossy(&out.stdout)
-            .starts_with("down: app")
-            .then_some(())
+    tree.wait_sv_status(Sv::Baseinit, "app", "down: app", LONG);
+    tree.sv(Sv::Baseinit, &["down", "app"]);
+    // The down is taken (app waits no more) while db is not ready yet...
+    let state = tree.wait_status("app to stop waiting", LONG, |s| {
+        let state = common::service_in(s, "app")?["state"].clone();
+        (state != "waiting").then_some(state)
     });
-    std::process::Command::new(BIN)
-        .args(["sv", "down", "app"])
-        .env("SVDIR", tree.service_dir())
-        .output()
-        .unwrap();
-    std::thread::sleep(Duration::from_millis(1000));
-    init.signal(libc::SIGTERM);
-    let run = init.wait(LONG);
-    assert_eq!(run.code, 0, "stderr:\n{}", run.stderr);
+    assert_eq!(state, "down", "app started although sv down");
+    // ...and the snapshot that shows db ready, what app waited for, is
+    // taken after baseinit acted on it: app is still down.
+    let app = tree.wait_status("db to be ready", LONG, |s| {
+        let ready = common::service_in(s, "db")?["ready"] == true;
+        ready.then(|| common::service_in(s, "app").cloned())?
+    });
+    assert_eq!(app["state"], "down", "app started although sv down");
+    init.stop(LONG);
     assert!(
         !tree.read("events").contains("start app"),
         "app started although sv down"
@@ -444,7 +419,7 @@ fn sv_down_of_a_waiting_service_keeps_it_down() {
 
 #[test]
 fn baseinits_sv_check_waits_for_baseinits_readiness() {
-    require_namespaces!("baseinits_sv_check_waits_for_baseinits_readiness");
+    require!(Capability::Namespaces);
     let tree = Tree::new();
     recorder(
         &tree,
@@ -453,27 +428,14 @@ fn baseinits_sv_check_waits_for_baseinits_readiness() {
     );
     common::write_file(&tree.service_dir().join("db/notification-fd"), "3\n", 0o644);
     let init = Baseinit::start(Mode::Pid1, &tree.args(&[]));
-    wait_for("db to start", LONG, || {
-        tree.read("events").contains("start db").then_some(())
-    });
+    wait_text(&tree, "events", "start db", LONG);
     common::wait_supervised(&tree, "db", LONG);
-    let check = |wait: &str| {
-        std::process::Command::new(BIN)
-            .args(["sv", "-w", wait, "check", "db"])
-            .env("SVDIR", tree.service_dir())
-            .env("BASEINIT_RUNTIME_DIR", tree.path().join("run"))
-            .output()
-            .unwrap()
-    };
+    let check = |wait: &str| tree.sv(Sv::Baseinit, &["-w", wait, "check", "db"]);
     let out = check("1");
-    assert_eq!(out.status.code(), Some(1), "not ready yet: {out:?}");
-    assert!(
-        String::from_utf8_lossy(&out.stdout).starts_with("timeout: run: db"),
-        "{out:?}"
-    );
+    assert_eq!(out.code, 1, "not ready yet: {out:?}");
+    assert!(out.stdout.starts_with("timeout: run: db"), "{out:?}");
     common::write_file(&tree.out("go"), "", 0o644);
     let out = check("5");
-    assert_eq!(out.status.code(), Some(0), "ready: {out:?}");
-    init.signal(libc::SIGTERM);
-    assert_eq!(init.wait(LONG).code, 0);
+    assert_eq!(out.code, 0, "ready: {out:?}");
+    init.stop(LONG);
 }

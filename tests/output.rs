@@ -6,17 +6,20 @@ mod common;
 
 use std::collections::HashMap;
 use std::io::Read;
-use std::process::{Command, Stdio};
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::process::Stdio;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use common::{BIN, Baseinit, Mode, Tree, require_namespaces, wait_lines};
+use common::{Baseinit, Capability, Mode, Tree, require, wait_for, wait_lines};
 use nix::libc;
 
 const LONG: Duration = Duration::from_secs(60);
 
 #[test]
 fn concurrent_long_lines_are_never_torn_and_keep_their_order() {
-    require_namespaces!("concurrent_long_lines_are_never_torn_and_keep_their_order");
+    require!(Capability::Namespaces);
     let tree = Tree::new();
     // Four services, 300 lines of 6000 bytes each (beyond PIPE_BUF), at full
     // speed, all at once.
@@ -33,9 +36,7 @@ exec sleep 60"#
     }
     let init = Baseinit::start(Mode::Pid1, &tree.args(&[]));
     wait_lines(&tree, "done", 4, LONG);
-    init.signal(libc::SIGTERM);
-    let run = init.wait(LONG);
-    assert_eq!(run.code, 0, "stderr:\n{}", run.stderr);
+    let run = init.stop(LONG);
     let payload = "x".repeat(6000);
     let mut next: HashMap<String, usize> = HashMap::new();
     for line in run.stdout.lines() {
@@ -57,14 +58,12 @@ exec sleep 60"#
 
 #[test]
 fn a_burst_written_right_before_the_stop_is_all_printed_before_exit() {
-    require_namespaces!("a_burst_written_right_before_the_stop_is_all_printed_before_exit");
+    require!(Capability::Namespaces);
     let tree = Tree::new();
     tree.service("burst", r#"seq 1 100000; echo done > "$OUT/done"; exec sleep 60"#);
     let init = Baseinit::start(Mode::Pid1, &tree.args(&[]));
     wait_lines(&tree, "done", 1, LONG);
-    init.signal(libc::SIGTERM);
-    let run = init.wait(LONG);
-    assert_eq!(run.code, 0, "stderr:\n{}", run.stderr);
+    let run = init.stop(LONG);
     let lines: Vec<&str> = run.stdout.lines().collect();
     assert_eq!(lines.len(), 100_000, "every line of the burst");
     for (i, line) in lines.iter().enumerate() {
@@ -74,7 +73,7 @@ fn a_burst_written_right_before_the_stop_is_all_printed_before_exit() {
 
 #[test]
 fn last_lines_overlong_lines_stderr_and_inherit() {
-    require_namespaces!("last_lines_overlong_lines_stderr_and_inherit");
+    require!(Capability::Namespaces);
     let tree = Tree::new();
     tree.service("tail", r#"printf 'no newline at the end'"#);
     tree.service_file("tail", "service.toml", "restart = \"never\"\n", 0o644);
@@ -98,12 +97,12 @@ fn last_lines_overlong_lines_stderr_and_inherit() {
     assert!(long[1].starts_with("long | [continued] "));
     let ys: usize = long.iter().map(|l| l.matches('y').count()).sum();
     assert_eq!(ys, 20000, "nothing lost in the split");
-    assert!(run.stderr.contains("long (stderr) | err-line\n"), "{}", run.stderr);
+    run.assert_stderr_contains("long (stderr) | err-line\n");
 }
 
 #[test]
 fn json_output_parses_back() {
-    require_namespaces!("json_output_parses_back");
+    require!(Capability::Namespaces);
     let tree = Tree::new();
     tree.service("web", r#"echo 'said "hi"'; echo oops >&2; exec sleep 60"#);
     let run = Baseinit::start(Mode::Pid1, &tree.args(&["--log-format", "json", "--", "sleep", "1"])).wait(LONG);
@@ -137,31 +136,39 @@ fn a_slow_stdout_slows_services_down_and_loses_nothing() {
     // Not PID 1: baseinit's stdout is a pipe the test reads slowly.
     let tree = Tree::new();
     tree.service("fast", r#"seq 1 20000; echo done > "$OUT/done"; exec sleep 60"#);
-    let mut child = Command::new(BIN)
-        .args(tree.args(&[]))
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("spawn");
-    let mut stdout = child.stdout.take().unwrap();
-    let mut got = Vec::new();
-    let mut buf = [0u8; 4096];
-    let start = Instant::now();
-    // Slow at first: the service must wait for us, not drop lines.
-    while got.iter().filter(|b| **b == b'\n').count() < 20000 {
-        assert!(start.elapsed() < LONG, "watchdog: stuck reading");
-        if got.len() < 64 * 1024 {
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        let n = stdout.read(&mut buf).unwrap();
-        assert!(n > 0, "stdout closed early");
-        got.extend_from_slice(&buf[..n]);
-    }
-    // SAFETY: kill(2) on our own unreaped child.
-    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
-    let _ = stdout.read_to_end(&mut got);
-    let _ = child.wait();
+    let mut init = Baseinit::start_with(Mode::Subreaper, &tree.args(&[]), |c| {
+        c.stdout(Stdio::piped());
+    });
+    let mut stdout = init.take_stdout().expect("a stdout pipe");
+    // Read on a thread of its own (a read can block), to the end, so the
+    // wait below keeps its watchdog; `lines` says how far it got.
+    let lines = Arc::new(AtomicUsize::new(0));
+    let reader = {
+        let lines = lines.clone();
+        std::thread::spawn(move || {
+            let mut got = Vec::new();
+            let mut buf = [0u8; 4096];
+            loop {
+                // Slow at first: the service must wait for us, not drop
+                // lines. (This pause is the slow reader, not a wait.)
+                if got.len() < 64 * 1024 {
+                    std::thread::sleep(Duration::from_millis(20));
+                }
+                match stdout.read(&mut buf) {
+                    Ok(0) | Err(_) => return got,
+                    Ok(n) => got.extend_from_slice(&buf[..n]),
+                }
+                lines.store(got.iter().filter(|b| **b == b'\n').count(), Ordering::Relaxed);
+            }
+        })
+    };
+    wait_for("20000 lines on stdout", LONG, || {
+        (lines.load(Ordering::Relaxed) >= 20000).then_some(())
+    });
+    init.signal(libc::SIGTERM);
+    init.wait(LONG);
+    // baseinit is gone: the read ends.
+    let got = reader.join().expect("the reader");
     let text = String::from_utf8(got).unwrap();
     let lines: Vec<&str> = text.lines().collect();
     assert_eq!(lines.len(), 20000);
@@ -171,33 +178,30 @@ fn a_slow_stdout_slows_services_down_and_loses_nothing() {
 }
 
 /// baseinit (not PID 1) with its stderr on a pipe the test holds but never
-/// reads (`read_end` kept) or closes at once (`read_end` dropped).
-fn start_with_stderr_pipe(tree: &Tree, keep_reading_end: bool) -> (std::process::Child, Option<std::os::fd::OwnedFd>) {
+/// reads (its read end returned) or closes at once (`keep_reading_end`
+/// false).
+fn start_with_stderr_pipe(tree: &Tree, keep_reading_end: bool) -> (Baseinit, Option<OwnedFd>) {
     let (reader, writer) = nix::unistd::pipe().unwrap();
-    let child = Command::new(BIN)
-        .args(tree.args(&[]))
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::from(writer))
-        .spawn()
-        .expect("spawn");
-    (child, keep_reading_end.then_some(reader))
+    let init = Baseinit::start_with(Mode::Subreaper, &tree.args(&[]), |c| {
+        c.stderr(Stdio::from(writer));
+    });
+    (init, keep_reading_end.then_some(reader))
 }
 
-/// Waits for `child` (our own) to exit, with a watchdog; its exit code.
-fn wait_exit(child: &mut std::process::Child, limit: Duration) -> i32 {
-    let deadline = Instant::now() + limit;
-    loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            return status.code().unwrap_or(-1);
-        }
-        if Instant::now() >= deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("watchdog: baseinit still running after {limit:?}");
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    }
+/// How many bytes wait in the pipe whose read end is `pipe`, and how many
+/// it holds at most.
+fn pipe_fill(pipe: &OwnedFd) -> (usize, usize) {
+    let mut queued: libc::c_int = 0;
+    // SAFETY: FIONREAD stores one int through the pointer; F_GETPIPE_SZ
+    // only reads. Both on an fd we own.
+    let (rc, size) = unsafe {
+        (
+            libc::ioctl(pipe.as_raw_fd(), libc::FIONREAD, &mut queued),
+            libc::fcntl(pipe.as_raw_fd(), libc::F_GETPIPE_SZ),
+        )
+    };
+    assert!(rc == 0 && size > 0, "FIONREAD / F_GETPIPE_SZ failed");
+    (queued as usize, size as usize)
 }
 
 #[test]
@@ -211,29 +215,22 @@ fn a_stderr_nobody_reads_never_stalls_pid_1() {
         "[backoff]\ninitial = \"10ms\"\nmax = \"20ms\"\n",
         0o644,
     );
-    let (mut child, _held) = start_with_stderr_pipe(&tree, true);
+    let (init, held) = start_with_stderr_pipe(&tree, true);
+    let held = held.expect("the read end");
     // The pipe (64 KiB) is full long before `loud` is done: baseinit itself
-    // must still answer and reap (crashy restarts all the while).
-    std::thread::sleep(Duration::from_millis(500));
-    let out = Command::new(BIN)
-        .args(["status", "--runtime-dir"])
-        .arg(tree.path().join("run"))
-        .output()
-        .unwrap();
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "status must answer: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(String::from_utf8_lossy(&out.stdout).contains("crashy"));
+    // must still answer and reap (crashy restarts all the while). Full: no
+    // room for one more atomic write.
+    wait_for("baseinit's stderr pipe to be full", LONG, || {
+        let (queued, size) = pipe_fill(&held);
+        (queued + libc::PIPE_BUF > size).then_some(())
+    });
+    let out = tree.baseinit(&["status"]);
+    assert_eq!(out.code, 0, "status must answer: {}", out.stderr);
+    assert!(out.stdout.contains("crashy"));
     // SIGTERM still stops it, and the exit is bounded though stderr stays blocked.
     let started = Instant::now();
-    // SAFETY: kill(2) on our own unreaped child.
-    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
-    let code = wait_exit(&mut child, Duration::from_secs(20));
+    init.stop(Duration::from_secs(20));
     eprintln!("exit with a blocked stderr took {:?}", started.elapsed());
-    assert_eq!(code, 0);
 }
 
 #[test]
@@ -246,20 +243,20 @@ fn a_closed_stderr_never_kills_pid_1() {
         "[backoff]\ninitial = \"10ms\"\nmax = \"20ms\"\n",
         0o644,
     );
-    let (mut child, _) = start_with_stderr_pipe(&tree, false);
-    std::thread::sleep(Duration::from_millis(800));
-    assert!(
-        child.try_wait().unwrap().is_none(),
-        "baseinit died when its stderr closed"
-    );
-    // SAFETY: kill(2) on our own unreaped child.
-    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
-    assert_eq!(wait_exit(&mut child, Duration::from_secs(20)), 0);
+    let (mut init, _) = start_with_stderr_pipe(&tree, false);
+    // Ten restarts: ten runs' `oops` and baseinit's lines about them went
+    // to the closed stderr.
+    tree.wait_status("ten restarts of crashy", LONG, |s| {
+        let restarts = common::service_in(s, "crashy")?["restarts"].as_u64()?;
+        (restarts >= 10).then_some(())
+    });
+    assert!(init.is_running(), "baseinit died when its stderr closed");
+    init.stop(Duration::from_secs(20));
 }
 
 #[test]
 fn restarts_never_merge_the_last_line_of_one_run_into_the_next() {
-    require_namespaces!("restarts_never_merge_the_last_line_of_one_run_into_the_next");
+    require!(Capability::Namespaces);
     let tree = Tree::new();
     // Each run ends with a line that has no newline; restarts are immediate.
     tree.service("s", r#"printf 'L%s\npartial-%s' $$ $$"#);
@@ -270,10 +267,18 @@ fn restarts_never_merge_the_last_line_of_one_run_into_the_next() {
         0o644,
     );
     let init = Baseinit::start(Mode::Pid1, &tree.args(&[]));
-    std::thread::sleep(Duration::from_millis(1500));
-    init.signal(libc::SIGTERM);
-    let run = init.wait(LONG);
-    assert_eq!(run.code, 0, "stderr:\n{}", run.stderr);
+    // Immediate restarts: more than 50 lines within 1.5 s of the start...
+    let deadline = Instant::now() + Duration::from_millis(1500);
+    wait_for("more than 50 lines", LONG, || {
+        (init.stdout_so_far().lines().count() > 50).then_some(())
+    });
+    assert!(Instant::now() <= deadline, "restarts were not immediate");
+    // ...and many seams between two runs to check: 300 restarts.
+    tree.wait_status("300 restarts", LONG, |s| {
+        let restarts = common::service_in(s, "s")?["restarts"].as_u64()?;
+        (restarts >= 300).then_some(())
+    });
+    let run = init.stop(LONG);
     let lines: Vec<&str> = run.stdout.lines().collect();
     assert!(
         lines.len() > 50,

@@ -6,24 +6,18 @@
 
 mod common;
 
-use std::process::Command;
 use std::time::Duration;
 
-use common::{BIN, Baseinit, Mode, Tree, children_of, require_namespaces, wait_lines};
+use common::{BIN, Baseinit, Capability, Mode, Tree, children_of, require, wait_lines};
 use nix::libc;
 
 const LONG: Duration = Duration::from_secs(30);
 
-fn root(test: &str) -> bool {
-    common::root_available(test, "to switch users")
-}
-
 #[test]
 fn a_service_with_user_runs_with_every_id_and_group_of_that_user() {
-    // Not PID 1 (a user namespace maps only root): as root on the host.
-    if !root("a_service_with_user_runs_with_every_id_and_group_of_that_user") {
-        return;
-    }
+    // Not PID 1 (a user namespace maps only root): as root on the host, to
+    // switch users.
+    require!(Capability::Root);
     let tree = Tree::new();
     use std::os::unix::fs::PermissionsExt;
     std::fs::set_permissions(tree.path(), std::fs::Permissions::from_mode(0o777)).unwrap();
@@ -39,8 +33,7 @@ fn a_service_with_user_runs_with_every_id_and_group_of_that_user() {
     );
     let init = Baseinit::start(Mode::Subreaper, &tree.args(&[]));
     wait_lines(&tree, "ids", 4, LONG);
-    init.signal(libc::SIGTERM);
-    assert_eq!(init.wait(LONG).code, 0);
+    init.stop(LONG);
     let ids = tree.read("ids");
     let nobody = baseinit::accounts::user_by_name("nobody").unwrap().unwrap();
     let (uid, gid) = (nobody.uid.as_raw(), nobody.gid.as_raw());
@@ -58,10 +51,9 @@ fn a_service_with_user_runs_with_every_id_and_group_of_that_user() {
 
 #[test]
 fn only_root_controls_services_or_asks_for_status() {
-    require_namespaces!("only_root_controls_services_or_asks_for_status");
-    if !root("only_root_controls_services_or_asks_for_status") {
-        return;
-    }
+    require!(Capability::Namespaces);
+    // Root, to switch users.
+    require!(Capability::Root);
     let tree = Tree::new();
     use std::os::unix::fs::PermissionsExt;
     std::fs::set_permissions(tree.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
@@ -72,29 +64,21 @@ fn only_root_controls_services_or_asks_for_status() {
     common::wait_supervised(&tree, "web", LONG);
     common::wait_control_socket(&tree, LONG);
     let as_nobody = |args: &[&str]| {
-        Command::new(BIN)
-            .args(["setuser", "nobody", BIN])
-            .args(args)
-            .env("SVDIR", tree.service_dir())
-            .env("BASEINIT_RUNTIME_DIR", tree.path().join("run"))
-            .output()
-            .unwrap()
+        let mut all = vec!["setuser", "nobody", BIN];
+        all.extend_from_slice(args);
+        tree.baseinit(&all)
     };
     for command in ["down", "kill", "term", "exit"] {
         let out = as_nobody(&["sv", command, "web"]);
-        assert_ne!(out.status.code(), Some(0), "nobody could sv {command}: {out:?}");
+        assert_ne!(out.code, 0, "nobody could sv {command}: {out:?}");
     }
     let out = as_nobody(&["status"]);
-    assert_eq!(out.status.code(), Some(1));
-    assert!(
-        String::from_utf8_lossy(&out.stderr).contains("permission denied"),
-        "{out:?}"
-    );
+    assert_eq!(out.code, 1);
+    assert!(out.stderr.contains("permission denied"), "{out:?}");
     // The service never noticed: one start, still running.
     std::thread::sleep(Duration::from_millis(300));
     assert_eq!(tree.read("web"), "up\n");
-    init.signal(libc::SIGTERM);
-    assert_eq!(init.wait(LONG).code, 0);
+    init.stop(LONG);
 }
 
 /// Where each of `fds` of `pid` pointed (when it still runs).
@@ -129,7 +113,7 @@ fn child_state(pid: i32) -> Option<(String, String, Vec<i32>, i32)> {
 
 #[test]
 fn no_signal_mask_ignored_signal_or_fd_leaks_into_any_kind_of_child() {
-    require_namespaces!("no_signal_mask_ignored_signal_or_fd_leaks_into_any_kind_of_child");
+    require!(Capability::Namespaces);
     let tree = Tree::new();
     // Each kind of child ends in `exec` of a program that opens nothing, told
     // apart by its arguments, so /proc shows exactly what baseinit gave it.

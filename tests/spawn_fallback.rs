@@ -15,7 +15,7 @@ use std::os::unix::process::CommandExt;
 use std::process::Command;
 use std::time::Duration;
 
-use common::{Baseinit, Mode, Tree, children_of, require_namespaces, wait_for};
+use common::{Baseinit, Capability, Mode, Tree, children_of, require, wait_for};
 use nix::libc;
 
 const LONG: Duration = Duration::from_secs(30);
@@ -124,7 +124,7 @@ fn tree() -> Tree {
 }
 
 /// Runs baseinit on `tree` (verbose, from a dirty parent, plus `setup`)
-/// until the ghost has failed to start twice and the probe has run 100 ms;
+/// until the ghost has failed to start twice and the probe sleeps;
 /// checks the probe's clean start; stops it. Its stderr.
 fn run(tree: &Tree, setup: impl FnOnce(&mut Command)) -> String {
     let init = Baseinit::start_with(Mode::Pid1, &tree.args(&["--verbose"]), |command| {
@@ -141,17 +141,15 @@ fn run(tree: &Tree, setup: impl FnOnce(&mut Command)) -> String {
     wait_for("two failed starts of the ghost", LONG, || {
         (init.stderr_so_far().matches("service ghost: cannot start").count() >= 2).then_some(())
     });
-    // `sleep` opens locale data for a moment as it starts.
-    std::thread::sleep(Duration::from_millis(100));
+    // `sleep` opens locale data for a moment as it starts: judge it once it
+    // sleeps, in the system call it ends in.
+    wait_for("the probe to sleep", LONG, || common::in_nanosleep(probe).then_some(()));
     let (blocked, ignored, fds, pgrp) = child_state(probe).expect("the probe's state");
     assert_eq!(blocked, "0000000000000000", "signal mask");
     assert_eq!(ignored, "0000000000000000", "ignored signals");
     assert_eq!(fds, [0, 1, 2], "only fds 0-2");
     assert_eq!(pgrp, probe, "its own process group");
-    init.signal(libc::SIGTERM);
-    let run = init.wait(LONG);
-    assert_eq!(run.code, 0, "stderr:\n{}", run.stderr);
-    run.stderr
+    init.stop(LONG).stderr
 }
 
 /// The first "cannot start" line of the ghost, without its timestamp.
@@ -165,7 +163,7 @@ fn ghost_error(stderr: &str) -> String {
 
 #[test]
 fn where_the_kernel_refuses_a_shared_memory_clone_children_start_by_fork_just_as_clean() {
-    require_namespaces!("where_the_kernel_refuses_a_shared_memory_clone_children_start_by_fork_just_as_clean");
+    require!(Capability::Namespaces);
     let tree = tree();
     let refused = run(&tree, refuse_shared_memory_clones);
     // The filter did refuse, and baseinit said so once.

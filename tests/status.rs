@@ -3,32 +3,21 @@
 
 mod common;
 
-use std::process::Command;
 use std::time::Duration;
 
-use common::{BIN, Baseinit, Mode, Tree, require_namespaces, wait_for, wait_lines};
-use nix::libc;
+use common::{BIN, Baseinit, Capability, Mode, Tree, require, wait_for, wait_lines};
 
 const LONG: Duration = Duration::from_secs(30);
 
 /// Runs `baseinit ARGS` against the tree's runtime directory: (code, stdout, stderr).
 fn baseinit(tree: &Tree, args: &[&str]) -> (i32, String, String) {
-    let out = Command::new(BIN)
-        .args(args)
-        .env("BASEINIT_RUNTIME_DIR", tree.path().join("run"))
-        .env("SVDIR", tree.service_dir())
-        .output()
-        .expect("run baseinit");
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
+    let out = tree.baseinit(args);
+    (out.code, out.stdout, out.stderr)
 }
 
 #[test]
 fn status_and_health_report_a_crash_loop_and_recover_when_it_is_stopped() {
-    require_namespaces!("status_and_health_report_a_crash_loop_and_recover_when_it_is_stopped");
+    require!(Capability::Namespaces);
     let tree = Tree::new();
     tree.service("web", r#"echo up > "$OUT/web"; exec sleep 60"#);
     tree.service("crashy", r#"echo x >> "$OUT/crashy"; exit 3"#);
@@ -85,9 +74,7 @@ fn status_and_health_report_a_crash_loop_and_recover_when_it_is_stopped() {
         (code == 0 && out == "healthy\n").then_some(())
     });
 
-    init.signal(libc::SIGTERM);
-    let run = init.wait(LONG);
-    assert_eq!(run.code, 0, "stderr:\n{}", run.stderr);
+    init.stop(LONG);
     // Nothing answers any more: a clear message, not a hang.
     let (code, _, err) = baseinit(&tree, &["status"]);
     assert_eq!(code, 1);
@@ -99,11 +86,9 @@ fn status_and_health_report_a_crash_loop_and_recover_when_it_is_stopped() {
 
 #[test]
 fn status_is_for_root_only() {
-    require_namespaces!("status_is_for_root_only");
-    if !nix::unistd::Uid::effective().is_root() {
-        eprintln!("\n*** SKIPPED status_is_for_root_only: needs root to switch to nobody ***\n");
-        return;
-    }
+    require!(Capability::Namespaces);
+    // Root, to switch to nobody.
+    require!(Capability::Root);
     let tree = Tree::new();
     tree.service("web", r#"echo up > "$OUT/web"; exec sleep 60"#);
     use std::os::unix::fs::PermissionsExt;
@@ -117,6 +102,5 @@ fn status_is_for_root_only() {
     let (code, _, err) = baseinit(&tree, &["setuser", "nobody", BIN, "status"]);
     assert_eq!(code, 1, "{err}");
     assert!(err.contains("permission denied") && err.contains("only root"), "{err}");
-    init.signal(libc::SIGTERM);
-    assert_eq!(init.wait(LONG).code, 0);
+    init.stop(LONG);
 }

@@ -115,9 +115,10 @@ impl Supervise {
 }
 
 /// Opens the `control` FIFO for reading, read-write so that it never
-/// reports EOF when a writer such as `sv` closes it. Called before the
-/// service starts (not in the reading task), so that an `sv` run the moment
-/// the service is up finds a reader. Needs the tokio runtime.
+/// reports EOF when a writer such as `sv` closes it. Called with the
+/// directory made (not in the reading task), before `ok` has a reader: an
+/// `sv` that finds the supervisor there finds a reader of `control` too.
+/// Needs the tokio runtime.
 pub fn open_control(control: &Path) -> io::Result<tokio::net::unix::pipe::Receiver> {
     tokio::net::unix::pipe::OpenOptions::new()
         .read_write(true)

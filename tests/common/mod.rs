@@ -3,6 +3,13 @@
 //!
 //! Tests are not PID 1: waiting for the `unshare` process they start is fine
 //! here, so the supervisor's waitpid rule does not apply.
+//!
+//! A test that needs something of the machine (PID namespaces, runit, a
+//! Docker engine, a pids cgroup, root) starts with `require!(Capability::X)`:
+//! without it, a loud skip, or a failure when the matching BASEINIT_REQUIRE_*
+//! variable is 1 (as in CI). The usual end of a run is `init.stop(timeout)`;
+//! `sv`, `baseinit status` and other commands go through [`Tree::sv`],
+//! [`Tree::baseinit`], [`Tree::status`] and [`run`], each with a deadline.
 #![allow(clippy::disallowed_methods, dead_code)]
 
 use std::collections::BTreeMap;
@@ -16,52 +23,294 @@ use std::time::{Duration, Instant};
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_baseinit");
 
-/// Returns from the test (after a loud message) when PID namespaces are
-/// unavailable; see [`namespaces_available`]. (Not every test file uses it.)
+/// How long any single test may wait for baseinit before the watchdog kills
+/// it (and with it the whole namespace).
+pub const WATCHDOG: Duration = Duration::from_secs(60);
+
+/// How long one command the harness runs (`sv`, `baseinit status`, …) may
+/// take before it is killed.
+pub const COMMAND_DEADLINE: Duration = Duration::from_secs(30);
+
+// ---------------------------------------------------------------------------
+// What a test needs of the machine
+
+/// Something of the machine a test cannot run without. Each is probed once
+/// per test process; see [`require`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Capability {
+    /// `unshare --user --map-root-user --pid --fork --mount-proc` works.
+    Namespaces,
+    /// Debian's runit: `runsv` and `sv` in PATH.
+    Runit,
+    /// A Docker engine answers `docker info`.
+    Docker,
+    /// A pids cgroup (v1 or v2) this process may create and write.
+    Cgroups,
+    /// The test runs as root (to mount, to switch users, to make a cgroup).
+    Root,
+}
+
+impl Capability {
+    const ALL: [Capability; 5] = [
+        Capability::Namespaces,
+        Capability::Runit,
+        Capability::Docker,
+        Capability::Cgroups,
+        Capability::Root,
+    ];
+
+    /// The variable that turns the skip into a failure (CI's .ci/run sets
+    /// every one of them to 1).
+    pub fn variable(self) -> &'static str {
+        match self {
+            Capability::Namespaces => "BASEINIT_REQUIRE_NAMESPACES",
+            Capability::Runit => "BASEINIT_REQUIRE_RUNIT",
+            Capability::Docker => "BASEINIT_REQUIRE_DOCKER",
+            Capability::Cgroups => "BASEINIT_REQUIRE_CGROUPS",
+            Capability::Root => "BASEINIT_REQUIRE_ROOT",
+        }
+    }
+
+    /// What it is, in words.
+    fn what(self) -> &'static str {
+        match self {
+            Capability::Namespaces => "PID namespaces",
+            Capability::Runit => "runit's runsv and sv (Debian package `runit`)",
+            Capability::Docker => "a Docker engine",
+            Capability::Cgroups => "a pids cgroup",
+            Capability::Root => "root",
+        }
+    }
+
+    /// Ok when the machine has it; else why not.
+    fn probe(self) -> Result<(), String> {
+        match self {
+            Capability::Namespaces => {
+                let mut command = Command::new("unshare");
+                command.args(["--user", "--map-root-user", "--pid", "--fork", "--mount-proc", "true"]);
+                let out = try_run(command, COMMAND_DEADLINE)?;
+                match out.code {
+                    0 => Ok(()),
+                    code => Err(format!("unshare exited {code}: {}", out.stderr.trim())),
+                }
+            }
+            Capability::Runit => {
+                let missing: Vec<&str> = ["runsv", "sv"].into_iter().filter(|p| which(p).is_none()).collect();
+                match missing[..] {
+                    [] => Ok(()),
+                    _ => Err(format!("{} not found in PATH", missing.join(" and "))),
+                }
+            }
+            Capability::Docker => {
+                let mut command = Command::new("docker");
+                command.args(["info", "--format", "{{.ServerVersion}}"]);
+                let out = try_run(command, Duration::from_secs(60))?;
+                match out.code {
+                    0 => Ok(()),
+                    code => Err(format!("docker info exited {code}: {}", out.stderr.trim())),
+                }
+            }
+            Capability::Cgroups => pids_cgroup_parent().map(|_| ()),
+            Capability::Root => {
+                let uid = nix::unistd::Uid::effective();
+                if uid.is_root() {
+                    Ok(())
+                } else {
+                    Err(format!("running as uid {uid}"))
+                }
+            }
+        }
+    }
+}
+
+/// True when the machine has `capability`. When it has not, says so loudly
+/// (`*** SKIPPED test: ...`) and the test should return; with the
+/// capability's BASEINIT_REQUIRE_* variable set to 1 (CI) it panics instead.
+/// The probe runs once per test process.
+pub fn require(capability: Capability, test: &str) -> bool {
+    static PROBES: [OnceLock<Result<(), String>>; Capability::ALL.len()] =
+        [const { OnceLock::new() }; Capability::ALL.len()];
+    let at = Capability::ALL
+        .iter()
+        .position(|c| *c == capability)
+        .expect("every capability is in ALL");
+    let Err(why) = PROBES[at].get_or_init(|| capability.probe()) else {
+        return true;
+    };
+    let (variable, what) = (capability.variable(), capability.what());
+    if std::env::var(variable).as_deref() == Ok("1") {
+        panic!("{test}: needs {what} ({variable}=1), which is unavailable: {why}");
+    }
+    eprintln!(
+        "\n*** SKIPPED {test}: needs {what}, which is unavailable ({why}); set {variable}=1 to fail instead ***\n"
+    );
+    false
+}
+
+/// `require!(Capability::X)`: returns from the test (after [`require`]'s loud
+/// message) when the machine lacks X. The test is named by the function the
+/// macro stands in.
 #[allow(unused_macros)]
-macro_rules! require_namespaces {
-    ($name:expr) => {
-        if !common::namespaces_available($name) {
+macro_rules! require_or_return {
+    ($capability:expr) => {
+        if !common::require($capability, common::function_name!()) {
             return;
         }
     };
 }
 #[allow(unused_imports)]
-pub(crate) use require_namespaces;
+pub(crate) use require_or_return as require;
 
-/// How long any single test may wait for baseinit before the watchdog kills
-/// it (and with it the whole namespace).
-pub const WATCHDOG: Duration = Duration::from_secs(60);
+/// The name of the function this stands in (without its module path).
+#[allow(unused_macros)]
+macro_rules! function_name {
+    () => {{
+        fn f() {}
+        let path = std::any::type_name_of_val(&f);
+        let path = path.strip_suffix("::f").unwrap_or(path);
+        path.rsplit("::").next().unwrap_or(path)
+    }};
+}
+#[allow(unused_imports)]
+pub(crate) use function_name;
 
-/// True when PID namespaces work here. When they do not, says so loudly; with
-/// BASEINIT_REQUIRE_NAMESPACES=1 (CI) that is a failure instead of a skip.
-pub fn namespaces_available(test: &str) -> bool {
-    static AVAILABLE: OnceLock<Result<(), String>> = OnceLock::new();
-    let result = AVAILABLE.get_or_init(|| {
-        let out = Command::new("unshare")
-            .args(["--user", "--map-root-user", "--pid", "--fork", "--mount-proc", "true"])
-            .stdin(Stdio::null())
-            .output();
-        match out {
-            Ok(out) if out.status.success() => Ok(()),
-            Ok(out) => Err(format!(
-                "unshare failed: {}",
-                String::from_utf8_lossy(&out.stderr).trim()
-            )),
-            Err(e) => Err(format!("cannot run unshare: {e}")),
+/// `program`'s path when it is in PATH.
+pub fn which(program: &str) -> Option<PathBuf> {
+    let path = std::env::var_os("PATH")?;
+    std::env::split_paths(&path)
+        .map(|dir| dir.join(program))
+        .find(|p| p.is_file())
+}
+
+/// A directory in which this process may make a pids cgroup (v1 or v2):
+/// found by making one and removing it again.
+pub fn pids_cgroup_parent() -> Result<PathBuf, String> {
+    let name = format!("baseinit-test-probe-{}", std::process::id());
+    let mut why = String::from("no pids controller mounted");
+    for parent in ["/sys/fs/cgroup/pids", "/sys/fs/cgroup"] {
+        let parent = Path::new(parent);
+        if !parent.join("cgroup.procs").exists() {
+            continue;
         }
-    });
-    match result {
-        Ok(()) => true,
-        Err(why) => {
-            if std::env::var("BASEINIT_REQUIRE_NAMESPACES").as_deref() == Ok("1") {
-                panic!("{test}: PID namespaces are required (BASEINIT_REQUIRE_NAMESPACES=1) but unavailable: {why}");
+        let dir = parent.join(&name);
+        match fs::create_dir(&dir) {
+            Ok(()) => {
+                let has_pids = dir.join("pids.max").exists();
+                let _ = fs::remove_dir(&dir);
+                if has_pids {
+                    return Ok(parent.to_owned());
+                }
+                why = format!("{} has no pids.max", parent.display());
             }
-            eprintln!(
-                "\n*** SKIPPED {test}: PID namespaces unavailable ({why}); set BASEINIT_REQUIRE_NAMESPACES=1 to fail instead ***\n"
-            );
-            false
+            Err(e) => why = format!("cannot create {}: {e}", dir.display()),
         }
+    }
+    Err(why)
+}
+
+// ---------------------------------------------------------------------------
+// Commands with a deadline
+
+/// How a command the harness ran ended.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Output {
+    /// Exit code, or 128+signal.
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl Output {
+    /// stdout, then stderr.
+    pub fn text(&self) -> String {
+        format!("{}{}", self.stdout, self.stderr)
+    }
+}
+
+/// Runs `command` to its end (stdin /dev/null, output to files, in a process
+/// group of its own); past `deadline` its group is killed, by its id, and the
+/// error says so.
+pub fn try_run(mut command: Command, deadline: Duration) -> Result<Output, String> {
+    use std::os::unix::process::{CommandExt, ExitStatusExt};
+    let what = format!("{command:?}");
+    let logs = tempfile::tempdir().map_err(|e| format!("tempdir: {e}"))?;
+    let (out_path, err_path) = (logs.path().join("stdout"), logs.path().join("stderr"));
+    let file = |p: &Path| fs::File::create(p).map_err(|e| format!("{}: {e}", p.display()));
+    command
+        .stdin(Stdio::null())
+        .stdout(file(&out_path)?)
+        .stderr(file(&err_path)?)
+        .process_group(0);
+    let mut child = command.spawn().map_err(|e| format!("cannot run {what}: {e}"))?;
+    let read = |p: &Path| String::from_utf8_lossy(&fs::read(p).unwrap_or_default()).into_owned();
+    let until = Instant::now() + deadline;
+    loop {
+        match child.try_wait() {
+            Ok(Some(status)) => {
+                return Ok(Output {
+                    code: status.code().unwrap_or_else(|| 128 + status.signal().unwrap_or(0)),
+                    stdout: read(&out_path),
+                    stderr: read(&err_path),
+                });
+            }
+            Ok(None) if Instant::now() >= until => {
+                // SAFETY: kill(2) on the process group of our own unreaped
+                // child, which leads it (process_group(0)).
+                unsafe { nix::libc::kill(-(child.id() as i32), nix::libc::SIGKILL) };
+                let _ = child.wait();
+                return Err(format!(
+                    "watchdog: {what} still running after {deadline:?}; killed. stdout:\n{}\nstderr:\n{}",
+                    read(&out_path),
+                    read(&err_path)
+                ));
+            }
+            Ok(None) => std::thread::sleep(Duration::from_millis(5)),
+            Err(e) => return Err(format!("waiting for {what}: {e}")),
+        }
+    }
+}
+
+/// [`try_run`] with [`COMMAND_DEADLINE`], panicking when it fails.
+pub fn run(command: Command) -> Output {
+    try_run(command, COMMAND_DEADLINE).unwrap_or_else(|e| panic!("{e}"))
+}
+
+// ---------------------------------------------------------------------------
+// sv
+
+/// Which `sv` a test drives.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Sv {
+    /// `baseinit sv`.
+    Baseinit,
+    /// baseinit's applet through a symlink named `sv`, as an image without
+    /// runit has it.
+    Link,
+    /// Debian's runit `sv`, from PATH (see [`Capability::Runit`]).
+    Stock,
+}
+
+impl Sv {
+    /// A command running this `sv` on the services of `svdir` (`$SVDIR`, and
+    /// no `$SVWAIT`). [`Sv::Link`] runs the symlink `link`, made when missing.
+    pub fn command(self, svdir: &Path, link: &Path) -> Command {
+        let mut command = match self {
+            Sv::Baseinit => {
+                let mut command = Command::new(BIN);
+                command.arg("sv");
+                command
+            }
+            Sv::Link => {
+                if fs::symlink_metadata(link).is_err() {
+                    fs::create_dir_all(link.parent().expect("parent")).expect("mkdir");
+                    std::os::unix::fs::symlink(BIN, link).expect("symlink sv");
+                }
+                Command::new(link)
+            }
+            Sv::Stock => Command::new("sv"),
+        };
+        command.env("SVDIR", svdir).env_remove("SVWAIT");
+        command
     }
 }
 
@@ -149,6 +398,60 @@ impl Tree {
     pub fn read(&self, name: &str) -> String {
         fs::read_to_string(self.out(name)).unwrap_or_default()
     }
+
+    /// The runtime directory `args` names (the control socket, `$BASEINIT_RUNTIME_DIR`).
+    pub fn runtime_dir(&self) -> PathBuf {
+        self.path().join("run")
+    }
+
+    /// Gives `command` this tree's `$SVDIR` and `$BASEINIT_RUNTIME_DIR`.
+    fn point_at(&self, command: &mut Command) {
+        command
+            .env("SVDIR", self.service_dir())
+            .env("BASEINIT_RUNTIME_DIR", self.runtime_dir());
+    }
+
+    /// `baseinit ARGS` (an applet: `status`, `health`, `sv`, `setuser`…)
+    /// pointed at this tree, with a deadline.
+    pub fn baseinit(&self, args: &[&str]) -> Output {
+        let mut command = Command::new(BIN);
+        command.args(args);
+        self.point_at(&mut command);
+        run(command)
+    }
+
+    /// `sv ARGS` (`which` one) on this tree's services, with a deadline.
+    pub fn sv(&self, which: Sv, args: &[&str]) -> Output {
+        let mut command = which.command(&self.service_dir(), &self.path().join("bin/sv"));
+        command.args(args);
+        self.point_at(&mut command);
+        run(command)
+    }
+
+    /// Waits until `sv status NAME` (`which` one) starts with `prefix`; its line.
+    pub fn wait_sv_status(&self, which: Sv, name: &str, prefix: &str, timeout: Duration) -> String {
+        wait_for(&format!("sv status {name} to say {prefix:?}"), timeout, || {
+            let text = self.sv(which, &["status", name]).text();
+            text.starts_with(prefix).then_some(text)
+        })
+    }
+
+    /// The running baseinit's `status --json` snapshot; None while nothing
+    /// answers.
+    pub fn status(&self) -> Option<serde_json::Value> {
+        let out = self.baseinit(&["status", "--json"]);
+        (out.code == 0).then(|| serde_json::from_str(&out.stdout).expect("status --json parses"))
+    }
+
+    /// Polls the status snapshot until `probe` gives a value.
+    pub fn wait_status<T>(
+        &self,
+        what: &str,
+        timeout: Duration,
+        mut probe: impl FnMut(&serde_json::Value) -> Option<T>,
+    ) -> T {
+        wait_for(what, timeout, || probe(&self.status()?))
+    }
 }
 
 pub fn write_file(path: &Path, body: &str, mode: u32) {
@@ -186,6 +489,15 @@ pub struct Finished {
     pub stderr: String,
     /// From the start of the process (or the last mark) to its exit.
     pub elapsed: Duration,
+}
+
+impl Finished {
+    /// Asserts that baseinit's stderr (its log) has `text`; the whole of it
+    /// in the message when not.
+    #[track_caller]
+    pub fn assert_stderr_contains(&self, text: &str) {
+        assert!(self.stderr.contains(text), "no {text:?} in stderr:\n{}", self.stderr);
+    }
 }
 
 impl Baseinit {
@@ -269,6 +581,29 @@ impl Baseinit {
         fs::read_to_string(&self.stderr).unwrap_or_default()
     }
 
+    pub fn stdout_so_far(&self) -> String {
+        fs::read_to_string(&self.stdout).unwrap_or_default()
+    }
+
+    /// True while baseinit has not exited.
+    pub fn is_running(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
+    }
+
+    /// The read end of baseinit's stdout, when `start_with` made it a pipe.
+    pub fn take_stdout(&mut self) -> Option<std::process::ChildStdout> {
+        self.child.stdout.take()
+    }
+
+    /// The usual end of a test: SIGTERM, then wait (past `timeout` the
+    /// watchdog kills it and fails the test) for an exit with code 0.
+    pub fn stop(self, timeout: Duration) -> Finished {
+        self.signal(nix::libc::SIGTERM);
+        let run = self.wait(timeout);
+        assert_eq!(run.code, 0, "exit code after SIGTERM; stderr:\n{}", run.stderr);
+        run
+    }
+
     /// Waits for baseinit to exit; past `timeout` the watchdog kills it (and
     /// its namespace) and the test fails.
     pub fn wait(mut self, timeout: Duration) -> Finished {
@@ -341,6 +676,14 @@ pub fn wait_for<T>(what: &str, timeout: Duration, mut probe: impl FnMut() -> Opt
     }
 }
 
+/// Waits until `file` in the tree contains `text`; the file's content.
+pub fn wait_text(tree: &Tree, file: &str, text: &str, timeout: Duration) -> String {
+    wait_for(&format!("{text:?} in {file}"), timeout, || {
+        let content = tree.read(file);
+        content.contains(text).then_some(content)
+    })
+}
+
 /// Waits until `file` in the tree holds at least `lines` lines.
 pub fn wait_lines(tree: &Tree, file: &str, lines: usize, timeout: Duration) -> String {
     wait_for(&format!("{lines} lines in {file}"), timeout, || {
@@ -363,7 +706,7 @@ pub fn wait_supervised(tree: &Tree, service: &str, timeout: Duration) {
 /// Waits until baseinit's control socket (`RUNTIME/control.sock`) is there:
 /// it is bound once the first services have started.
 pub fn wait_control_socket(tree: &Tree, timeout: Duration) {
-    let socket = tree.path().join("run/control.sock");
+    let socket = tree.runtime_dir().join("control.sock");
     wait_for("the control socket", timeout, || socket.exists().then_some(()));
 }
 
@@ -477,20 +820,6 @@ pub fn open_directories(pid: i32) -> usize {
         .count()
 }
 
-/// True when the test runs as root (to mount, to switch users, to make a
-/// cgroup). When not, says so loudly; with BASEINIT_REQUIRE_ROOT=1 (CI) that
-/// is a failure instead of a skip.
-pub fn root_available(test: &str, why: &str) -> bool {
-    if nix::unistd::Uid::effective().is_root() {
-        return true;
-    }
-    if std::env::var("BASEINIT_REQUIRE_ROOT").as_deref() == Ok("1") {
-        panic!("{test}: needs root {why} (BASEINIT_REQUIRE_ROOT=1)");
-    }
-    eprintln!("\n*** SKIPPED {test}: needs root {why}; set BASEINIT_REQUIRE_ROOT=1 to fail instead ***\n");
-    false
-}
-
 /// Makes `command` start with what a careless parent leaves behind, for
 /// baseinit to clean up and never pass on: ignored signals, blocked
 /// signals and a stray fd (7, not close-on-exec).
@@ -542,4 +871,18 @@ pub fn sourced_env(sh: &Path) -> BTreeMap<Vec<u8>, Vec<u8>> {
         .output()
         .expect("run sh");
     parse_env0(&out.stdout)
+}
+
+/// True when `pid` is blocked in nanosleep(2) or clock_nanosleep(2), as
+/// `sleep` is once it has started.
+pub fn in_nanosleep(pid: i32) -> bool {
+    let Ok(syscall) = fs::read_to_string(format!("/proc/{pid}/syscall")) else {
+        return false;
+    };
+    #[cfg(target_arch = "x86_64")]
+    let sleeping = [nix::libc::SYS_nanosleep, nix::libc::SYS_clock_nanosleep];
+    #[cfg(not(target_arch = "x86_64"))]
+    let sleeping = [nix::libc::SYS_clock_nanosleep];
+    let number: Option<nix::libc::c_long> = syscall.split_whitespace().next().and_then(|n| n.parse().ok());
+    number.is_some_and(|n| sleeping.contains(&n))
 }
