@@ -2,9 +2,11 @@
 //! validate everything into immutable [`ServiceSpec`]s, and report every
 //! problem at once with its path (and line:column for TOML).
 
+mod credentials;
+mod dependencies;
 mod raw;
+mod readiness;
 
-use std::collections::HashMap;
 use std::ffi::OsString;
 use std::fmt;
 use std::fs;
@@ -14,15 +16,13 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use nix::sys::signal::Signal;
-use nix::unistd::{Gid, Uid};
 use toml::Spanned;
 
 use raw::RawService;
 pub use raw::{parse_duration, parse_signal};
 
-use crate::accounts::{self, User};
 use crate::service::{Backoff, FailureAction, FailurePolicy, Policy, RestartPolicy};
-use crate::spawn::{Credentials, Launch, StdinMode};
+use crate::spawn::{Launch, StdinMode};
 
 /// Settings that apply where a service does not set its own.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -278,192 +278,8 @@ pub fn scan_services(dir: &Path, defaults: &Defaults, required: bool) -> Scan {
             _ => scan.broken.push(name.to_owned()),
         }
     }
-    check_dependencies(&mut scan);
+    dependencies::check_dependencies(&mut scan);
     scan
-}
-
-/// How the service tells it is ready: `[ready] notification-fd` or a
-/// `notification-fd` file (s6), then `[ready] sd-notify`, then `[ready]
-/// command` or a `check` script, then `[ready] tcp`, else as soon as it runs.
-fn readiness(
-    dir: &Path,
-    listing: &Listing,
-    raw: Option<&raw::RawReady>,
-    at: &dyn Fn(usize, String) -> ConfigError,
-    errors: &mut Vec<ConfigError>,
-) -> Readiness {
-    let mut readiness = Readiness::started();
-    if let Some(r) = raw {
-        readiness.interval = r.interval.map_or(Readiness::INTERVAL, |d| d.0);
-        readiness.timeout = r.timeout.map_or(Readiness::TIMEOUT, |d| d.0);
-        readiness.retries = r.retries.unwrap_or(Readiness::RETRIES);
-    }
-    let fd_file = dir.join("notification-fd");
-    let notification_fd = match raw.and_then(|r| r.notification_fd.as_ref()) {
-        Some(fd) => Some((*fd.get_ref(), Some(fd.span().start))),
-        None if !listing.may_have("notification-fd") => None,
-        None => match fs::read_to_string(&fd_file) {
-            Ok(text) => match text.trim().parse::<u32>() {
-                Ok(fd) => Some((fd, None)),
-                Err(_) => {
-                    errors.push(ConfigError::new(&fd_file, "must hold an fd number (e.g. 3)"));
-                    None
-                }
-            },
-            Err(_) => None,
-        },
-    };
-    if let Some((fd, span)) = notification_fd {
-        if !(3..=1023).contains(&fd) {
-            let message = format!("notification-fd {fd}: must be between 3 and 1023 (0-2 are stdio)");
-            errors.push(match span {
-                Some(start) => at(start, message),
-                None => ConfigError::new(&fd_file, message),
-            });
-        }
-        readiness.check = ReadyCheck::NotificationFd(fd as i32);
-    } else if raw.and_then(|r| r.sd_notify) == Some(true) {
-        readiness.check = ReadyCheck::SdNotify;
-    } else if let Some(command) = raw.and_then(|r| r.command.as_ref()) {
-        if let Some(argv) = command_argv(command, dir, at, errors) {
-            readiness.check = ReadyCheck::Command(argv);
-        }
-    } else if listing.may_have("check") && is_executable_file(&dir.join("check")) {
-        readiness.check = ReadyCheck::Command(vec![dir.join("check").into_os_string()]);
-    } else if let Some(tcp) = raw.and_then(|r| r.tcp.as_ref()) {
-        if tcp.get_ref().parse::<std::net::SocketAddr>().is_err() && !tcp.get_ref().contains(':') {
-            errors.push(at(
-                tcp.span().start,
-                format!(
-                    "ready.tcp {:?}: write an address with a port, e.g. \"127.0.0.1:5432\"",
-                    tcp.get_ref()
-                ),
-            ));
-        }
-        readiness.check = ReadyCheck::Tcp(tcp.get_ref().clone());
-    }
-    readiness
-}
-
-/// `[health]`: a command or a TCP address, probed every 10 s by default;
-/// 3 failures in a row restart the service.
-fn health(
-    dir: &Path,
-    raw: &raw::RawHealth,
-    at: &dyn Fn(usize, String) -> ConfigError,
-    errors: &mut Vec<ConfigError>,
-) -> Option<Readiness> {
-    let check = match (&raw.command, &raw.tcp) {
-        (Some(command), None) => ReadyCheck::Command(command_argv(command, dir, at, errors)?),
-        (None, Some(tcp)) => ReadyCheck::Tcp(tcp.get_ref().clone()),
-        (Some(command), Some(_)) => {
-            errors.push(at(
-                command.span().start,
-                "[health] takes a command or a tcp address, not both".into(),
-            ));
-            return None;
-        }
-        (None, None) => {
-            errors.push(ConfigError::new(
-                &dir.join("service.toml"),
-                "[health] needs a command or a tcp address",
-            ));
-            return None;
-        }
-    };
-    Some(Readiness {
-        check,
-        interval: raw.interval.map_or(Duration::from_secs(10), |d| d.0),
-        timeout: raw.timeout.map_or(Readiness::TIMEOUT, |d| d.0),
-        retries: raw.retries.unwrap_or(3).max(1),
-    })
-}
-
-/// Every `after`/`requires` name must be a service of the tree, and the
-/// dependencies must form no cycle. Services with a problem are moved from
-/// `services` to `broken`, each problem reported at its service.toml.
-fn check_dependencies(scan: &mut Scan) {
-    let known: std::collections::HashSet<String> = scan
-        .services
-        .iter()
-        .map(|s| s.name.clone())
-        .chain(scan.broken.iter().cloned())
-        .collect();
-    let mut bad: Vec<String> = Vec::new();
-    for spec in &scan.services {
-        for dep in &spec.after {
-            if !known.contains(dep) {
-                scan.errors.push(ConfigError::new(
-                    &spec.dir.join("service.toml"),
-                    format!("`{dep}` in after/requires is not a service of this directory"),
-                ));
-                bad.push(spec.name.clone());
-            } else if dep == &spec.name {
-                scan.errors.push(ConfigError::new(
-                    &spec.dir.join("service.toml"),
-                    format!("`{dep}` cannot come after itself"),
-                ));
-                bad.push(spec.name.clone());
-            }
-        }
-    }
-    // Cycles: a depth-first walk, reporting each cycle once, by its path.
-    let graph: HashMap<&str, &[String]> = scan
-        .services
-        .iter()
-        .map(|s| (s.name.as_str(), s.after.as_slice()))
-        .collect();
-    let mut done: std::collections::HashSet<&str> = std::collections::HashSet::new();
-    for start in graph.keys().copied().collect::<std::collections::BTreeSet<_>>() {
-        let mut path: Vec<&str> = Vec::new();
-        find_cycle(start, &graph, &mut path, &mut done, &mut |cycle: &[&str]| {
-            let first = cycle[0];
-            let dir = scan
-                .services
-                .iter()
-                .find(|s| s.name == first)
-                .map(|s| s.dir.join("service.toml"));
-            let shown: Vec<&str> = cycle.iter().copied().chain(std::iter::once(first)).collect();
-            if let Some(path) = dir {
-                scan.errors.push(ConfigError::new(
-                    &path,
-                    format!("dependency cycle: {}", shown.join(" -> ")),
-                ));
-            }
-            bad.extend(cycle.iter().map(|s| s.to_string()));
-        });
-    }
-    bad.sort();
-    bad.dedup();
-    let (broken, services): (Vec<ServiceSpec>, Vec<ServiceSpec>) = std::mem::take(&mut scan.services)
-        .into_iter()
-        .partition(|s| bad.contains(&s.name));
-    scan.services = services;
-    scan.broken.extend(broken.into_iter().map(|s| s.name));
-}
-
-fn find_cycle<'a>(
-    node: &'a str,
-    graph: &HashMap<&'a str, &'a [String]>,
-    path: &mut Vec<&'a str>,
-    done: &mut std::collections::HashSet<&'a str>,
-    report: &mut dyn FnMut(&[&'a str]),
-) {
-    if done.contains(node) {
-        return;
-    }
-    if let Some(at) = path.iter().position(|n| *n == node) {
-        report(&path[at..]);
-        return;
-    }
-    path.push(node);
-    for dep in graph.get(node).copied().unwrap_or_default() {
-        if let Some((name, _)) = graph.get_key_value(dep.as_str()) {
-            find_cycle(name, graph, path, done, report);
-        }
-    }
-    path.pop();
-    done.insert(node);
 }
 
 /// The largest `service.toml` read. A definition is a few hundred bytes;
@@ -651,7 +467,7 @@ fn load_service(
             path
         }
     };
-    let credentials = credentials(raw.user.as_ref(), raw.group.as_ref(), &at, errors);
+    let credentials = credentials::credentials(raw.user.as_ref(), raw.group.as_ref(), &at, errors);
 
     let backoff = raw.backoff.as_ref();
     let duration =
@@ -725,8 +541,8 @@ fn load_service(
             after_list.push(name.clone());
         }
     }
-    let readiness = readiness(dir, listing, raw.ready.as_ref(), &at, errors);
-    let health = raw.health.as_ref().and_then(|h| health(dir, h, &at, errors));
+    let readiness = readiness::readiness(dir, listing, raw.ready.as_ref(), &at, errors);
+    let health = raw.health.as_ref().and_then(|h| readiness::health(dir, h, &at, errors));
 
     if errors.len() > before {
         return None;
@@ -821,98 +637,6 @@ fn command_argv(
             .chain(args[1..].iter().map(OsString::from))
             .collect(),
     )
-}
-
-fn credentials(
-    user: Option<&Spanned<String>>,
-    group: Option<&Spanned<String>>,
-    at: &dyn Fn(usize, String) -> ConfigError,
-    errors: &mut Vec<ConfigError>,
-) -> Option<Credentials> {
-    if user.is_none() && group.is_none() {
-        return None;
-    }
-    let passwd = match user {
-        None => None,
-        Some(user) => match lookup_user(user.get_ref()) {
-            Ok(found) => Some((user, found)),
-            Err(message) => {
-                errors.push(at(user.span().start, message));
-                return None;
-            }
-        },
-    };
-    let gid = match group {
-        Some(group) => match lookup_group(group.get_ref()) {
-            Ok(gid) => gid,
-            Err(message) => {
-                errors.push(at(group.span().start, message));
-                return None;
-            }
-        },
-        None => match &passwd {
-            Some((_, Ok(user))) => user.gid,
-            Some((spanned, Err(uid))) => {
-                errors.push(at(
-                    spanned.span().start,
-                    format!("uid {uid} has no passwd entry, so it has no group: set `group` too"),
-                ));
-                return None;
-            }
-            None => return None,
-        },
-    };
-    Some(match passwd {
-        Some((_, Ok(user))) => {
-            // Not fatal: an unreadable /etc/group leaves the primary group
-            // alone, as getgrouplist did, rather than failing the service.
-            let groups = accounts::group_list(&user.name, gid).unwrap_or_else(|_| vec![gid]);
-            Credentials {
-                uid: user.uid,
-                gid,
-                groups,
-                identity: Some((user.name, user.dir)),
-            }
-        }
-        Some((_, Err(uid))) => Credentials {
-            uid,
-            gid,
-            groups: vec![gid],
-            identity: None,
-        },
-        // Only `group`: keep the uid, change the group.
-        None => Credentials {
-            uid: Uid::current(),
-            gid,
-            groups: vec![gid],
-            identity: None,
-        },
-    })
-}
-
-/// A user by name or number: Ok(Ok(entry)), Ok(Err(uid)) for a number with no
-/// passwd entry, Err(message) for an unknown name.
-fn lookup_user(user: &str) -> Result<Result<User, Uid>, String> {
-    if let Ok(n) = user.parse::<u32>() {
-        let uid = Uid::from_raw(n);
-        return Ok(accounts::user_by_uid(uid).ok().flatten().ok_or(uid));
-    }
-    match accounts::user_by_name(user) {
-        Ok(Some(entry)) => Ok(Ok(entry)),
-        Ok(None) => Err(format!("unknown user `{user}` (not in the passwd database)")),
-        Err(e) => Err(format!("cannot look up user `{user}`: {e}")),
-    }
-}
-
-fn lookup_group(group: &str) -> Result<Gid, String> {
-    if let Ok(n) = group.parse::<u32>() {
-        return Ok(Gid::from_raw(n));
-    }
-    match accounts::group_by_name(group) {
-        Ok(Some(entry)) => Ok(entry.gid),
-        Ok(None) => Err(format!("unknown group `{group}` (not in the group database)")),
-        Err(e) => Err(format!("cannot look up group `{group}`: {e}")),
-    }
 }
 
 /// True for a regular file with an executable bit (following symlinks).

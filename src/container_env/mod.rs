@@ -54,6 +54,10 @@ use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt, PermissionsE
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+mod dump;
+
+use dump::{json_dump, shell_dump};
+
 /// Variables by name, in byte order (so the dumps are stable).
 pub type Vars = BTreeMap<OsString, OsString>;
 
@@ -667,56 +671,6 @@ fn write_var_file(path: &Path, value: &[u8]) -> io::Result<()> {
         .mode(VAR_FILE_MODE)
         .open(path)?;
     file.write_all(value)
-}
-
-/// `export NAME=VALUE` lines for every variable a shell can take.
-fn shell_dump(vars: &Vars) -> Vec<u8> {
-    let mut out = Vec::new();
-    for (name, value) in vars {
-        if is_not_exported(name) || not_a_shell_line(name).is_some() {
-            continue;
-        }
-        out.extend_from_slice(b"export ");
-        out.extend_from_slice(name.as_bytes());
-        out.push(b'=');
-        shell_quote(value.as_bytes(), &mut out);
-        out.push(b'\n');
-    }
-    out
-}
-
-/// Quotes `value` for sh. Plain words stay bare, as my_init wrote them;
-/// anything else goes in single quotes, inside which sh takes every byte
-/// (newlines, `$`, `\`, non-UTF-8) literally except `'`, written `'\''`.
-fn shell_quote(value: &[u8], out: &mut Vec<u8>) {
-    let bare = |b: &u8| b.is_ascii_alphanumeric() || b"@%+=:,./_-".contains(b);
-    if !value.is_empty() && value.iter().all(bare) {
-        out.extend_from_slice(value);
-        return;
-    }
-    out.push(b'\'');
-    for &b in value {
-        if b == b'\'' {
-            out.extend_from_slice(b"'\\''");
-        } else {
-            out.push(b);
-        }
-    }
-    out.push(b'\'');
-}
-
-/// One JSON object of the whole environment (NOT_EXPORTED included, as my_init
-/// dumps it), names in byte order. JSON strings are Unicode: bytes that are
-/// not UTF-8 become U+FFFD.
-fn json_dump(vars: &Vars) -> io::Result<Vec<u8>> {
-    let mut object = serde_json::Map::new();
-    for (name, value) in vars {
-        object.insert(
-            name.to_string_lossy().into_owned(),
-            serde_json::Value::String(value.to_string_lossy().into_owned()),
-        );
-    }
-    serde_json::to_vec(&object).map_err(io::Error::other)
 }
 
 /// Replaces `path` with `contents` through a temporary file in the same
