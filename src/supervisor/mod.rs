@@ -8,7 +8,8 @@
 //! - readiness and health probes: [`probes`];
 //! - loggers' draining: [`drain`];
 //! - the container's phases (boot, hooks, stop, kill-all) and the outcome:
-//!   [`phases`].
+//!   [`phases`];
+//! - what a rescan of the service directory changes: [`changes`].
 //!
 //! What acts: [`event_loop`] waits for events and hands them here;
 //! [`children`] starts, signals and reaps processes (through
@@ -17,6 +18,7 @@
 //! carries out `sv`'s control bytes; [`snapshot`] answers `baseinit status`.
 //! `docs/architecture.md` says where a new feature goes.
 
+mod changes;
 mod children;
 mod commands;
 mod drain;

@@ -1,6 +1,7 @@
 //! The service directory applied: services added (with their loggers),
-//! and on a rescan new ones started, removed ones stopped and retired,
-//! changed ones stopped and started again with their new definition.
+//! and on a rescan the changes [`changes`](super::changes) decides carried
+//! out: new ones started, removed ones stopped and retired, changed ones
+//! stopped and started again with their new definition.
 
 use std::path::Path;
 use std::time::Instant;
@@ -11,6 +12,7 @@ use crate::config::{self, ServiceSpec};
 use crate::service::Event;
 
 use super::Supervisor;
+use super::changes::{self, Change};
 use super::drain::{self, Ending};
 use super::host::Processes;
 use super::units::{Kind, Leaving, Unit, UnitId};
@@ -89,64 +91,34 @@ impl<P: Processes> Supervisor<P> {
                 }
             );
         }
-        let mut seen: Vec<String> = scan.broken.clone();
-        for spec in scan.services {
-            seen.push(spec.name.clone());
-            let Some(id) = self.units.by_name(&spec.name) else {
-                info!("service {}: new, starting", spec.name);
-                self.add_service(spec, false, now);
-                continue;
-            };
-            let unit = &mut self.units[id];
-            match &mut unit.leaving {
-                // Still stopping from an earlier rescan: what follows it is
-                // now this latest definition.
-                Some(Leaving::Removed) => {
-                    info!("{}: back in the service directory, restarting it", unit.label);
-                    unit.leaving = Some(Leaving::Replaced {
-                        spec: Box::new(spec),
-                        down: false,
-                    });
+        for change in changes::changes(&self.units, scan) {
+            match change {
+                Change::New(spec) => {
+                    info!("service {}: new, starting", spec.name);
+                    self.add_service(*spec, false, now);
                 }
-                Some(Leaving::Replaced { spec: next, .. }) => **next = spec,
-                None if unit.fingerprint != spec.fingerprint => {
-                    info!("{}: definition changed, restarting it", unit.label);
-                    // Only an operator's `sv down` carries over: a service
-                    // waiting for or held by its dependencies is down only
-                    // for want of them.
-                    let down = unit.life.wants_down() && !unit.order.waiting && !unit.order.held;
-                    unit.leaving = Some(Leaving::Replaced {
-                        spec: Box::new(spec),
-                        down,
-                    });
+                Change::Back(id, spec) => {
+                    info!("{}: back in the service directory, restarting it", self.units[id].label);
+                    self.units[id].leaving = Some(Leaving::Replaced { spec, down: false });
+                }
+                Change::Newer(id, spec) => {
+                    if let Some(Leaving::Replaced { spec: next, .. }) = &mut self.units[id].leaving {
+                        *next = spec;
+                    }
+                }
+                Change::Changed(id, spec, down) => {
+                    info!("{}: definition changed, restarting it", self.units[id].label);
+                    self.units[id].leaving = Some(Leaving::Replaced { spec, down });
                     self.feed(id, Event::Down, now);
                 }
-                None => {}
+                Change::Gone(id) => {
+                    let dir = self.opts.service_dir.display();
+                    info!("{}: removed from {dir}, stopping it", self.units[id].label);
+                    // Removed while being replaced: the replacement is off too.
+                    self.units[id].leaving = Some(Leaving::Removed);
+                    self.stop_after_dependents(id, now);
+                }
             }
-        }
-        if !scan.complete {
-            // Nothing could be listed: nothing is known to be gone.
-            return self.advance(now);
-        }
-        let gone: Vec<UnitId> = self
-            .units
-            .live()
-            .filter(|(_, u)| u.kind == Kind::Service && !seen.contains(&u.name))
-            .map(|(id, _)| id)
-            .collect();
-        for id in gone {
-            let unit = &mut self.units[id];
-            if matches!(unit.leaving, Some(Leaving::Removed)) {
-                continue;
-            }
-            info!(
-                "{}: removed from {}, stopping it",
-                unit.label,
-                self.opts.service_dir.display()
-            );
-            // Removed while being replaced: the replacement is off too.
-            unit.leaving = Some(Leaving::Removed);
-            self.stop_after_dependents(id, now);
         }
         self.advance(now);
     }
