@@ -2,6 +2,8 @@
 //! real service definitions in a temporary directory, every spawn, signal
 //! and exit played by [`Fake`], time moved by hand. Each runs in
 //! milliseconds; the end-to-end tests under `tests/` run the real binary.
+//!
+//! Test code only: `mod.rs` declares this module `#[cfg(test)]`.
 
 use std::collections::{HashMap, HashSet};
 use std::ffi::OsString;

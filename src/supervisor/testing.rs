@@ -1,5 +1,7 @@
 //! Test helpers for the supervisor's modules: units and tables without
 //! processes.
+//!
+//! Test code only: `mod.rs` declares this module `#[cfg(test)]`.
 
 use std::os::fd::OwnedFd;
 use std::time::{Duration, Instant};
