@@ -1,4 +1,6 @@
 //! The lifecycle machine as tables: events in, actions and states out.
+//!
+//! Test code only: `mod.rs` declares this module `#[cfg(test)]`.
 
 use super::*;
 

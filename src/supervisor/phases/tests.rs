@@ -1,4 +1,6 @@
 //! The phase machine as tables: each step given where the units stand.
+//!
+//! Test code only: `phases.rs` declares this module `#[cfg(test)]`.
 
 use std::time::Duration;
 
