@@ -27,7 +27,7 @@ use super::{commands, drain};
 /// Which program of a unit to start.
 pub(super) enum Program<'a> {
     Run,
-    /// Its `finish` (the caller checked it has one).
+    /// Its `finish`.
     Finish,
     /// A control script or a probe.
     Other(&'a Launch),
@@ -101,10 +101,14 @@ impl<P: Processes> Supervisor<P> {
     ) -> Result<Pid, SpawnError> {
         let pipes = self.output_pipes(id);
         let unit = &self.units[id];
-        let launch = match program {
-            Program::Run => &unit.run,
-            Program::Finish => unit.finish.as_ref().unwrap_or(&unit.run),
-            Program::Other(launch) => launch,
+        let launch = match (program, &unit.finish) {
+            (Program::Run, _) => &unit.run,
+            (Program::Finish, Some(finish)) => finish,
+            (Program::Finish, None) => {
+                let missing = std::io::Error::other("the service has no finish");
+                return Err(SpawnError::new(&unit.run, missing));
+            }
+            (Program::Other(launch), _) => launch,
         };
         let redirect = Redirect {
             notify: readiness.notify,
@@ -159,9 +163,6 @@ impl<P: Processes> Supervisor<P> {
         match action {
             Action::StartRun => Some(self.start_run(id, now)),
             Action::StartFinish { exit } => {
-                if self.units[id].finish.is_none() {
-                    return Some(Event::SpawnFailed);
-                }
                 let (code, signal) = exit.map_or((-1, 0), ExitStatus::finish_args);
                 let args = [OsString::from(code.to_string()), OsString::from(signal.to_string())];
                 let result = self.spawn_for(id, Program::Finish, &args, Readiness::default());
