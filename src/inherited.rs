@@ -56,10 +56,10 @@ const RESERVED_FDS: i32 = 1024;
 /// still single-threaded; call before any thread starts. The table starts
 /// with 64 slots and doubles when an fd number needs it, and in a process
 /// with threads each growth waits for an RCU grace period
-/// (`synchronize_rcu`): 9-23 ms measured, at the 10th service of a boot (5
-/// fds each), a third of the time 20 services took to start. Grown now, it
-/// costs nothing; it never shrinks, and holds 8 bytes per slot of kernel
-/// memory. Best effort: below the fd limit, and not at all if it fails.
+/// (`synchronize_rcu`), which would stall the boot in the middle of
+/// starting its services (each takes a few fds). Grown now, it costs
+/// nothing; it never shrinks, and holds 8 bytes per slot of kernel memory.
+/// Best effort: below the fd limit, and not at all if it fails.
 pub fn reserve_fd_table() {
     let mut limit = libc::rlimit {
         rlim_cur: 0,

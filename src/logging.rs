@@ -8,7 +8,7 @@
 //! again. A closed stderr loses lines, never PID 1.
 //!
 //! The subscriber is this module's own, not `tracing_subscriber::fmt`: that
-//! one needs its span registry (a 32 kB table allocated up front, and code)
+//! one needs its span registry (a table allocated up front, and code)
 //! and baseinit has no spans. PID 1 keeps whatever it maps for the life of
 //! the container. The text lines look as `fmt`'s did: `TIMESTAMP LEVEL
 //! message name=value`.
@@ -335,7 +335,7 @@ struct Held {
 /// While held, this thread's log lines are kept and handed to the logging
 /// thread as one write when it is dropped. Waking that thread costs two
 /// context switches per line; at boot, with the services starting on the
-/// same cores, 20 "started" lines cost about 2 ms (README, "Performance").
+/// same cores, a wake per "started" line would slow the boot down.
 /// Hold it only over work that does not wait: the lines are late by as long
 /// as it is held. Nested batches add to the outermost one.
 #[must_use = "the lines are sent when the batch is dropped"]
@@ -375,8 +375,8 @@ impl Drop for Batch {
 /// Waits (at most `timeout`) until every log line so far is written: before
 /// exit, so the last lines are not lost with the process. Returns at once
 /// when they are (the thread usually wrote them while baseinit shut down):
-/// a round trip through an idle thread costs a busy machine up to a
-/// millisecond of the stop.
+/// a round trip through an idle thread would lengthen the stop on a busy
+/// machine.
 pub fn flush(timeout: std::time::Duration) {
     let Some(writer) = WRITER.get() else {
         return;

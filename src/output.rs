@@ -129,9 +129,8 @@ impl Writer {
     /// last sender (the readers' are gone). When every line is written
     /// already, it returns at once and leaves the idle thread asleep, to
     /// end with the process: closing the channel would wake it only to hear
-    /// it end, and a thread that ends frees its stack (0.1 ms, traced, on
-    /// the CPU the last log line then waited for); waking it cost a stop up
-    /// to a millisecond on a busy machine.
+    /// it end, and a thread that ends frees its stack, on the CPU the last
+    /// log line then waits for, which lengthens the stop on a busy machine.
     pub fn finish(self, sink: Option<Sink>, deadline: std::time::Instant) {
         if self.unwritten.load(Ordering::Acquire) == 0 {
             // Nothing can send any more; the process exit ends the thread.

@@ -5,20 +5,20 @@
 //! inotify descriptor waits for an SRCU grace period (the kernel's fsnotify
 //! mark reaper), and removing an inode's last mark starts another one, on a
 //! worker, to free the inode's mark list (its "connector"). A grace period
-//! asked for while another runs, or just after one, is a slow one: 2-5
-//! ticks, 8-20 ms here, where a stop takes 2 ms. With the watches removed as
-//! the stop began and the descriptor closed at exit, a quarter of the stops
-//! measured here took 7-20 ms, all of it after baseinit's last line (the
-//! removals' frees ran back to back, kernel trace); closing at the start
-//! made every stop 8-9 ms. A pin is the directory held open with a dnotify
-//! request on it: dnotify's marks belong to the kernel's own group, so the
-//! inode keeps a mark when the inotify ones go, and its list is not freed
-//! then. Closing the inotify descriptor then waits for one grace period,
-//! alone, the quick kind (0.06-1 ms measured, the stop's services exiting
-//! meanwhile), and closing a pin waits for nothing. Without dnotify (a
-//! kernel without it, `fs.dir-notify-enable=0`) nothing is pinned and the
-//! watch ends as before. A pin's own events (an entry's attributes changed)
-//! would come as SIGIO, which baseinit ignores (see `inherited`).
+//! asked for while another runs, or just after one, is a slow one, several
+//! scheduler ticks, longer than a whole stop. Removing the watches starts
+//! one such free per directory, their grace periods back to back, and a
+//! close meanwhile gets a slow one: the stop, or the exit after baseinit's
+//! last line, would wait for the kernel. A pin is the directory held open
+//! with a dnotify request on it: dnotify's marks belong to the kernel's own
+//! group, so the inode keeps a mark when the inotify ones go, and its list
+//! is not freed then. Closing the inotify descriptor then waits for one
+//! grace period, alone, the quick kind, while the stop's services exit, and
+//! closing a pin waits for nothing. Without dnotify (a kernel without it,
+//! `fs.dir-notify-enable=0`) nothing is pinned: the watches are removed at
+//! the stop and the descriptor closes at exit ([`ServiceWatch::close`]). A
+//! pin's own events (an entry's attributes changed) would come as SIGIO,
+//! which baseinit ignores (see `inherited`).
 
 use std::collections::{HashMap, HashSet};
 use std::ffi::OsStr;
@@ -162,10 +162,9 @@ impl ServiceWatch {
 
     /// Ends the watch, for a shutdown; call once the services have been
     /// told to stop. With every directory pinned, it closes now: one quick
-    /// grace period, while the services exit (a thread of its own to wait
-    /// for it measured no faster). Otherwise the watches are removed now and
-    /// what is left comes back, to stay open until baseinit exits (the close
-    /// then mostly finds the kernel's frees done).
+    /// grace period, while the services exit. Otherwise the watches are
+    /// removed now and what is left comes back, to stay open until baseinit
+    /// exits (the close then mostly finds the kernel's frees done).
     pub fn close(mut self) -> Option<Retired> {
         let watched: Vec<WatchDescriptor> = self
             .services

@@ -290,17 +290,17 @@ pub const MAX_SERVICE_TOML: u64 = 1 << 20;
 /// `service.toml`, where a rewrite with the same text (a `docker cp`, a
 /// config tool) must not restart the service. Larger ones are programs, by
 /// metadata: reading and hashing every service's binary at boot and at each
-/// rescan would cost PID 1 a millisecond per megabyte.
+/// rescan would cost PID 1 time in proportion to the binaries' size.
 pub const FINGERPRINT_BY_CONTENT: u64 = 16 * 1024;
 
 /// Which of the files a service directory may hold are there, read once.
 /// Most of them (`finish`, `check`, `down`, `service.toml`,
 /// `notification-fd`, `log/`) are usually absent, and asking for each with
-/// a failed `stat` cost more than the rest of the scan; a name the listing
-/// lacks is not looked up. Unreadable (no read permission on the directory,
-/// say), every name may be there and each is looked up as before. A set of
-/// bits, not of names: a set of strings per service left the heap some 50
-/// kB larger for good.
+/// a failed `stat` would cost more than the rest of the scan; a name the
+/// listing lacks is not looked up. Unreadable (no read permission on the
+/// directory, say), every name may be there and each is looked up. A set of
+/// bits, not of names: a set of strings per service would leave PID 1's
+/// heap larger for good.
 struct Listing(Option<u8>);
 
 impl Listing {

@@ -464,9 +464,9 @@ impl BootExport {
 /// Moves a helper thread just started off the CPU this thread runs on, when
 /// the process may use another. A new thread is queued on its creator's CPU
 /// and waits there while its creator runs, even with another CPU idle (the
-/// scheduler does not pull work to a CPU that idles only briefly): traced,
-/// the export then began only when the boot thread's time slice ran out,
-/// and overlapped nothing. Best effort: on failure it shares the CPU.
+/// scheduler does not pull work to a CPU that idles only briefly), so the
+/// export would begin only when the boot thread's time slice ran out, and
+/// overlap nothing. Best effort: on failure it shares the CPU.
 fn beside_this_cpu<T>(handle: &std::thread::JoinHandle<T>) {
     use nix::libc;
     use std::os::unix::thread::JoinHandleExt;
@@ -735,7 +735,7 @@ fn fill(mut file: fs::File, contents: &[u8], existing: Option<&fs::Metadata>, ta
     }
     // No fsync: the rename already keeps readers from a half-written file,
     // and the dump is written anew at every boot, so surviving a host crash
-    // buys nothing. On a disk it cost each boot milliseconds (the benchmark).
+    // buys nothing, while on a disk it would slow every boot down.
     Ok(())
 }
 

@@ -6,32 +6,30 @@
 //!
 //! Why not std's `Command`: with what a service needs (a process group,
 //! credentials, a clean signal table) its `spawn` forks and then blocks on a
-//! close-on-exec pipe until the exec has succeeded or failed. Services then
-//! started strictly one after another, each a full fork→exec round trip, and
-//! a child waiting for a busy core held the whole boot up by a scheduler
-//! tick (2-5 ms per service, measured).
+//! close-on-exec pipe until the exec has succeeded or failed. Services would
+//! then start strictly one after another, each a full fork→exec round trip,
+//! and a child waiting for a busy core would hold the whole boot up by a
+//! scheduler tick.
 //!
 //! Why `clone(CLONE_VM)` and not `fork`, as posix_spawn does: a fork
 //! copies baseinit's page tables, write-protects its memory (every later
 //! write of PID 1 to a page is then a fault) and makes the child's exec tear
-//! that copy down again; the benchmark measured that as a tenth of the CPU
-//! a 20-service boot costs. Sharing the memory instead, the child runs on a
-//! stack of its own until it calls `execve` (or exits).
+//! that copy down again, for every program started: a cost in CPU that
+//! buys nothing, since the child only execs. Sharing the memory instead,
+//! the child runs on a stack of its own until it calls `execve` (or exits).
 //!
 //! Why without CLONE_VFORK, unlike posix_spawn: with it, baseinit is
 //! suspended until the child has done its dups, setpgid, sixty-odd
-//! sigactions and the exec's path walk, so services started strictly one
-//! after another while the other CPU sat idle; a 20-service boot was
-//! 6-13% slower than tini starting them from a shell script (5% faster
-//! without it, in 50 interleaved runs). Without it,
-//! baseinit prepares the next child while this one execs. The child then
-//! runs *beside* baseinit in the same memory, which it may only touch in
+//! sigactions and the exec's path walk, so services would start strictly
+//! one after another while the other CPUs sat idle. Without it, baseinit
+//! prepares the next child while this one execs. The child then runs
+//! *beside* baseinit in the same memory, which it may only touch in
 //! ways that cannot race: it reads its own `Plan` (built before, freed only
 //! once the child has let go of the memory: `InFlight`) and writes only its
 //! stack and that plan; it makes raw system calls (`raw_syscall`) that
 //! never store into libc's `errno`, baseinit's thread-local; no allocation,
 //! no lock. A side benefit: a `chdir` or an `execve` that hangs (a working
-//! directory or program on a dead network filesystem) no longer holds
+//! directory or program on a dead network filesystem) does not hold
 //! baseinit until it returns. Where `raw_syscall` has no raw call (an
 //! architecture other than x86_64 and aarch64), CLONE_VFORK stays.
 //!

@@ -17,16 +17,16 @@ use super::units::UnitId;
 
 /// How long a shutdown goes without updating the services' runit state
 /// (`supervise/stat`, `status`, `pid`). Each update is three file creations
-/// and renames per service, which on a disk took most of a 3-service stop.
+/// and renames per service, which on a disk would be most of a short stop.
 /// A stop that is over by then leaves the files as they were (the next boot
 /// rewrites them); a longer one shows every service's state from then on,
 /// and ends with them written.
 const STATE_DURING_SHUTDOWN: Duration = Duration::from_millis(100);
 
 /// How long one turn of the event loop goes on making supervise directories
-/// before it looks at its events again. Each is six file creations; on a
-/// busy disk 200 services' held a `docker stop` (and every reap) up for
-/// 0.6 s. The rest are made in the next turns.
+/// before it looks at its events again. Each is six file creations: on a
+/// busy disk, many services' worth in one turn would hold a `docker stop`
+/// (and every reap) up. The rest are made in the next turns.
 const SUPERVISE_PER_TURN: Duration = Duration::from_millis(5);
 
 /// One unit's runit state.
@@ -74,7 +74,7 @@ impl RunitWrites {
     /// Makes `id`'s supervise directory in service directory `dir` once the
     /// wake-up's services have started: its lock, two FIFOs and state files
     /// are file creations that cost more than the spawn, and made first they
-    /// held back every service after this one.
+    /// would hold back every service after this one.
     pub fn open_later(&mut self, id: UnitId, dir: &Path) {
         self.supervise_due.push((id, dir.to_owned()));
     }
