@@ -111,6 +111,21 @@ fn a_startup_script_past_its_timeout_fails_the_boot() {
 }
 
 #[test]
+fn a_startup_script_that_exits_0_when_stopped_for_its_timeout_still_fails_the_boot() {
+    require!(Capability::Namespaces);
+    let tree = Tree::new();
+    tree.startup_script("10_slow", "trap 'exit 0' TERM\nwhile :; do sleep 0.05; done");
+    tree.service("web", r#"echo up > "$OUT/web"; exec sleep 60"#);
+    let run = Baseinit::start_with(Mode::Pid1, &tree.args(&[]), |c| {
+        c.env("STARTUP_TIMEOUT", "0.5");
+    })
+    .wait(LONG);
+    assert_eq!(run.code, 1, "stderr:\n{}", run.stderr);
+    run.assert_stderr_contains("10_slow ran past --startup-timeout: boot aborted");
+    assert!(!tree.out("web").exists(), "no service started");
+}
+
+#[test]
 fn a_bug_in_pid_1_ends_in_an_ordered_stop_not_a_silent_death() {
     require!(Capability::Namespaces);
     let tree = Tree::new();
@@ -226,7 +241,7 @@ fn a_main_command_or_essential_service_that_cannot_exec_sets_the_exit_code() {
     let denied = tree.path().join("not-executable");
     write_file(&denied, "#!/bin/sh\nexit 0\n", 0o644);
     let denied = denied.display().to_string();
-    // README's exit-code table: not found 127, found but not executable 126.
+    // The manual's exit-code table: not found 127, found but not executable 126.
     for (command, code, why) in [
         ("no-such-command-in-path", 127, "No such file or directory (os error 2)"),
         (denied.as_str(), 126, "Permission denied (os error 13)"),

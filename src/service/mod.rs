@@ -215,6 +215,8 @@ pub struct Lifecycle {
     done: bool,
     /// When automatic restarts happened, within the failure window.
     recent_restarts: std::collections::VecDeque<Instant>,
+    /// The current (or last) run went past its `run_timeout`.
+    timed_out: bool,
 }
 
 impl Lifecycle {
@@ -229,6 +231,7 @@ impl Lifecycle {
             prompt_restart: false,
             forced_restart: false,
             done: false,
+            timed_out: false,
             recent_restarts: std::collections::VecDeque::new(),
         }
     }
@@ -286,6 +289,12 @@ impl Lifecycle {
     }
 
     /// How the last run ended.
+    /// The current or last run went past its `run_timeout` (and was
+    /// stopped for it), however it then exited.
+    pub fn timed_out(&self) -> bool {
+        self.timed_out
+    }
+
     pub fn last_exit(&self) -> Option<Termination> {
         self.last_exit
     }
@@ -569,6 +578,7 @@ impl Lifecycle {
             }
             (Running { pid, since }, Event::Tick) if self.policy.run_timeout.is_some_and(|t| now >= since + t) => {
                 out.push(Action::TimedOut);
+                self.timed_out = true;
                 self.want = Want::Down;
                 self.stop(pid, since, now, out)
             }
@@ -580,6 +590,7 @@ impl Lifecycle {
     }
 
     fn start(&mut self, out: &mut Vec<Action>) -> State {
+        self.timed_out = false;
         out.push(Action::StartRun);
         State::Starting
     }

@@ -904,6 +904,12 @@ fn a_run_past_its_timeout_is_stopped() {
         ]
     );
     assert!(matches!(m.state(), State::Stopping { .. }));
+    // However it then ends (a script trapping SIGTERM may exit 0), the run
+    // went past its time.
+    m.on(exited(0, true), t0 + Duration::from_secs(2));
+    assert!(m.timed_out());
+    m.on(Event::Up, t0 + Duration::from_secs(3));
+    assert!(!m.timed_out(), "a new run starts on time");
 }
 
 #[test]

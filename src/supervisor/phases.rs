@@ -240,8 +240,12 @@ impl Phases {
                         }
                         *current = None;
                         let status = unit.life.last_exit().and_then(|e| e.status);
-                        if status != Some(ExitStatus::Exited(0)) {
-                            let how = status.map_or("could not be started".to_owned(), |s| format!("failed with {s}"));
+                        if status != Some(ExitStatus::Exited(0)) || unit.life.timed_out() {
+                            let how = match status {
+                                _ if unit.life.timed_out() => "ran past --startup-timeout".to_owned(),
+                                Some(status) => format!("failed with {status}"),
+                                None => "could not be started".to_owned(),
+                            };
                             error!("{} {how}: boot aborted", unit.label);
                             self.begin_shutdown(StopReason::BootFailed, now);
                             continue;
