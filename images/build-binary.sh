@@ -4,7 +4,7 @@
 #
 # The target is musl (`rustup target add x86_64-unknown-linux-musl`), linked
 # statically: PID 1 keeps its code mapped for the container's life, and
-# musl's is a fraction of glibc's (README, "Memory"). baseinit never calls
+# musl's is a fraction of glibc's (docs/memory.md). baseinit never calls
 # getpwnam & co. (with glibc they dlopen NSS modules even in a static
 # binary): it reads /etc/passwd and /etc/group itself (src/accounts.rs). The
 # images' tests check `setuser nobody id` on Debian and on scratch.
@@ -13,6 +13,10 @@
 # executable: nothing to relocate at start, so no page of read-only data
 # becomes a private copy) and images/code-layout.ld (boot-only code and the
 # idle event loop's each in a section of their own).
+#
+# Beside the binary it writes the man pages and bash completions
+# (baseinit-generate, from the clap definitions) to DIR/share/ of OUTPUT's
+# directory, for the base image to install.
 #
 # Usage: images/build-binary.sh [OUTPUT]   (default images/dist/baseinit)
 set -euo pipefail
@@ -26,7 +30,7 @@ if command -v rustup >/dev/null && ! rustup target list --installed | grep -qx "
 fi
 if command -v rustup >/dev/null && ! rustup target list --installed | grep -qx "$target"; then
     # Still a working static binary, only a bigger one (about 2.5 MB more
-    # resident code, README "Memory"): say so loudly rather than fail.
+    # resident code, docs/memory.md): say so loudly rather than fail.
     echo "build-binary: *** the $target target cannot be installed: falling back to glibc (+crt-static), a bigger binary" >&2
     target=x86_64-unknown-linux-gnu
 fi
@@ -65,3 +69,7 @@ mkdir -p "$(dirname "$out")"
 cp "$bin" "$out.tmp.$$"
 mv -f "$out.tmp.$$" "$out"
 echo "build-binary: $out ($(stat -c %s "$out") bytes, static; linker map $map)"
+# The man pages and completions: a host build (the pages do not depend on
+# the target), the one `cargo test` makes of the library anyway.
+share="$(dirname "$out")/share"
+cargo run --manifest-path "$root/Cargo.toml" --locked -q --bin baseinit-generate -- "$share" >&2

@@ -22,6 +22,7 @@
 //! - [`inherited`]: cleaning up the signal mask, dispositions and fds baseinit inherited.
 //! - [`logging`]: baseinit's own log on stderr.
 //! - [`output`]: services' stdout and stderr, as whole prefixed (or JSON) lines.
+//! - [`manual`]: the command lines for the man pages and completions (not used by the init).
 //! - [`resident`]: keeping what PID 1 holds in memory small (boot-only pages let go).
 
 pub mod accounts;
@@ -33,6 +34,7 @@ pub mod container_env;
 pub mod exit;
 pub mod inherited;
 pub mod logging;
+pub mod manual;
 pub mod output;
 pub mod process_group;
 pub mod reaper;

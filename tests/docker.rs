@@ -518,7 +518,7 @@ done
     // Every line, once, in order, on the container's stdout.
     let lines: Vec<&str> = out.stdout.lines().collect();
     // The startup script writes straight through; the service's lines come
-    // prefixed with its name (see the README's Service output).
+    // prefixed with its name (see docs/logging.md).
     let expected: Vec<String> = ["startup: hello from my_init.d".to_owned()]
         .into_iter()
         .chain((1..=EARLY).map(|i| format!("burst | early {i}")))
@@ -577,7 +577,7 @@ fn docker_run_e_reaches_services_and_the_container_environment() {
 }
 
 #[test]
-fn base_image_has_my_init_sv_setuser_and_phusions_layout() {
+fn base_image_has_my_init_sv_setuser_man_pages_and_phusions_layout() {
     require_docker!();
     let checks = r#"
 stat -c '%n %a %U %G' /etc/container_environment /etc/container_environment.sh \
@@ -593,6 +593,14 @@ echo "setuser: $(setuser nobody id -un)"
 echo "install_clean: $(command -v install_clean)"
 echo "LANG=$LANG"
 if ls /etc/*/.gitkeep 2>/dev/null; then echo "a .gitkeep was copied"; fi
+for page in baseinit sv setuser baseinit-check baseinit-status baseinit-health; do
+    echo "man $page: $(man "$page" 2>&1 | head -n 1 | tr -s ' ')"
+done
+man baseinit | grep -q KILL_PROCESS_TIMEOUT && echo "man baseinit: has KILL_PROCESS_TIMEOUT"
+man sv | grep -q SVWAIT && echo "man sv: has SVWAIT"
+for c in baseinit sv setuser; do
+    grep -q "complete -F .* $c" "/usr/share/bash-completion/completions/$c" && echo "bash completion: $c"
+done
 "#;
     let c = Container::new("layout");
     let out = c.run(&["--entrypoint", "/sbin/my_init", BASE, "--", "sh", "-c", checks]);
@@ -615,6 +623,17 @@ if ls /etc/*/.gitkeep 2>/dev/null; then echo "a .gitkeep was copied"; fi
         "policy-rc.d: 101",
         "install_clean: /usr/local/bin/install_clean",
         "LANG=C.UTF-8",
+        "man baseinit: BASEINIT(8) System Manager's Manual BASEINIT(8)",
+        "man sv: SV(8) System Manager's Manual SV(8)",
+        "man setuser: SETUSER(8) System Manager's Manual SETUSER(8)",
+        "man baseinit-check: BASEINIT-CHECK(8) System Manager's Manual BASEINIT-CHECK(8)",
+        "man baseinit-status: BASEINIT-STATUS(8) System Manager's Manual BASEINIT-STATUS(8)",
+        "man baseinit-health: BASEINIT-HEALTH(8) System Manager's Manual BASEINIT-HEALTH(8)",
+        "man baseinit: has KILL_PROCESS_TIMEOUT",
+        "man sv: has SVWAIT",
+        "bash completion: baseinit",
+        "bash completion: sv",
+        "bash completion: setuser",
     ] {
         assert!(
             out.stdout.lines().any(|l| l == want),

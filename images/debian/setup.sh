@@ -48,4 +48,19 @@ chmod 0640 /etc/container_environment.json
 install -d -m 0755 /etc/profile.d
 ln -sf /etc/container_environment.sh /etc/profile.d/container_environment.sh
 
+# The man pages (`man baseinit`, `man sv`, `man setuser`, `man
+# baseinit-check`…) and bash completions, from images/build-binary.sh. The
+# completions load once the bash-completion package is installed.
+install -d -m 0755 /usr/local/share/man/man8 /usr/share/bash-completion/completions
+for f in "$b"/share/man/man8/*.8; do install -m 0644 "$f" /usr/local/share/man/man8/; done
+for f in "$b"/share/completions/bash/*; do install -m 0644 "$f" /usr/share/bash-completion/completions/; done
+
 rm -rf "$b"
+
+# man itself. The slim base leaves groff's macros out (path-exclude
+# /usr/share/groff/*), and without them no page renders: included again,
+# by a file read after the base's (dpkg reads them in name order). Manuals
+# of Debian's packages stay out (/usr/share/man).
+printf '%s\n' '# man needs groff macros to render any page (baseinit man pages).' \
+    'path-include /usr/share/groff/*' >/etc/dpkg/dpkg.cfg.d/zz-baseinit-man
+/usr/local/bin/install_clean man-db

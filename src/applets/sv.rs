@@ -45,6 +45,11 @@ const POLL: Duration = Duration::from_millis(420);
 /// The most sv counts as failures in its exit status.
 const MAX_EXIT: u32 = 99;
 
+/// Whether `word` is a command `sv` takes (for the man page's list).
+pub fn decodes(word: &[u8]) -> bool {
+    Command::decode(word, false).is_some()
+}
+
 /// Runs `sv` with `args` (args[0] is the program name); returns its exit status.
 pub fn main(args: &[OsString]) -> i32 {
     let options = match args::parse(args, std::env::var_os("SVWAIT").as_deref()) {
