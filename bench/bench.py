@@ -6,7 +6,7 @@ Each init runs as PID 1 of a fresh PID namespace (unshare --user
 service program (helpers/svc.c) in the same service directories. The harness
 watches from outside the namespace, through /proc, so that what it measures
 costs every init the same. `bench/run` builds and installs what this needs;
-see the README's "Performance" section.
+see docs/performance.md.
 
 Like ripgrep's benchsuite this is a Python script: it is a developer's tool
 that drives processes and writes a report, not part of what ships.
@@ -368,7 +368,8 @@ def scenario_burst(init, n=1000):
 
 
 def scenario_start(init, n, idle=False):
-    """n services: time from PID 1's exec until all have started, then the
+    """n services: time from the harness starting the namespace (unshare,
+    then PID 1's exec) until all have started, then the
     supervision tree's memory (and, with idle, its switches and CPU over a
     5 s idle window), then a graceful stop."""
     names = [f"svc-{i:03}" for i in range(n)]
@@ -778,7 +779,27 @@ def write(report, out):
     md = render_markdown(report)
     (out / "latest.md").write_text(md)
     (out / "latest.svg").write_text(chart.svg(report))
+    if out.resolve() == (HERE / "results").resolve():
+        update_manual(md)
     print(md)
+
+
+PAGE = ROOT / "docs" / "performance.md"
+BEGIN = "<!-- bench/results/latest.md, verbatim"
+END = "<!-- end of bench/results/latest.md -->"
+
+
+def update_manual(md):
+    """The manual's performance page shows the latest table: the text
+    between its markers becomes latest.md (tests/docs.rs checks they agree)."""
+    text = PAGE.read_text()
+    start = text.find(BEGIN)
+    end = text.find(END)
+    if start < 0 or end < start:
+        print(f"bench: {PAGE} has no latest.md markers; not updated", file=sys.stderr)
+        return
+    start = text.index("\n", start) + 1
+    PAGE.write_text(text[:start] + "\n" + md.strip("\n") + "\n\n" + text[end:])
 
 
 def targets(report):

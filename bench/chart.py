@@ -156,7 +156,7 @@ def svg(report):
         bars(PANEL_W, PANEL_H, "Stop: SIGTERM to PID 1 until the namespace is gone, 3 services", "ms",
              col(lambda x: median(x["stop"]["stop_ms"])), log=True,
              note="runit: runsvdir exits at once and the kernel kills the services"),
-        bars(0, 2 * PANEL_H, f"Startup: exec of PID 1 until {mid} services run", "ms",
+        bars(0, 2 * PANEL_H, f"Startup: unshare + exec of PID 1 until {mid} services run", "ms",
              col(lambda x: median(x["scale"][mid]["startup_ms"])), log=True),
         lines(PANEL_W, 2 * PANEL_H, "Scale: supervision tree PSS by service count", "kB",
               {i: [(n, median(r[i]["scale"][n]["pss_kb"])) for n in sizes] for i in inits}, "services"),

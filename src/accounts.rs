@@ -1,6 +1,8 @@
 //! The user and group database: /etc/passwd and /etc/group read directly, because a static binary cannot use glibc's NSS.
 //!
-//! The released binary links glibc statically. In a static binary glibc's
+//! The released binary links musl, but the same code must stay safe with
+//! glibc (development builds, a glibc fallback of images/build-binary.sh):
+//! even in a static binary glibc's
 //! getpwnam, getgrnam, getgrouplist and initgroups still dlopen the NSS
 //! modules nsswitch.conf names, and that was seen to crash (SIGSEGV) when a
 //! name is not in the file and a module other than `files` is listed (as in

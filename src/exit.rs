@@ -70,7 +70,7 @@ pub enum SpawnFailure {
 }
 
 /// How a whole run of baseinit ended. [`Outcome::exit_code`] is the exit-code
-/// table of the README, in code.
+/// table of the manual (docs/supervision.md), in code.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Outcome {
     /// Stopped by SIGTERM/SIGINT with no main command running.

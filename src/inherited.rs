@@ -13,7 +13,7 @@
 use nix::libc;
 use nix::sys::signal::{SigHandler, SigSet, SigmaskHow, Signal, signal, sigprocmask};
 
-/// The signals baseinit handles (see the README's signal table).
+/// The signals baseinit handles (see the signal table, docs/supervision.md).
 const HANDLED: [Signal; 8] = [
     Signal::SIGTERM,
     Signal::SIGINT,

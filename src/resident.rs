@@ -9,7 +9,7 @@
 //! of the file: unmapped, they stay in the page cache (where the kernel can
 //! drop them under memory pressure, as it would anyway), and a page needed
 //! again costs a minor fault. What supervision uses comes back on its own;
-//! boot-only code does not (see the README, "Memory"). The same is done
+//! boot-only code does not (see docs/memory.md). The same is done
 //! again after each later spell of work (a restart, a rescan, a `status`
 //! request), whose code the idle loop does not run either. This lowers what
 //! is mapped (RSS, PSS), not the page cache a memory cgroup is charged for.

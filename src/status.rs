@@ -39,7 +39,8 @@ pub struct ServiceStatus {
     pub name: String,
     /// `service`, `logger` or `main`.
     pub kind: String,
-    /// `down`, `starting`, `run`, `stopping`, `draining`, `finish`, `backoff`.
+    /// `down`, `starting`, `run`, `stopping`, `draining`, `finish`, `backoff`,
+    /// `failed`.
     pub state: String,
     pub pid: Option<i32>,
     /// How long the current run has lasted.

@@ -219,4 +219,45 @@ mod tests {
             assert!(parse_signal(bad).is_err(), "{bad:?} should be rejected");
         }
     }
+
+    /// The keys serde accepts where `table` is (None: the top level), read
+    /// from its "unknown field" error, which lists them; None when `table`
+    /// is not a table of named keys.
+    fn keys_of(table: Option<&str>) -> Option<Vec<String>> {
+        let text = match table {
+            Some(table) => format!("[{table}]\nzz-not-a-key = 1\n"),
+            None => "zz-not-a-key = 1\n".to_owned(),
+        };
+        let error = toml::from_str::<RawService>(&text).unwrap_err().to_string();
+        let (_, list) = error.split_once("unknown field `zz-not-a-key`, expected one of ")?;
+        let list = list.lines().next().unwrap_or_default();
+        Some(list.split(", ").map(|key| key.trim_matches('`').to_owned()).collect())
+    }
+
+    /// Every key the parser accepts is in the manual's service.toml
+    /// reference, written `key` (and each table as `[table]`).
+    #[test]
+    fn every_key_is_in_the_manual() {
+        let page = "docs/service-directories.md";
+        let manual =
+            std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/docs/service-directories.md")).unwrap();
+        let top = keys_of(None).unwrap();
+        assert!(top.len() >= 20 && top.contains(&"stop-timeout".to_owned()), "{top:?}");
+        let mut missing = Vec::new();
+        for key in &top {
+            if !manual.contains(&format!("`{key}`")) {
+                missing.push(key.clone());
+            }
+            let inner_keys = keys_of(Some(key)).unwrap_or_default();
+            if !inner_keys.is_empty() && !manual.contains(&format!("`[{key}]`")) {
+                missing.push(format!("[{key}]"));
+            }
+            for inner in inner_keys {
+                if !manual.contains(&format!("`{inner}`")) {
+                    missing.push(format!("{key}.{inner}"));
+                }
+            }
+        }
+        assert!(missing.is_empty(), "service.toml keys missing from {page}: {missing:?}");
+    }
 }

@@ -695,7 +695,7 @@ pub fn wait_lines(tree: &Tree, file: &str, lines: usize, timeout: Duration) -> S
 /// Waits until baseinit has made `service`'s runit state (its
 /// `supervise/status`). It is made just after the wake-up of the event loop
 /// that started the service, so the service's first line can come first,
-/// and `sv` says "runsv not running" until then (README, runit's files).
+/// and `sv` says "runsv not running" until then (docs/applets.md).
 pub fn wait_supervised(tree: &Tree, service: &str, timeout: Duration) {
     let status = tree.service_dir().join(service).join("supervise/status");
     wait_for(&format!("{service}'s supervise/status"), timeout, || {
