@@ -16,6 +16,9 @@ use common::{Baseinit, Capability, Mode, Tree, require, wait_for, wait_lines};
 use nix::libc;
 
 const LONG: Duration = Duration::from_secs(60);
+/// The watchdog of a wait for tens of MB of service lines (seconds here,
+/// in a debug build).
+const FLOOD: Duration = Duration::from_secs(120);
 
 #[test]
 fn concurrent_long_lines_are_never_torn_and_keep_their_order() {
@@ -293,4 +296,297 @@ fn restarts_never_merge_the_last_line_of_one_run_into_the_next() {
             "merged line: {line:?}"
         );
     }
+}
+
+/// Reads `pipe` to its end on a thread of its own (a read can block, and the
+/// test's waits must keep their watchdogs); the counter says how many lines
+/// have arrived so far.
+fn read_to_end(mut pipe: impl Read + Send + 'static) -> (std::thread::JoinHandle<Vec<u8>>, Arc<AtomicUsize>) {
+    let lines = Arc::new(AtomicUsize::new(0));
+    let counter = lines.clone();
+    let reader = std::thread::spawn(move || {
+        let mut got = Vec::new();
+        let mut buf = vec![0u8; 64 * 1024];
+        loop {
+            match pipe.read(&mut buf) {
+                Ok(0) | Err(_) => return got,
+                Ok(n) => {
+                    let chunk = &buf[..n];
+                    got.extend_from_slice(chunk);
+                    counter.fetch_add(chunk.iter().filter(|b| **b == b'\n').count(), Ordering::Relaxed);
+                }
+            }
+        }
+    });
+    (reader, lines)
+}
+
+/// The lines of `out`, which must end with a newline (no line torn off at
+/// the end).
+fn lines_of(out: &[u8]) -> impl Iterator<Item = &[u8]> {
+    let body = out.strip_suffix(b"\n").unwrap_or_else(|| {
+        assert!(out.is_empty(), "the output ends inside a line");
+        out
+    });
+    body.split(|b| *b == b'\n').filter(move |_| !body.is_empty())
+}
+
+#[test]
+fn ten_services_writing_100000_lines_each_arrive_whole_and_once() {
+    require!(Capability::Namespaces);
+    const SERVICES: usize = 10;
+    const LINES: usize = 100_000;
+    const PAD: &str = "abcdefghijklmnopqrstuvwx";
+    let tree = Tree::new();
+    // Ten services, 42-byte numbered lines, all released at once (a gate
+    // file) and written by awk at full speed: 42 MB in all.
+    for k in 0..SERVICES {
+        tree.service(
+            &format!("svc{k}"),
+            &format!(
+                r#"echo ready >> "$OUT/ready"
+while [ ! -e "$OUT/go" ]; do sleep 0.01; done
+awk 'BEGIN {{ for (i = 1; i <= {LINES}; i++) printf "svc{k} line %06d {PAD}\n", i }}'
+exec sleep 60"#
+            ),
+        );
+    }
+    let mut init = Baseinit::start_with(Mode::Pid1, &tree.args(&[]), |c| {
+        c.stdout(Stdio::piped());
+    });
+    let (reader, arrived) = read_to_end(init.take_stdout().expect("a stdout pipe"));
+    wait_lines(&tree, "ready", SERVICES, LONG);
+    common::write_file(&tree.out("go"), "", 0o644);
+    wait_for("every service's lines on stdout", FLOOD, || {
+        (arrived.load(Ordering::Relaxed) >= SERVICES * LINES).then_some(())
+    });
+    init.stop(LONG);
+    // baseinit and its namespace are gone: the read ends.
+    let out = reader.join().expect("the reader");
+    let mut next = [0usize; SERVICES];
+    let mut total = 0;
+    for line in lines_of(&out) {
+        let k = line
+            .strip_prefix(b"svc")
+            .and_then(|rest| rest.first())
+            .filter(|d| d.is_ascii_digit())
+            .map(|d| usize::from(d - b'0'))
+            .unwrap_or_else(|| panic!("not a service line: {:.100}", String::from_utf8_lossy(line)));
+        next[k] += 1;
+        let want = format!("svc{k} | svc{k} line {:06} {PAD}", next[k]);
+        assert!(
+            line == want.as_bytes(),
+            "svc{k}: line {} torn, lost, repeated or out of order: got {:.100}",
+            next[k],
+            String::from_utf8_lossy(line)
+        );
+        total += 1;
+    }
+    assert_eq!(next, [LINES; SERVICES], "lines per service");
+    assert_eq!(total, SERVICES * LINES);
+}
+
+/// The host pid of a live process under `root`, at any depth, whose command
+/// line starts with `program` and a space.
+fn descendant(root: i32, program: &str) -> Option<i32> {
+    let mut todo = vec![root];
+    while let Some(pid) = todo.pop() {
+        for (child, state) in common::children_of(pid) {
+            if state != 'Z' && common::cmdline(child).starts_with(&format!("{program} ")) {
+                return Some(child);
+            }
+            todo.push(child);
+        }
+    }
+    None
+}
+
+/// True when `pid` is inside write(2) (or writev), as a writer blocked on a
+/// full pipe is.
+fn in_write(pid: i32) -> bool {
+    let Ok(syscall) = std::fs::read_to_string(format!("/proc/{pid}/syscall")) else {
+        return false;
+    };
+    let number: Option<libc::c_long> = syscall.split_whitespace().next().and_then(|n| n.parse().ok());
+    number.is_some_and(|n| n == libc::SYS_write || n == libc::SYS_writev)
+}
+
+#[test]
+fn a_blocked_stdout_loses_nothing_and_pid1_still_answers_and_stops() {
+    require!(Capability::Namespaces);
+    // 250,000 lines of 80 bytes: 20 MB, far more than the pipes and any
+    // bounded relay hold.
+    const TOTAL: usize = 250_000;
+    const PAD: &str = "0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ";
+    // How long the test reads nothing.
+    const PAUSE: Duration = Duration::from_secs(5);
+    let tree = Tree::new();
+    // awk says how many lines it has handed to write(2), every 1000 lines.
+    tree.service(
+        "big",
+        &format!(
+            r#"awk -v p="$OUT/progress" 'BEGIN {{
+  for (i = 1; i <= {TOTAL}; i++) {{
+    printf "big line %07d {PAD}\n", i
+    if (i % 1000 == 0) {{ fflush(); print i > p; close(p) }}
+  }}
+}}'
+echo done > "$OUT/done"
+exec sleep 60"#
+        ),
+    );
+    let mut init = Baseinit::start_with(Mode::Pid1, &tree.args(&[]), |c| {
+        c.stdout(Stdio::piped());
+    });
+    // Not read (yet): the test holds the read end.
+    let stdout = init.take_stdout().expect("a stdout pipe");
+    let progress = || tree.read("progress").trim().parse::<usize>().ok();
+    let done = || tree.out("done").exists();
+    // Blocked: awk sits in write(2) and its count of lines written has
+    // stopped (the same over ten polls in a row), below the total. (Not
+    // "baseinit's stdout pipe is full" by FIONREAD: a relay writing odd-sized
+    // batches fills the pipe's page slots with fewer bytes.)
+    let pid = init.pid();
+    let (mut last, mut same) = (None, 0);
+    let (awk, stuck_at) = wait_for("the service to block on its writes", LONG, || {
+        // A relay that drops lines instead of holding them back lets the
+        // service run to its end: fail at once.
+        assert!(
+            !done(),
+            "the service wrote all its lines while nobody read baseinit's stdout"
+        );
+        let awk = descendant(pid, "awk")?;
+        let now = progress()?;
+        let blocked = in_write(awk) && now < TOTAL;
+        same = if blocked && last == Some(now) { same + 1 } else { 0 };
+        last = Some(now);
+        (same >= 10).then_some((awk, now))
+    });
+    let paused = Instant::now();
+
+    // PID 1 answers while its stdout is blocked.
+    common::wait_control_socket(&tree, LONG);
+    let runtime = tree.runtime_dir();
+    let status = tree.baseinit(&["status", "--runtime-dir", runtime.to_str().expect("a UTF-8 path")]);
+    assert_eq!(status.code, 0, "status must answer: {}", status.stderr);
+    assert!(status.stdout.contains("(PID 1, running)"), "{}", status.stdout);
+    assert!(
+        status
+            .stdout
+            .lines()
+            .any(|l| l.starts_with("big ") && l.contains(" run ")),
+        "{}",
+        status.stdout
+    );
+
+    // The rest of the pause (the stopped reader, not a wait): the service
+    // is still blocked at its end, no further than before.
+    std::thread::sleep(PAUSE.saturating_sub(paused.elapsed()));
+    assert!(in_write(awk), "the service is no longer blocked in write(2)");
+    assert!(!done(), "the service finished while nobody read baseinit's stdout");
+    assert_eq!(progress(), Some(stuck_at), "the service wrote on while nobody read");
+
+    // Reading resumes: every line arrives, whole, once, in order.
+    let (reader, arrived) = read_to_end(stdout);
+    wait_for("every line on stdout", FLOOD, || {
+        (arrived.load(Ordering::Relaxed) >= TOTAL).then_some(())
+    });
+    common::wait_text(&tree, "done", "done", LONG);
+    // SIGTERM: an exit with code 0 (within the stop's budget; the watchdog
+    // is far beyond it).
+    init.stop(LONG);
+    let out = reader.join().expect("the reader");
+    let mut count = 0;
+    for line in lines_of(&out) {
+        count += 1;
+        let want = format!("big | big line {count:07} {PAD}");
+        assert!(
+            line == want.as_bytes(),
+            "line {count} torn, lost, repeated or out of order: got {:.120}",
+            String::from_utf8_lossy(line)
+        );
+    }
+    assert_eq!(count, TOTAL);
+}
+
+/// One service flooding its output does not starve another's lines: each
+/// of `tick`'s lines is written only once the test has seen the one before
+/// (a handshake through files), and between two of them the flood gets
+/// through a bounded share, far below the whole flood. A relay serving the
+/// flood first would let nothing of `tick` through until the flood is over.
+#[test]
+fn a_flooding_service_does_not_starve_another() {
+    require!(Capability::Namespaces);
+    const FLOOD_BYTES: usize = 40 << 20;
+    const TICKS: usize = 10;
+    let tree = Tree::new();
+    tree.service(
+        "flood",
+        &format!(
+            r#"while [ ! -e "$OUT/go" ]; do sleep 0.01; done
+yes 'flood flood flood flood flood flood flood flood flood flood flood flood flo' | head -c {FLOOD_BYTES}
+echo flood done
+exec sleep 60"#
+        ),
+    );
+    tree.service(
+        "tick",
+        &format!(
+            r#"while [ ! -e "$OUT/go" ]; do sleep 0.01; done
+i=1
+while [ $i -le {TICKS} ]; do
+    echo "tick $i"
+    while [ ! -e "$OUT/ack.$i" ]; do sleep 0.005; done
+    i=$((i + 1))
+done
+exec sleep 60"#
+        ),
+    );
+    let mut init = Baseinit::start_with(Mode::Pid1, &tree.args(&[]), |c| {
+        c.stdout(Stdio::piped());
+    });
+    let mut stdout = init.take_stdout().expect("a stdout pipe");
+    common::write_file(&tree.out("go"), "", 0o644);
+    // Read slowly (the flood then lasts seconds), acknowledging each tick
+    // and counting the flood's bytes between two ticks.
+    let deadline = Instant::now() + FLOOD;
+    let (mut buf, mut pending) = (vec![0u8; 64 * 1024], Vec::new());
+    let (mut ticks, mut flood_since_tick, mut most_between, mut flood_done) = (0, 0usize, 0usize, false);
+    while ticks < TICKS && Instant::now() < deadline {
+        let n = stdout.read(&mut buf).expect("read baseinit's stdout");
+        assert!(n > 0, "baseinit's stdout ended early");
+        pending.extend_from_slice(&buf[..n]);
+        let complete = pending.iter().rposition(|b| *b == b'\n').map_or(0, |i| i + 1);
+        for line in pending[..complete].split(|b| *b == b'\n').filter(|l| !l.is_empty()) {
+            if line.starts_with(b"tick | tick ") {
+                ticks += 1;
+                assert!(
+                    !flood_done || ticks > 1,
+                    "the first tick came only after the whole flood"
+                );
+                most_between = most_between.max(flood_since_tick);
+                flood_since_tick = 0;
+                common::write_file(&tree.out(&format!("ack.{ticks}")), "", 0o644);
+            } else if line == b"flood | flood done" {
+                flood_done = true;
+            } else {
+                flood_since_tick += line.len() + 1;
+            }
+        }
+        pending.drain(..complete);
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    assert_eq!(ticks, TICKS, "every tick arrived");
+    assert!(
+        !flood_done,
+        "the flood ended before the ticks did: make it longer, it proves nothing"
+    );
+    // Between two ticks: the handshake's poll plus what baseinit holds (a
+    // few batches) and the pipes; far below the flood (40 MB).
+    assert!(
+        most_between < 8 << 20,
+        "{most_between} bytes of the flood between two ticks"
+    );
+    drop(stdout);
+    init.stop(LONG);
 }
