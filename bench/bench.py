@@ -17,7 +17,9 @@ import atexit
 import json
 import os
 import platform
+import re
 import select
+import shlex
 import shutil
 import signal
 import statistics
@@ -32,6 +34,7 @@ ROOT = HERE.parent
 BUILD = HERE / "build"
 SVC = BUILD / "svc"
 CINIT = BUILD / "cinit"
+FLOOD = BUILD / "flood"  # the output scenario's service (helpers/flood.c)
 BASEINIT = BUILD / "baseinit"
 STOP_CAP = 10.0  # what `docker stop` waits before SIGKILL
 STOP_TIMEOUT = 2  # the stop timeout of the inits that have one (same for all)
@@ -201,10 +204,18 @@ def scratch():
 
 
 class Run:
-    """One init as PID 1 of a fresh namespace, running the named services."""
+    """One init as PID 1 of a fresh namespace, running the named services.
 
-    def __init__(self, init, services, extra_env=None):
+    With `flood` (an argv of helpers/flood.c, the output scenario's), each
+    service runs that instead of svc, once (baseinit: `restart = "never"`;
+    supervisord: `autorestart=false`, its stdout relayed to supervisord's
+    own, `stdout_logfile=/dev/fd/1`), and `flags` are added to baseinit's
+    command line (`--log-format json`, `--output inherit`)."""
+
+    def __init__(self, init, services, extra_env=None, flood=None, flags=()):
         self.init_name = init
+        self.flood = flood
+        self.flags = list(flags)
         self.dir = Path(tempfile.mkdtemp(prefix=f"{init}-", dir=scratch()))
         self.sv = self.dir / "sv"
         self.sv.mkdir()
@@ -212,7 +223,13 @@ class Run:
         for name in services:
             d = self.sv / name
             d.mkdir()
-            (d / "run").symlink_to(SVC)
+            if flood:
+                (d / "run").write_text("#!/bin/sh\nexec " + " ".join(map(shlex.quote, map(str, flood))) + "\n")
+                (d / "run").chmod(0o755)
+                if init in BINARIES:
+                    (d / "service.toml").write_text('restart = "never"\n')
+            else:
+                (d / "run").symlink_to(SVC)
             if init == "s6":
                 # s6-supervise's own stop timeout (ms), like the others' STOP_TIMEOUT.
                 (d / "timeout-kill").write_text(f"{STOP_TIMEOUT * 1000}\n")
@@ -234,20 +251,25 @@ class Run:
             return [str(BINARIES[init]), "--service-dir", str(self.sv), "--startup-dir", str(empty),
                     "--rc-local", str(d / "none"), "--env-dir", str(d / "env" / "container_environment"),
                     "--runtime-dir", str(d / "run"), "--pre-shutdown-dir", str(empty),
-                    "--post-shutdown-dir", str(empty), "--stop-timeout", str(STOP_TIMEOUT)]
+                    "--post-shutdown-dir", str(empty), "--stop-timeout", str(STOP_TIMEOUT), *self.flags]
         if init == "runit":
             return ["runsvdir", "-P", str(self.sv)]
         if init == "s6":
             return ["s6-svscan", str(self.sv)]
         if init == "supervisord":
+            # With a flood, its own log stays off its stdout (silent): that
+            # carries the programs' output alone, copied as it comes.
             conf = [
                 "[supervisord]", "nodaemon=true", f"logfile={d}/supervisord.log",
-                f"pidfile={d}/supervisord.pid", f"childlogdir={d}", "user=root", "",
+                f"pidfile={d}/supervisord.pid", f"childlogdir={d}", "user=root",
+                *(["silent=true"] if self.flood else []), "",
             ]
+            output = (["stdout_logfile=/dev/fd/1", "stdout_logfile_maxbytes=0", "stderr_logfile=/dev/fd/2",
+                       "stderr_logfile_maxbytes=0", "autorestart=false", "startsecs=0"] if self.flood
+                      else ["stdout_logfile=NONE", "stderr_logfile=NONE"])
             for name in self.services:
                 conf += [f"[program:{name}]", f"command={self.sv / name / 'run'}",
-                         f"directory={self.sv / name}", f"stopwaitsecs={STOP_TIMEOUT}",
-                         "stdout_logfile=NONE", "stderr_logfile=NONE", ""]
+                         f"directory={self.sv / name}", f"stopwaitsecs={STOP_TIMEOUT}", *output, ""]
             (d / "supervisord.conf").write_text("\n".join(conf))
             return ["supervisord", "-c", str(d / "supervisord.conf")]
         script = [str(HERE / "helpers" / "start.sh"), str(self.sv)]
@@ -258,11 +280,11 @@ class Run:
             "catatonit": ["catatonit", "--", *script],
         }[init]
 
-    def start(self):
+    def start(self, stdout=subprocess.DEVNULL):
         self.t0 = now_ns()
         self.proc = subprocess.Popen(
             ["unshare", "--user", "--map-root-user", "--pid", "--fork", "--mount-proc", *self.argv],
-            env=self.env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+            env=self.env, stdin=subprocess.DEVNULL, stdout=stdout,
             stderr=open(self.dir / "stderr", "wb"), start_new_session=True)
         deadline = time.monotonic() + 10
         while True:
@@ -308,6 +330,8 @@ class Run:
         """Ends the run; its directory stays until the benchmark ends (see SCRATCH)."""
         if self.proc.poll() is None:
             self.kill()
+        if self.proc.stdout:
+            self.proc.stdout.close()
 
     def __enter__(self):
         return self.start()
@@ -459,6 +483,310 @@ def scenario_docker(runs):
         stops.append((now_ns() - t) / 1e6)
         subprocess.run(["docker", "rm", "-f", cid], capture_output=True)
     return {"docker_stop_ms": stops, "image_bytes": images}
+
+
+# ---------------------------------------------------------------- service output
+
+# The output scenario (issue 19): one service's stdout relayed to a pipe the
+# harness reads as fast as it can, through each of these paths, all in one
+# run. Every path runs the same writer (helpers/flood.c), gated: it starts
+# writing when the harness signals it, once the relay has been measured idle.
+OUTPUT_PATHS = {
+    "raw": "raw pipe",                 # the writer straight into the harness's pipe: the ceiling
+    "sed": "sed",                      # flood | sed 's/^/NAME | /', one sed per service
+    "s6-log": "s6-log",                # flood | s6-log -b 1: a line relay to stdout, no prefix
+    "supervisord": "supervisord",      # PID 1, stdout_logfile=/dev/fd/1: copies bytes, no prefix
+    "prefix": "baseinit prefix",       # PID 1, the default --output prefix
+    "json": "baseinit json",           # PID 1, --log-format json
+    "inherit": "baseinit inherit",     # PID 1, --output inherit: the service writes to the pipe itself
+}
+BASEINIT_FLAGS = {"prefix": [], "json": ["--log-format", "json"], "inherit": ["--output", "inherit"]}
+# The lone-line run: this many lines, one every TICK_MS ms.
+TICKS, TICK_MS = 200, 10
+TICK = re.compile(rb"t=(\d+);")
+SETTLE = 1.0  # s between the writers being ready and the gate: the relay idle (baseinit's boot over)
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+
+
+def output_workloads(quick):
+    """(services, bytes per service, line length) of each flood."""
+    mb = 10 ** 6
+    if quick:
+        return {"one": (1, 20 * mb, 80), "ten": (10, 2 * mb, 80), "short": (1, 5 * mb, 20)}
+    return {"one": (1, 200 * mb, 80), "ten": (10, 20 * mb, 80), "short": (1, 50 * mb, 20)}
+
+
+def workload_label(services, size, length):
+    each = " each" if services > 1 else ""
+    who = "one service" if services == 1 else f"{services} services"
+    return f"{who}, {size / 1e6:g} MB{each} of {length}-byte lines"
+
+
+def cpu_snapshot(pids):
+    """The CPU time of processes so far: utime + stime from /proc/PID/stat
+    (every thread, dead ones included, in clock ticks) and each thread's
+    run time in ns (/proc/PID/task/TID/schedstat)."""
+    ticks, tasks = 0, {}
+    for p in pids:
+        stat = read(f"/proc/{p}/stat")
+        fields = stat[stat.rfind(b")") + 2:].split()
+        if len(fields) < 13:
+            return None
+        ticks += int(fields[11]) + int(fields[12])
+        try:
+            for t in os.listdir(f"/proc/{p}/task"):
+                sched = read(f"/proc/{p}/task/{t}/schedstat").split()
+                if sched:
+                    tasks[(p, t)] = int(sched[0])
+        except OSError:
+            pass
+    return {"ticks": ticks, "tasks": tasks}
+
+
+def cpu_between(a, b):
+    """Seconds of CPU between two snapshots: the threads' run times in ns
+    when the same threads ran throughout, else utime + stime (whose unit, a
+    clock tick, is 10 ms)."""
+    if a is None or b is None:
+        return None
+    if a["tasks"] and a["tasks"].keys() == b["tasks"].keys():
+        return sum(b["tasks"][k] - a["tasks"][k] for k in a["tasks"]) / 1e9
+    return (b["ticks"] - a["ticks"]) / CLK_TCK
+
+
+def status_kb(pids, key):
+    """A /proc/PID/status figure (VmRSS, VmHWM), summed; None if one is missing."""
+    total = 0
+    for p in pids:
+        for line in read(f"/proc/{p}/status").splitlines():
+            if line.startswith(key + b":"):
+                total += int(line.split()[1])
+                break
+        else:
+            return None
+    return total
+
+
+def reset_peak(pids):
+    """Resets VmHWM to the current RSS (clear_refs 5, Linux 4.0): the peak
+    measured after is the flood's, not boot's. False when it cannot."""
+    try:
+        for p in pids:
+            with open(f"/proc/{p}/clear_refs", "w") as f:
+                f.write("5")
+        return True
+    except OSError:
+        return False
+
+
+class PeakWatch:
+    """The peak RSS (VmHWM) of processes, read at most every 10 ms while
+    they run: the last reading of one that ends (sed, s6-log) is kept."""
+
+    def __init__(self, pids):
+        self.pids, self.peak, self.next = pids, {}, 0
+
+    def sample(self, t=None, force=False):
+        if not force and t < self.next:
+            return
+        self.next = (t or now_ns()) + 10_000_000
+        for p in self.pids:
+            v = status_kb([p], b"VmHWM")
+            if v is not None:
+                self.peak[p] = max(self.peak.get(p, 0), v)
+
+    def total(self):
+        return sum(self.peak.values()) if len(self.peak) == len(self.pids) else None
+
+
+def drain(fd, lines, timeout, ticks=False, watch=None):
+    """Reads `fd` as fast as it can (1 MiB reads) until `lines` newlines
+    have arrived, sampling `watch` (a PeakWatch) on the way. Returns the ns
+    of the first byte's arrival, of the last newline's, and with `ticks`
+    the latency in ms of every line that carries its write time
+    ("t=<ns>;"): its arrival less that time."""
+    poller = select.poll()
+    poller.register(fd, select.POLLIN)
+    seen, first, t, partial, latencies = 0, None, None, b"", []
+    deadline = time.monotonic() + timeout
+    while seen < lines:
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{seen} of {lines} lines in {timeout:.0f} s")
+        if not poller.poll(1000):
+            continue
+        data = os.read(fd, 1 << 20)
+        t = now_ns()
+        if not data:
+            raise EOFError(f"the output ended after {seen} of {lines} lines")
+        if first is None:
+            first = t
+        seen += data.count(b"\n")
+        if watch:
+            watch.sample(t)
+        if ticks:
+            partial += data
+            *done, partial = partial.split(b"\n")
+            for line in done:
+                m = TICK.search(line)
+                if m:
+                    latencies.append((t - int(m.group(1))) / 1e6)
+    return first, t, latencies
+
+
+def scenario_output(path, services, size, length, ticks=False):
+    """`services` writers through one path: each writes `size` bytes of
+    `length`-byte lines (with ticks: TICKS lone lines carrying their write
+    time, TICK_MS apart). From the first byte's arrival to the last line's:
+    the rate of the services' bytes, the relay's CPU and its peak RSS over
+    its RSS idle (just before the gate)."""
+    names = ["flood"] if services == 1 else [f"flood-{i}" for i in range(services)]
+    argv = [str(FLOOD), "--ticks", str(TICKS), str(TICK_MS)] if ticks else [str(FLOOD), str(size), str(length)]
+    lines = services * (TICKS if ticks else size // length)
+    timeout = 30 + (TICKS * TICK_MS / 1000 if ticks else services * size / 1e6)  # at least 1 MB/s
+    procs, relays, run, fd = [], [], None, None
+    try:
+        if path in ("raw", "sed", "s6-log"):
+            # The writers (and their relays) as plain processes: nothing of
+            # theirs depends on being in a namespace.
+            events = Events(Path(tempfile.mkdtemp(prefix=f"{path}-", dir=scratch())) / "events")
+            fd, w = os.pipe()
+            sed = "-u" if ticks else None  # plain sed holds lines until 4 kB or EOF: no lone line would arrive
+            for name in names:
+                env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "BENCH_EVENTS": str(events.path),
+                       "BENCH_NAME": name}
+                if path == "raw":
+                    procs.append(subprocess.Popen(argv, stdout=w, stdin=subprocess.DEVNULL, env=env))
+                    continue
+                writer = subprocess.Popen(argv, stdout=subprocess.PIPE, stdin=subprocess.DEVNULL, env=env)
+                relay = ["sed", *([sed] if sed else []), f"s/^/{name} | /"] if path == "sed" else ["s6-log", "-b", "1"]
+                relays.append(subprocess.Popen(relay, stdin=writer.stdout, stdout=w))
+                writer.stdout.close()
+                procs.append(writer)
+            os.close(w)
+            writers = [p.pid for p in procs]
+            if len(events.wait("ready", services, 10)) < services:
+                raise RuntimeError("the writers did not start")
+            relay_pids = [r.pid for r in relays]
+        else:
+            init = "supervisord" if path == "supervisord" else "baseinit"
+            run = Run(init, names, flood=argv, flags=BASEINIT_FLAGS.get(path, ()))
+            run.start(stdout=subprocess.PIPE)
+            fd = run.proc.stdout.fileno()
+            if len(run.events.wait("ready", services, 20)) < services:
+                raise RuntimeError(f"{len(run.events.of('ready'))} of {services} writers started: "
+                                   f"{read(run.dir / 'stderr')[-300:]!r}")
+            writers = [p for p in descendants(run.pid) if exe(p) == str(FLOOD)]
+            if len(writers) < services:
+                raise RuntimeError(f"{len(writers)} of {services} writers found")
+            relay_pids = [run.pid]
+        time.sleep(SETTLE)
+        idle_kb = status_kb(relay_pids, b"VmRSS") if relay_pids else None
+        cpu0 = cpu_snapshot(relay_pids)
+        peak_reset = reset_peak(relay_pids)
+        watch = PeakWatch(relay_pids)
+        for p in writers:
+            os.kill(p, signal.SIGUSR1)
+        try:
+            first, last, latencies = drain(fd, lines, timeout, ticks, watch)
+        except Exception:
+            # Whatever still writes gets EPIPE rather than blocking the stop.
+            if run:
+                run.proc.stdout.close()
+            else:
+                os.close(fd)
+            fd = None
+            raise
+        out = {}
+        watch.sample(force=True)
+        if relays:
+            # sed and s6-log end with their writers: their CPU from their
+            # exit's account (their ru_maxrss is no use: it keeps the
+            # harness's RSS from before the exec).
+            cpu = -sum(cpu0["tasks"].values()) / 1e9 if cpu0 else None
+            for r in relays:
+                _, _, usage = os.wait4(r.pid, 0)
+                r.returncode = 0
+                if cpu is not None:
+                    cpu += usage.ru_utime + usage.ru_stime
+        elif relay_pids:
+            cpu = cpu_between(cpu0, cpu_snapshot(relay_pids))
+        peak_kb = watch.total()
+        if ticks:
+            latencies.sort()
+            return {"median_ms": statistics.median(latencies),
+                    "p99_ms": latencies[min(len(latencies) - 1, round(0.99 * (len(latencies) - 1)))],
+                    "lines": len(latencies)}
+        took = (last - first) / 1e9
+        service_bytes = lines * length
+        out.update(mb_s=service_bytes / took / 1e6, lines_s=lines / took, seconds=took)
+        if relay_pids:
+            out.update(cpu_s_per_gb=cpu / (service_bytes / 1e9) if cpu is not None else None, cpu_s=cpu,
+                       idle_rss_kb=idle_kb, peak_rss_kb=peak_kb,
+                       rss_growth_kb=peak_kb - idle_kb if peak_kb is not None and idle_kb is not None else None,
+                       peak_since_gate=peak_reset)
+        return out
+    finally:
+        if run and not hasattr(run, "pid"):  # it never started
+            if hasattr(run, "proc") and run.proc.poll() is None:
+                os.killpg(run.proc.pid, signal.SIGKILL)
+                run.proc.wait()
+        elif run:
+            if run.proc.poll() is None:
+                run.stop()
+            run.close()
+        else:
+            if fd is not None:
+                os.close(fd)
+            for p in procs + relays:
+                if p.returncode is None:
+                    try:
+                        p.kill()
+                    except ProcessLookupError:
+                        pass
+                    try:
+                        p.wait(timeout=10)
+                    except (subprocess.TimeoutExpired, ChildProcessError):
+                        pass
+
+
+def output_paths():
+    """The paths whose programs are here (sed, s6-log, supervisord)."""
+    need = {"sed": "sed", "s6-log": "s6-log", "supervisord": "supervisord"}
+    return [p for p in OUTPUT_PATHS if p not in need or shutil.which(need[p])]
+
+
+def measure_output(runs, quick):
+    """Every workload and the lone-line run through every path, `runs`
+    times each, going round the paths."""
+    say = lambda what: print(f"== {what}", file=sys.stderr, flush=True)
+    paths = output_paths()
+    workloads = output_workloads(quick)
+    out = {"runs": runs, "workloads": {k: {"services": n, "bytes_per_service": size, "line_bytes": length,
+                                           "label": workload_label(n, size, length)}
+                                       for k, (n, size, length) in workloads.items()},
+           "ticks": {"lines": TICKS, "interval_ms": TICK_MS},
+           "labels": {p: OUTPUT_PATHS[p] for p in paths},
+           "paths": {p: {} for p in paths}}
+    keys = ["mb_s", "lines_s", "seconds", "cpu_s_per_gb", "cpu_s", "idle_rss_kb", "peak_rss_kb", "rss_growth_kb"]
+    for key, (n, size, length) in workloads.items():
+        say(f"output: {workload_label(n, size, length)}")
+        for path, res in rounds(paths, runs, lambda path, _: scenario_output(path, n, size, length)).items():
+            s = out["paths"][path][key] = {k: collect(res, k) for k in keys}
+            s["peak_since_gate"] = all(x.get("peak_since_gate", True) for x in res if x and "error" not in x)
+            errors = [x["error"] for x in res if x and "error" in x]
+            if errors:
+                s["errors"] = errors
+            print(f"   {OUTPUT_PATHS[path]}: " + (f"{s['mb_s']['median']:.0f} MB/s" if s["mb_s"] else f"failed: {errors}"),
+                  file=sys.stderr, flush=True)
+    say(f"output: a lone line every {TICK_MS} ms, {TICKS} lines")
+    for path, res in rounds(paths, runs, lambda path, _: scenario_output(path, 1, 0, 0, ticks=True)).items():
+        s = out["paths"][path]["latency"] = {k: collect(res, k) for k in ["median_ms", "p99_ms"]}
+        errors = [x["error"] for x in res if x and "error" in x]
+        if errors:
+            s["errors"] = errors
+        print(f"   {OUTPUT_PATHS[path]}: " + (f"median {s['median_ms']['median']:.3f} ms" if s["median_ms"] else f"failed: {errors}"),
+              file=sys.stderr, flush=True)
+    return out
 
 
 # ---------------------------------------------------------------- summary
@@ -712,6 +1040,11 @@ def before_after(report):
     return lines
 
 
+# What --scenarios chooses from: "inits" is every scenario that compares
+# the inits (storm, burst, startup and memory, idle, stop, restart).
+SCENARIOS = ["inits", "docker", "output"]
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--runs", type=int, default=5, help="runs per figure (median and spread)")
@@ -723,6 +1056,9 @@ def main():
     ap.add_argument("--sizes", default="1,3,10,20,50,100,200,500", help="service counts for startup and memory")
     ap.add_argument("--quick", action="store_true", help="2 runs, fewer sizes, no Docker: a smoke run")
     ap.add_argument("--no-docker", action="store_true", help="skip the Docker scenario")
+    ap.add_argument("--scenarios", default=",".join(SCENARIOS),
+                    help="comma-separated subset of: inits (every scenario comparing the inits), docker, "
+                    "output (service output through each relay path); default all")
     ap.add_argument("--out", default=str(HERE / "results"), help="where latest.json, latest.md and latest.svg go")
     ap.add_argument("--render", metavar="JSON", help="only redraw the table and chart of a saved report")
     args = ap.parse_args()
@@ -730,6 +1066,10 @@ def main():
         write(json.loads(Path(args.render).read_text(), object_hook=int_keys), Path(args.out))
         return
     runs = 2 if args.quick else args.runs
+    scenarios = args.scenarios.split(",")
+    if [x for x in scenarios if x not in SCENARIOS]:
+        ap.error(f"--scenarios: unknown {','.join(x for x in scenarios if x not in SCENARIOS)} "
+                 f"(known: {','.join(SCENARIOS)})")
     sizes = [3, 20, 50] if args.quick else [int(n) for n in args.sizes.split(",")]
     known = INITS + [BEFORE]
     if args.baseline:
@@ -759,9 +1099,12 @@ def main():
         "runs": runs,
         "close_call_runs": runs if args.quick else runs * CLOSE_CALL,
         "stop_timeout_s": STOP_TIMEOUT,
-        "inits": measure(inits, runs, sizes, args.quick),
+        "inits": measure(inits, runs, sizes, args.quick) if "inits" in scenarios else {},
     }
-    if not args.quick and not args.no_docker:
+    if "output" in scenarios:
+        # At least 3 runs: 1 with --quick, then a smaller volume too.
+        report["output"] = measure_output(1 if args.quick else max(3, runs // 2 + 1), args.quick)
+    if not args.quick and not args.no_docker and "docker" in scenarios:
         report["docker"] = scenario_docker(3)
     report["duration_s"] = round(time.time() - started)
     write(report, Path(args.out))
@@ -807,7 +1150,7 @@ def targets(report):
     r = report["inits"]
     b = r.get("baseinit")
     if not b:
-        return []
+        return output_targets(report)
     out = []
 
     def med(s):
@@ -876,14 +1219,105 @@ def targets(report):
             check("crash loop backs off as configured (100 ms doubling)", ok,
                   ", ".join(f"{x:.0f}" for x in runs[0]) + " ms")
     check("static, stripped binary", True, f"{report['baseinit_binary_bytes']:,} bytes")
+    return out + output_targets(report)
+
+
+def output_table(o):
+    """The output scenario's table: a column per path."""
+    p = o["paths"]
+    paths = list(p)
+    lines = [f"**Service output**: each column a path from a service's stdout to a pipe the harness "
+             f"reads as fast as it can, {o['runs']} run{'s' if o['runs'] != 1 else ''}: median (min–max). Timed from the first service byte's "
+             "arrival to the last line's; MB/s and lines/s of the service's own bytes; CPU and peak RSS (over its "
+             "RSS idle, just before the flood) of the relay: PID 1 for baseinit and supervisord, sed's or s6-log's "
+             "process (one per service), none for the raw pipe. The lone line's latency through sed is `sed -u`'s.",
+             "", "|  | " + " | ".join(o["labels"].get(x, x) for x in paths) + " |", "|---|" + "---|" * len(paths)]
+
+    def row(label, digits, get, scale=1):
+        cells = []
+        for x in paths:
+            v = get(x)
+            if v == "n/a":
+                cells.append(v)
+                continue
+            if v and scale != 1:
+                v = {k: (w / scale if k != "n" else w) for k, w in v.items()}
+            cells.append(fmt(v, digits))
+        lines.append(f"| {label} | " + " | ".join(cells) + " |")
+
+    def fig(work, key):
+        return lambda x: "n/a" if x == "raw" and key not in ("mb_s", "lines_s") else p[x].get(work, {}).get(key)
+
+    for work, w in o["workloads"].items():
+        row(f"**{w['label']}**: MB/s", 1, fig(work, "mb_s"))
+        row("… thousand lines/s", 0, fig(work, "lines_s"), 1000)
+        row("… relay CPU, s per GB", 2, fig(work, "cpu_s_per_gb"))
+        row("… relay peak RSS over idle, kB", 0, fig(work, "rss_growth_kb"))
+    row("relay RSS idle (one service), kB", 0, fig("one", "idle_rss_kb"))
+    t = o["ticks"]
+    row(f"**lone line** (one every {t['interval_ms']} ms, {t['lines']} lines): latency median, ms", 3,
+        lambda x: p[x].get("latency", {}).get("median_ms"))
+    row("lone line: latency p99, ms", 2, lambda x: p[x].get("latency", {}).get("p99_ms"))
+    errors = [f"{o['labels'].get(x, x)} ({work}): {e}" for x in paths for work, v in p[x].items()
+              for e in (v.get("errors") or [])]
+    if errors:
+        lines += ["", "Failed runs: " + "; ".join(errors) + "."]
+    return lines
+
+
+def output_targets(report):
+    """Issue 19's targets for the output relay, each a ratio in the same run."""
+    o = report.get("output")
+    if not o:
+        return []
+    p = o["paths"]
+    out = []
+
+    def med(path, work, key):
+        v = p.get(path, {}).get(work, {}).get(key)
+        return v["median"] if v else None
+
+    def ratio(name, mine, theirs, limit, unit, digits, at_least):
+        if mine is None or not theirs:
+            out.append((name, "not measured", ""))
+            return
+        q = mine / theirs
+        ok = q >= limit if at_least else q <= limit
+        out.append((name, "met" if ok else "not met", f"{mine:.{digits}f} {unit} vs {theirs:.{digits}f} {unit}: {q:.2f}×"))
+
+    one = o["workloads"].get("one", {}).get("label", "one service")
+    ratio(f"output prefix at least as fast as sed ({one})", med("prefix", "one", "mb_s"),
+          med("sed", "one", "mb_s"), 1.0, "MB/s", 1, True)
+    ratio("output prefix at least 0.8× supervisord's relay", med("prefix", "one", "mb_s"),
+          med("supervisord", "one", "mb_s"), 0.8, "MB/s", 1, True)
+    ratio("output json at least 0.5× sed", med("json", "one", "mb_s"), med("sed", "one", "mb_s"), 0.5, "MB/s", 1, True)
+    ratio("PID 1 CPU per GB (prefix) no more than sed's", med("prefix", "one", "cpu_s_per_gb"),
+          med("sed", "one", "cpu_s_per_gb"), 1.0, "s/GB", 2, False)
+    growth = [(med("prefix", work, "rss_growth_kb"), w["label"]) for work, w in o["workloads"].items()]
+    growth = [g for g in growth if g[0] is not None]
+    if growth:
+        kb, label = max(growth)
+        out.append(("peak RSS during the flood within 2 MB of idle (prefix)", "met" if kb <= 2048 else "not met",
+                    f"{kb:.0f} kB over idle at most ({label})"))
+    else:
+        out.append(("peak RSS during the flood within 2 MB of idle (prefix)", "not measured", ""))
+    lat = p.get("prefix", {}).get("latency", {}).get("median_ms")
+    out.append(("lone-line latency median within 1 ms (prefix)",
+                "not measured" if not lat else "met" if lat["median"] <= 1 else "not met",
+                f"{lat['median']:.3f} ms (p99 {p['prefix']['latency']['p99_ms']['median']:.2f} ms)" if lat else ""))
     return out
 
 
 def render_markdown(report):
     close = report.get("close_call_runs")
     more = f" ({close} for the burst, the 20-service startup and the stop)" if close and close != report["runs"] else ""
-    lines = [f"Measured {report['date']} on {report['machine']}, {report['runs']} runs per figure{more}: "
-             "median (min–max).", "", table(report), ""]
+    if report["inits"]:
+        lines = [f"Measured {report['date']} on {report['machine']}, {report['runs']} runs per figure{more}: "
+                 "median (min–max).", "", table(report), ""]
+    else:
+        lines = [f"Measured {report['date']} on {report['machine']}.", ""]
+    if report.get("output"):
+        lines += output_table(report["output"]) + [""]
     lines += ["| target | result | figures |", "|---|---|---|"]
     lines += [f"| {name} | {result} | {figures} |" for name, result, figures in targets(report)]
     lines.append("")
@@ -918,7 +1352,7 @@ def machine():
 
 def versions():
     out = {}
-    for pkg in ["tini", "dumb-init", "catatonit", "runit", "s6", "supervisor"]:
+    for pkg in ["tini", "dumb-init", "catatonit", "runit", "s6", "supervisor", "sed"]:
         r = subprocess.run(["dpkg-query", "-W", "-f", "${Version}", pkg], capture_output=True, text=True)
         out[pkg] = r.stdout.strip() or "?"
     return out

@@ -7,6 +7,9 @@ from html import escape
 COLORS = {
     "baseinit": "#d62728", "baseinit-before": "#ff9896", "cinit": "#7f7f7f", "tini": "#1f77b4", "dumb-init": "#17becf",
     "catatonit": "#9467bd", "runit": "#2ca02c", "s6": "#ff7f0e", "supervisord": "#8c564b",
+    # The output scenario's paths (bench.OUTPUT_PATHS' labels).
+    "raw pipe": "#c7c7c7", "sed": "#7f7f7f", "s6-log": "#ff7f0e", "baseinit prefix": "#d62728",
+    "baseinit json": "#e377c2", "baseinit inherit": "#bcbd22",
 }
 PANEL_W, PANEL_H = 480, 270
 MARGIN_L, MARGIN_R, MARGIN_T, MARGIN_B = 64, 16, 36, 58
@@ -143,31 +146,57 @@ def svg(report):
                 out.append((i, None))
         return out
 
-    sizes = sorted(int(n) for n in r[inits[0]]["scale"])
-    small = 3 if 3 in sizes else sizes[0]
-    mid = 20 if 20 in sizes else sizes[len(sizes) // 2]
-    panels = [
-        bars(0, 0, "Orphan burst: 1,000 exit at once, time to reap all", "ms",
-             col(lambda x: median(x["burst"]["reap_all_ms"])), log=True),
-        bars(PANEL_W, 0, "Orphan storm: unreaped zombies 5 s after the start", "zombies",
-             col(lambda x: median(x["storm"]["zombies_at_5s"])), note="0 for every init that reaps at once"),
-        bars(0, PANEL_H, f"Memory: supervision tree PSS, {small} services", "kB",
-             col(lambda x: median(x["scale"][small]["pss_kb"])), log=True),
-        bars(PANEL_W, PANEL_H, "Stop: SIGTERM to PID 1 until the namespace is gone, 3 services", "ms",
-             col(lambda x: median(x["stop"]["stop_ms"])), log=True,
-             note="runit: runsvdir exits at once and the kernel kills the services"),
-        bars(0, 2 * PANEL_H, f"Startup: unshare + exec of PID 1 until {mid} services run", "ms",
-             col(lambda x: median(x["scale"][mid]["startup_ms"])), log=True),
-        lines(PANEL_W, 2 * PANEL_H, "Scale: supervision tree PSS by service count", "kB",
-              {i: [(n, median(r[i]["scale"][n]["pss_kb"])) for n in sizes] for i in inits}, "services"),
-        lines(0, 3 * PANEL_H, "Scale: startup time by service count", "ms",
-              {i: [(n, median(r[i]["scale"][n]["startup_ms"])) for n in sizes] for i in inits}, "services"),
-        bars(PANEL_W, 3 * PANEL_H, "Restart: a service up 2 s exits 1, time to its next start", "ms",
-             col(lambda x: median(x["restart"]["first_restart_ms"])), log=True,
-             note="n/a: single-child inits restart nothing"),
-    ]
-    w, h = 2 * PANEL_W, 4 * PANEL_H + 24
-    body = [x for panel in panels for x in panel]
+    # Each panel drawn at (x, y), two to a row in this order.
+    panels = []
+    if inits:
+        sizes = sorted(int(n) for n in r[inits[0]]["scale"])
+        small = 3 if 3 in sizes else sizes[0]
+        mid = 20 if 20 in sizes else sizes[len(sizes) // 2]
+        panels += [
+            lambda x, y: bars(x, y, "Orphan burst: 1,000 exit at once, time to reap all", "ms",
+                              col(lambda v: median(v["burst"]["reap_all_ms"])), log=True),
+            lambda x, y: bars(x, y, "Orphan storm: unreaped zombies 5 s after the start", "zombies",
+                              col(lambda v: median(v["storm"]["zombies_at_5s"])), note="0 for every init that reaps at once"),
+            lambda x, y: bars(x, y, f"Memory: supervision tree PSS, {small} services", "kB",
+                              col(lambda v: median(v["scale"][small]["pss_kb"])), log=True),
+            lambda x, y: bars(x, y, "Stop: SIGTERM to PID 1 until the namespace is gone, 3 services", "ms",
+                              col(lambda v: median(v["stop"]["stop_ms"])), log=True,
+                              note="runit: runsvdir exits at once and the kernel kills the services"),
+            lambda x, y: bars(x, y, f"Startup: unshare + exec of PID 1 until {mid} services run", "ms",
+                              col(lambda v: median(v["scale"][mid]["startup_ms"])), log=True),
+            lambda x, y: lines(x, y, "Scale: supervision tree PSS by service count", "kB",
+                               {i: [(n, median(r[i]["scale"][n]["pss_kb"])) for n in sizes] for i in inits}, "services"),
+            lambda x, y: lines(x, y, "Scale: startup time by service count", "ms",
+                               {i: [(n, median(r[i]["scale"][n]["startup_ms"])) for n in sizes] for i in inits}, "services"),
+            lambda x, y: bars(x, y, "Restart: a service up 2 s exits 1, time to its next start", "ms",
+                              col(lambda v: median(v["restart"]["first_restart_ms"])), log=True,
+                              note="n/a: single-child inits restart nothing"),
+        ]
+    o = report.get("output")
+    if o:
+        labels = o.get("labels", {})
+        one = o["workloads"]["one"]
+
+        def path_col(fn):
+            out = []
+            for path, v in o["paths"].items():
+                try:
+                    out.append((labels.get(path, path), fn(v)))
+                except (KeyError, TypeError):
+                    out.append((labels.get(path, path), None))
+            return out
+
+        panels += [
+            lambda x, y: bars(x, y, f"Service output: MB/s, one service, {one['line_bytes']}-byte lines", "MB/s",
+                              path_col(lambda v: median(v["one"]["mb_s"])), log=True,
+                              note="from the service's stdout to a pipe read as fast as possible"),
+            lambda x, y: bars(x, y, "Service output: a lone line's latency, median", "ms",
+                              path_col(lambda v: median(v["latency"]["median_ms"])), log=True,
+                              note="write to arrival; sed: sed -u"),
+        ]
+    rows = (len(panels) + 1) // 2
+    w, h = 2 * PANEL_W, rows * PANEL_H + 24
+    body = [x for k, panel in enumerate(panels) for x in panel((k % 2) * PANEL_W, (k // 2) * PANEL_H)]
     foot = (f'<text x="{w / 2}" y="{h - 8}" text-anchor="middle" font-size="11" fill="#555">'
             f'{escape(report["date"])} · {escape(report["machine"])} · median of {report["runs"]} runs · bench/run</text>')
     return (f'<svg xmlns="http://www.w3.org/2000/svg" width="{w}" height="{h}" viewBox="0 0 {w} {h}" '
