@@ -23,6 +23,7 @@
 //! - [`logging`]: baseinit's own log on stderr.
 //! - [`output`]: services' stdout and stderr, as whole prefixed (or JSON) lines.
 //! - [`manual`]: the command lines for the man pages and completions (not used by the init).
+//! - [`privileges`]: what baseinit may change of a child's user and groups.
 //! - [`resident`]: keeping what PID 1 holds in memory small (boot-only pages let go).
 
 pub mod accounts;
@@ -36,6 +37,7 @@ pub mod inherited;
 pub mod logging;
 pub mod manual;
 pub mod output;
+pub mod privileges;
 pub mod process_group;
 pub mod reaper;
 pub mod resident;

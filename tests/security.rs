@@ -204,3 +204,75 @@ fn no_signal_mask_ignored_signal_or_fd_leaks_into_any_kind_of_child() {
         assert_eq!(pgrp, child, "{kind}: its own process group");
     }
 }
+
+/// baseinit without privileges, as OpenShift runs it (a uid with no passwd
+/// entry, gid 0, no capabilities): a service whose `user` is that very uid
+/// runs, with no credential call (setgroups would fail), and, given as a
+/// uid without a passwd entry and no `group`, gets baseinit's gid. One
+/// asking for another user is refused at load, naming the line and the
+/// reason, by `baseinit check` and by the boot: never a crash loop.
+#[test]
+fn without_privileges_services_run_as_baseinits_ids_and_other_users_are_refused_at_load() {
+    require!(Capability::Root);
+    use std::os::unix::fs::PermissionsExt;
+    use std::os::unix::process::CommandExt;
+    const UID: u32 = 1_000_780_000;
+    let tree = Tree::new();
+    std::fs::set_permissions(tree.path(), std::fs::Permissions::from_mode(0o777)).unwrap();
+    let out = tree.out("ids");
+    tree.service_file(
+        "self",
+        "service.toml",
+        &format!(
+            "user = \"{UID}\"\ncommand = [\"sh\", \"-c\", \"grep -E '^(Uid|Gid):' /proc/self/status > {out}; exec sleep 60\"]\n",
+            out = out.display()
+        ),
+        0o644,
+    );
+    let unprivileged = |c: &mut std::process::Command| {
+        c.uid(UID).gid(0);
+    };
+    let runtime = tree.path().join("run");
+    std::fs::create_dir(&runtime).unwrap();
+    std::fs::set_permissions(&runtime, std::fs::Permissions::from_mode(0o777)).unwrap();
+    // tree.args' runtime directory (made writable above) and environment
+    // directory (in the tree, which anyone may write).
+    let args = tree.args(&[]);
+    let init = Baseinit::start_with(Mode::Subreaper, &args, unprivileged);
+    wait_lines(&tree, "ids", 2, LONG);
+    let finished = init.stop(LONG);
+    let ids = tree.read("ids");
+    assert!(ids.contains(&format!("Uid:\t{UID}\t{UID}\t{UID}\t{UID}")), "{ids}");
+    assert!(ids.contains("Gid:\t0\t0\t0\t0"), "{ids}");
+    assert!(
+        !finished.stderr.contains("cannot start"),
+        "no failed start:\n{}",
+        finished.stderr
+    );
+
+    // Another user: an error at load, with its line, and no service runs.
+    tree.service_file(
+        "other",
+        "service.toml",
+        "user = \"root\"\ncommand = [\"true\"]\n",
+        0o644,
+    );
+    let check = std::process::Command::new(common::BIN)
+        .args(["check", "--service-dir"])
+        .arg(tree.service_dir())
+        .uid(UID)
+        .gid(0)
+        .output()
+        .expect("run baseinit check");
+    let report = String::from_utf8_lossy(&check.stdout);
+    assert_eq!(check.status.code(), Some(1), "{report}");
+    assert!(
+        report.contains("other/service.toml:1:8: error: cannot run as that user: baseinit is running as uid 1000780000 without CAP_SETUID"),
+        "{report}"
+    );
+    std::fs::remove_file(&out).unwrap();
+    let boot = Baseinit::start_with(Mode::Subreaper, &args, unprivileged).wait(LONG);
+    assert_eq!(boot.code, 1, "{}", boot.stderr);
+    assert!(boot.stderr.contains("without CAP_SETUID"), "{}", boot.stderr);
+    assert!(!out.exists(), "no service started");
+}

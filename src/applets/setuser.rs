@@ -19,6 +19,7 @@ use nix::unistd::{Gid, Uid};
 
 use crate::accounts::{self, User};
 use crate::exit::{CANNOT_EXECUTE, NOT_FOUND};
+use crate::privileges::{Privileges, Switch};
 
 /// Exit status for a usage error, an unknown user or a failed switch
 /// (my_init's setuser exits 1 for all of them).
@@ -93,12 +94,26 @@ fn switch_to(user: &User) -> Result<(), String> {
     if already && !user.uid.is_root() {
         return Ok(());
     }
+    let me = Privileges::current();
     // initgroups, without its NSS lookup: the groups /etc/group gives.
-    let groups = accounts::group_list(&user.name, user.gid)
-        .map_err(|e| format!("cannot look up the groups of {}: {e}", user.name))?;
-    nix::unistd::setgroups(&groups).map_err(|e| format!("cannot set the groups of {}: {}", user.name, e.desc()))?;
-    nix::unistd::setgid(user.gid).map_err(|e| format!("cannot set gid {}: {}", user.gid, e.desc()))?;
-    nix::unistd::setuid(user.uid).map_err(|e| format!("cannot set uid {}: {}", user.uid, e.desc()))?;
+    let groups = if me.set_gid {
+        accounts::group_list(&user.name, user.gid)
+            .map_err(|e| format!("cannot look up the groups of {}: {e}", user.name))?
+    } else {
+        Vec::new()
+    };
+    match me.switch(user.uid, user.gid, groups) {
+        Err(refused) => return Err(format!("cannot become {}: {refused}", user.name)),
+        Ok(Switch::Keep) => {}
+        Ok(Switch::To { uid, gid, groups }) => {
+            if let Some(groups) = groups {
+                nix::unistd::setgroups(&groups)
+                    .map_err(|e| format!("cannot set the groups of {}: {}", user.name, e.desc()))?;
+            }
+            nix::unistd::setgid(gid).map_err(|e| format!("cannot set gid {gid}: {}", e.desc()))?;
+            nix::unistd::setuid(uid).map_err(|e| format!("cannot set uid {uid}: {}", e.desc()))?;
+        }
+    }
     verify(user)
 }
 

@@ -5,6 +5,7 @@ use nix::unistd::{Gid, Uid};
 use toml::Spanned;
 
 use crate::accounts::{self, User};
+use crate::privileges::{Privileges, Refused, Switch};
 use crate::spawn::Credentials;
 
 use super::ConfigError;
@@ -28,6 +29,7 @@ pub(super) fn credentials(
             }
         },
     };
+    let me = Privileges::current();
     let gid = match group {
         Some(group) => match lookup_group(group.get_ref()) {
             Ok(gid) => gid,
@@ -38,42 +40,63 @@ pub(super) fn credentials(
         },
         None => match &passwd {
             Some((_, Ok(user))) => user.gid,
-            Some((spanned, Err(uid))) => {
-                errors.push(at(
-                    spanned.span().start,
-                    format!("uid {uid} has no passwd entry, so it has no group: set `group` too"),
-                ));
-                return None;
-            }
+            Some((spanned, Err(uid))) => match me.default_gid() {
+                // OpenShift's random uid: baseinit's own gid (0 there).
+                Some(gid) => gid,
+                None => {
+                    errors.push(at(
+                        spanned.span().start,
+                        format!("uid {uid} has no passwd entry, so it has no group: set `group` too"),
+                    ));
+                    return None;
+                }
+            },
             None => return None,
         },
     };
-    Some(match passwd {
+    let (uid, groups, identity) = match passwd {
         Some((_, Ok(user))) => {
             // Not fatal: an unreadable /etc/group leaves the primary group
             // alone, as getgrouplist did, rather than failing the service.
             let groups = accounts::group_list(&user.name, gid).unwrap_or_else(|_| vec![gid]);
-            Credentials {
-                uid: user.uid,
-                gid,
-                groups,
-                identity: Some((user.name, user.dir)),
-            }
+            (user.uid, groups, Some((user.name, user.dir)))
         }
-        Some((_, Err(uid))) => Credentials {
+        Some((_, Err(uid))) => (uid, vec![gid], None),
+        // Only `group`: keep the uid, change the group.
+        None => (me.uid, vec![gid], None),
+    };
+    match me.switch(uid, gid, groups) {
+        Ok(Switch::Keep) => Some(Credentials {
+            uid: me.uid,
+            gid: me.gid,
+            groups: None,
+            identity,
+        }),
+        Ok(Switch::To { uid, gid, groups }) => Some(Credentials {
             uid,
             gid,
-            groups: vec![gid],
-            identity: None,
-        },
-        // Only `group`: keep the uid, change the group.
-        None => Credentials {
-            uid: Uid::current(),
-            gid,
-            groups: vec![gid],
-            identity: None,
-        },
-    })
+            groups,
+            identity,
+        }),
+        Err(refused) => {
+            // At `user` when the uid is the problem, else at `group`.
+            let span = match (refused, user, group) {
+                (Refused::Uid { .. }, Some(user), _) => user.span(),
+                (_, _, Some(group)) => group.span(),
+                (_, Some(user), None) => user.span(),
+                (_, None, None) => return None,
+            };
+            let fix = match refused {
+                Refused::Uid { .. } => "leave `user` out, or run baseinit as root",
+                Refused::Gid { have, .. } => &format!("set `group = \"{have}\"`, or run baseinit as root"),
+            };
+            errors.push(at(
+                span.start,
+                format!("cannot run as that user: baseinit is {refused} ({fix})"),
+            ));
+            None
+        }
+    }
 }
 
 /// A user by name or number: Ok(Ok(entry)), Ok(Err(uid)) for a number with no

@@ -62,7 +62,7 @@ pub(super) unsafe fn exec_child(plan: &mut Plan) -> ! {
             report_and_exit(report, errno);
         }
         if let Some((uid, gid, groups)) = &plan.creds
-            && let Err(errno) = sys::set_credentials(*uid, *gid, groups)
+            && let Err(errno) = sys::set_credentials(*uid, *gid, groups.as_deref())
         {
             report_and_exit(report, errno);
         }

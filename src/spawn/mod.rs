@@ -77,8 +77,9 @@ pub enum StdinMode {
 pub struct Credentials {
     pub uid: Uid,
     pub gid: Gid,
-    /// Supplementary groups (the user's groups from the group database).
-    pub groups: Vec<Gid>,
+    /// Supplementary groups (the user's groups from the group database);
+    /// None keeps baseinit's (without CAP_SETGID it cannot set them).
+    pub groups: Option<Vec<Gid>>,
     /// HOME, USER and LOGNAME for the child, when the user has a passwd entry.
     pub identity: Option<(String, PathBuf)>,
 }

@@ -12,6 +12,7 @@ use std::path::Path;
 
 use nix::fcntl::{FcntlArg, OFlag};
 use nix::libc;
+use nix::unistd::{Gid, Uid};
 
 use super::{Launch, Redirect, StdinMode};
 use crate::container_env::Vars;
@@ -35,7 +36,7 @@ pub(super) struct Plan {
     /// What goes onto fds 0, 1 and 2 (None: inherited). Each is above 2, so
     /// no dup onto 0-2 can close another's source.
     pub(super) stdio: [Option<RawFd>; 3],
-    pub(super) creds: Option<(libc::uid_t, libc::gid_t, Vec<libc::gid_t>)>,
+    pub(super) creds: Option<(libc::uid_t, libc::gid_t, Option<Vec<libc::gid_t>>)>,
     pub(super) foreground: bool,
     pub(super) notify: Option<(RawFd, i32)>,
     /// The exec report pipe's write end, out of the dups' reach.
@@ -129,13 +130,20 @@ impl Plan {
             shell_argv,
             cwd,
             stdio: [stdin, stdout, stderr],
-            creds: launch.credentials.as_ref().map(|c| {
-                (
-                    c.uid.as_raw(),
-                    c.gid.as_raw(),
-                    c.groups.iter().map(|g| g.as_raw()).collect(),
-                )
-            }),
+            // Nothing to call when the child already is what it asks for
+            // (baseinit's own ids, its groups kept): without privileges,
+            // even a no-op setgroups would fail.
+            creds: launch
+                .credentials
+                .as_ref()
+                .filter(|c| c.groups.is_some() || c.uid != Uid::effective() || c.gid != Gid::effective())
+                .map(|c| {
+                    (
+                        c.uid.as_raw(),
+                        c.gid.as_raw(),
+                        c.groups.as_ref().map(|g| g.iter().map(|g| g.as_raw()).collect()),
+                    )
+                }),
             foreground,
             notify,
             report,
@@ -355,7 +363,7 @@ mod tests {
             credentials: Some(Credentials {
                 uid: Uid::from_raw(1000),
                 gid: Gid::from_raw(1000),
-                groups: vec![],
+                groups: Some(vec![]),
                 identity: Some(("app".to_owned(), PathBuf::from("/home/app"))),
             }),
             ..Launch::program(vec![os("x")])

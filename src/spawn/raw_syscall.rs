@@ -140,13 +140,20 @@ pub(crate) unsafe fn own_process_group() -> Result<(), Errno> {
     unsafe { call(libc::SYS_setpgid, 0, 0, 0, 0) }.map(drop)
 }
 
-/// setgroups, setgid, setuid, in that order: the kernel's calls, which
-/// change only the calling process (libc's, in a process with threads,
-/// signal every thread to change too, and those threads are baseinit's).
-pub(crate) unsafe fn set_credentials(uid: libc::uid_t, gid: libc::gid_t, groups: &[libc::gid_t]) -> Result<(), Errno> {
+/// setgroups (unless `groups` is None: kept), setgid, setuid, in that
+/// order: the kernel's calls, which change only the calling process (libc's,
+/// in a process with threads, signal every thread to change too, and those
+/// threads are baseinit's).
+pub(crate) unsafe fn set_credentials(
+    uid: libc::uid_t,
+    gid: libc::gid_t,
+    groups: Option<&[libc::gid_t]>,
+) -> Result<(), Errno> {
     // SAFETY: a pointer and the length of what it points to; integers.
     unsafe {
-        call(libc::SYS_setgroups, groups.len(), groups.as_ptr() as usize, 0, 0)?;
+        if let Some(groups) = groups {
+            call(libc::SYS_setgroups, groups.len(), groups.as_ptr() as usize, 0, 0)?;
+        }
         call(libc::SYS_setgid, gid as usize, 0, 0, 0)?;
         call(libc::SYS_setuid, uid as usize, 0, 0, 0)?;
     }
