@@ -3,7 +3,11 @@
 //!
 //! The socket (`RUNTIME/control.sock`, mode 0600) answers one JSON
 //! [`Snapshot`] per connection. A small task accepts connections; the
-//! supervisor, which alone owns the state, builds each snapshot.
+//! supervisor, which alone owns the state, builds each snapshot. Where no
+//! directory can be written (a read-only root without a tmpfs), the socket
+//! lives in Linux's abstract namespace instead, which needs no file; there,
+//! the peer's credentials (`SO_PEERCRED`) stand in for the file's mode:
+//! only root and baseinit's own user are answered.
 
 use std::ffi::OsString;
 use std::io::{self, Read, Write};
@@ -22,6 +26,8 @@ use tokio::sync::{mpsc, oneshot};
 
 /// The socket's file name in the runtime directory.
 pub const SOCKET: &str = "control.sock";
+/// The answer to a peer that may not ask (over the abstract socket).
+const DENIED: &[u8] = b"denied\n";
 
 /// Everything `status` shows.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -105,62 +111,108 @@ pub type Request = oneshot::Sender<Snapshot>;
 /// Where a non-root baseinit (`docker run --user`) keeps its socket when the
 /// runtime directory is not its to write: a directory of its own, which the
 /// same user's `baseinit health` (a HEALTHCHECK runs as the container's user)
-/// finds too.
-fn user_dir() -> Option<PathBuf> {
+/// finds too; so do its `supervise/` directories, for `sv`.
+pub fn user_dir() -> Option<PathBuf> {
     let uid = nix::unistd::Uid::effective();
     (!uid.is_root()).then(|| std::env::temp_dir().join(format!("baseinit-{uid}")))
 }
 
-/// Binds the socket, only its owner (root, normally) may use it. None (with
-/// a warning) when it cannot: status and health are then unavailable,
-/// nothing else changes.
+/// Binds the socket, only its owner (root, normally) may use it: in the
+/// runtime directory, else (not root) in a directory of baseinit's user,
+/// else in the abstract namespace. None (with a warning) when it cannot:
+/// status and health are then unavailable, nothing else changes.
 pub fn listen(runtime_dir: &Path) -> Option<UnixListener> {
-    match bind(runtime_dir) {
+    let path = runtime_dir.join(SOCKET);
+    let mut failed = match bind(runtime_dir) {
         Ok(listener) => return Some(listener),
-        Err(e) if user_dir().is_none() => {
+        Err(e) if e.kind() == io::ErrorKind::AddrInUse => {
             tracing::warn!(
                 "cannot create {} ({e}): `baseinit status` and `baseinit health` will not answer",
-                runtime_dir.join(SOCKET).display()
+                path.display()
             );
             return None;
         }
-        Err(_) => {}
+        Err(e) => format!("{} ({e})", path.display()),
+    };
+    if let Some(dir) = user_dir() {
+        match own_dir(&dir).and_then(|()| bind(&dir)) {
+            Ok(listener) => return Some(listener),
+            Err(e) => failed.push_str(&format!(" nor {} ({e})", dir.join(SOCKET).display())),
+        }
     }
-    let dir = user_dir()?;
-    let made = std::fs::DirBuilder::new()
-        .mode(0o700)
-        .create(&dir)
-        .or_else(|e| {
-            if e.kind() == io::ErrorKind::AlreadyExists {
-                Ok(())
-            } else {
-                Err(e)
-            }
-        })
-        .and_then(|()| {
-            // In a shared /tmp, only a real directory of our own will do.
-            use std::os::unix::fs::MetadataExt;
-            let meta = std::fs::symlink_metadata(&dir)?;
-            if meta.is_dir() && meta.uid() == nix::unistd::Uid::effective().as_raw() {
-                Ok(())
-            } else {
-                Err(io::Error::other(format!(
-                    "{} is not a directory of ours",
-                    dir.display()
-                )))
-            }
-        });
-    match made.and_then(|()| bind(&dir)) {
+    match bind_abstract(runtime_dir) {
         Ok(listener) => Some(listener),
         Err(e) => {
             tracing::warn!(
-                "cannot create {} nor {} ({e}): `baseinit status` and `baseinit health` will not answer",
-                runtime_dir.join(SOCKET).display(),
-                dir.join(SOCKET).display()
+                "cannot create {failed}, nor an abstract socket ({e}): `baseinit status` and `baseinit health` will not answer"
             );
             None
         }
     }
+}
+
+/// Makes `dir` (0700), or checks that it is a real directory of ours: in a
+/// shared /tmp, nothing else will do.
+pub fn own_dir(dir: &Path) -> io::Result<()> {
+    std::fs::DirBuilder::new().mode(0o700).create(dir).or_else(|e| {
+        if e.kind() == io::ErrorKind::AlreadyExists {
+            Ok(())
+        } else {
+            Err(e)
+        }
+    })?;
+    use std::os::unix::fs::MetadataExt;
+    let meta = std::fs::symlink_metadata(dir)?;
+    if meta.is_dir() && meta.uid() == nix::unistd::Uid::effective().as_raw() {
+        Ok(())
+    } else {
+        Err(io::Error::other(format!(
+            "{} is not a directory of ours",
+            dir.display()
+        )))
+    }
+}
+
+/// The abstract socket's address for `runtime_dir` in this container: the
+/// PID namespace tells containers apart where they share a network
+/// namespace (`--network host`), the runtime directory two baseinits in
+/// one; `status` and `health` run in the container (`docker exec`) find the
+/// same.
+fn abstract_address(runtime_dir: &Path) -> io::Result<std::os::unix::net::SocketAddr> {
+    use std::os::linux::net::SocketAddrExt;
+    use std::os::unix::ffi::OsStrExt;
+    let namespace = std::fs::read_link("/proc/self/ns/pid")?;
+    // FNV-1a: a short, fixed name for a path of any length.
+    let hash = runtime_dir
+        .as_os_str()
+        .as_bytes()
+        .iter()
+        .fold(0xcbf2_9ce4_8422_2325_u64, |hash, &byte| {
+            (hash ^ u64::from(byte)).wrapping_mul(0x0100_0000_01b3)
+        });
+    let name = format!("baseinit.{}.{hash:016x}", namespace.display());
+    std::os::unix::net::SocketAddr::from_abstract_name(name.as_bytes())
+}
+
+fn bind_abstract(runtime_dir: &Path) -> io::Result<UnixListener> {
+    let listener = std::os::unix::net::UnixListener::bind_addr(&abstract_address(runtime_dir)?)?;
+    listener.set_nonblocking(true)?;
+    let listener = UnixListener::from_std(listener)?;
+    tracing::info!(
+        "no directory for the status socket can be written: `baseinit status` and `health` are answered \
+         over an abstract socket, to root and uid {}",
+        nix::unistd::Uid::effective()
+    );
+    Ok(listener)
+}
+
+/// Who may ask: root, and baseinit's own user. (A socket file's mode 0600
+/// lets no one else connect; an abstract socket has no mode.)
+fn may_ask(stream: &tokio::net::UnixStream) -> bool {
+    stream.peer_cred().is_ok_and(|peer| {
+        let uid = peer.uid();
+        uid == 0 || uid == nix::unistd::Uid::effective().as_raw()
+    })
 }
 
 fn bind(runtime_dir: &Path) -> io::Result<UnixListener> {
@@ -199,6 +251,10 @@ pub async fn serve(listener: UnixListener, requests: mpsc::Sender<Request>) {
             tokio::time::sleep(Duration::from_millis(100)).await;
             continue;
         };
+        if !may_ask(&stream) {
+            let _ = stream.write_all(DENIED).await;
+            continue;
+        }
         let requests = requests.clone();
         tokio::spawn(async move {
             let (reply, answer) = oneshot::channel();
@@ -223,15 +279,43 @@ pub fn ask(runtime_dir: &Path) -> Result<Snapshot, String> {
     match ask_at(runtime_dir) {
         Err(message) if !message.starts_with("permission denied") => match user_dir() {
             Some(dir) if dir.join(SOCKET).exists() => ask_at(&dir),
-            _ => Err(message),
+            _ => ask_abstract(runtime_dir).unwrap_or(Err(message)),
         },
         result => result,
     }
 }
 
+/// Over the abstract socket, when a baseinit listens there (None when none
+/// does).
+fn ask_abstract(runtime_dir: &Path) -> Option<Result<Snapshot, String>> {
+    let address = abstract_address(runtime_dir).ok()?;
+    let stream = UnixStream::connect_addr(&address).ok()?;
+    Some(read_answer(stream).and_then(|text| {
+        if text.as_bytes() == DENIED {
+            Err(format!(
+                "permission denied: only root and baseinit's own user can ask it (this is uid {})",
+                nix::unistd::Uid::effective()
+            ))
+        } else {
+            serde_json::from_str(&text).map_err(|e| format!("unreadable answer from baseinit: {e}"))
+        }
+    }))
+}
+
+fn read_answer(mut stream: UnixStream) -> Result<String, String> {
+    stream
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .map_err(|e| e.to_string())?;
+    let mut text = String::new();
+    stream
+        .read_to_string(&mut text)
+        .map_err(|e| format!("no answer from baseinit: {e}"))?;
+    Ok(text)
+}
+
 fn ask_at(runtime_dir: &Path) -> Result<Snapshot, String> {
     let path = runtime_dir.join(SOCKET);
-    let mut stream = UnixStream::connect(&path).map_err(|e| match e.kind() {
+    let stream = UnixStream::connect(&path).map_err(|e| match e.kind() {
         io::ErrorKind::PermissionDenied => format!(
             "permission denied on {}: only root can ask baseinit (run it as root, e.g. docker exec without --user)",
             path.display()
@@ -242,13 +326,7 @@ fn ask_at(runtime_dir: &Path) -> Result<Snapshot, String> {
         ),
         _ => format!("cannot connect to {}: {e}", path.display()),
     })?;
-    stream
-        .set_read_timeout(Some(Duration::from_secs(5)))
-        .map_err(|e| e.to_string())?;
-    let mut text = String::new();
-    stream
-        .read_to_string(&mut text)
-        .map_err(|e| format!("no answer from baseinit: {e}"))?;
+    let text = read_answer(stream)?;
     serde_json::from_str(&text).map_err(|e| format!("unreadable answer from baseinit: {e}"))
 }
 

@@ -104,3 +104,50 @@ fn status_is_for_root_only() {
     assert!(err.contains("permission denied") && err.contains("only root"), "{err}");
     init.stop(LONG);
 }
+
+/// With no directory to put the socket in (a read-only root without a
+/// tmpfs), status and health are answered over an abstract socket, found by
+/// `baseinit status` from the same PID namespace; only root and baseinit's
+/// own user are answered there.
+#[test]
+fn with_nothing_writable_status_and_health_answer_over_an_abstract_socket() {
+    require!(Capability::Root);
+    let tree = Tree::new();
+    tree.service("web", r#"echo up > "$OUT/web"; exec sleep 60"#);
+    // Nothing can be created under /proc, not even by root.
+    let runtime = "/proc/baseinit-no-such-dir/run";
+    let mut args = tree.args(&[]);
+    let at = args
+        .iter()
+        .position(|a| a == "--runtime-dir")
+        .expect("tree.args names one");
+    args[at + 1] = runtime.to_owned();
+    let init = Baseinit::start(Mode::Subreaper, &args);
+    wait_lines(&tree, "web", 1, LONG);
+    let ask = |what: &str, uid: Option<u32>| {
+        let mut command = std::process::Command::new(BIN);
+        command.args([what, "--runtime-dir", runtime]);
+        if let Some(uid) = uid {
+            use std::os::unix::process::CommandExt;
+            command.uid(uid).gid(uid);
+        }
+        common::run(command)
+    };
+    let status = wait_for("status over the abstract socket", LONG, || {
+        let out = ask("status", None);
+        (out.code == 0).then_some(out)
+    });
+    assert!(status.stdout.contains("web"), "{}", status.text());
+    assert_eq!(ask("health", None).code, 0);
+    // Another user is refused, and told why.
+    let nobody = ask("status", Some(65534));
+    assert_eq!(nobody.code, 1, "{}", nobody.text());
+    assert!(nobody.stderr.contains("permission denied"), "{}", nobody.text());
+    let finished = init.stop(LONG);
+    assert!(
+        finished.stderr.contains("answered over an abstract socket"),
+        "{}",
+        finished.stderr
+    );
+    assert!(!finished.stderr.contains(" WARN "), "{}", finished.stderr);
+}
