@@ -138,13 +138,16 @@ fn supervise_dir(dir: &Path, runtime: &Path, name: Option<&Path>) -> PathBuf {
     if fs::symlink_metadata(&own).is_ok() {
         return own;
     }
-    match name {
-        Some(name) => {
-            let kept = runtime.join("supervise").join(name);
-            if fs::symlink_metadata(&kept).is_ok() { kept } else { own }
-        }
-        None => own,
-    }
+    let Some(name) = name else { return own };
+    // The runtime directory, then a non-root baseinit's own (see
+    // `status::user_dir`).
+    let own_runtime = crate::status::user_dir();
+    [Some(runtime), own_runtime.as_deref()]
+        .into_iter()
+        .flatten()
+        .map(|runtime| runtime.join("supervise").join(name))
+        .find(|kept| fs::symlink_metadata(kept).is_ok())
+        .unwrap_or(own)
 }
 
 /// A service named on the command line.

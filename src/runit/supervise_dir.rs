@@ -40,8 +40,8 @@ impl Supervise {
     /// Opens (creating as needed) the supervise directory of the service in
     /// `service_dir` named `name`, and returns it with the path of its control
     /// FIFO (which the caller reads).
-    pub fn open(service_dir: &Path, runtime_dir: &Path, name: &str) -> io::Result<(Self, PathBuf)> {
-        let dir = locate(service_dir, runtime_dir, name)?;
+    pub fn open(service_dir: &Path, runtime_dirs: &[&Path], name: &str) -> io::Result<(Self, PathBuf)> {
+        let dir = locate(service_dir, runtime_dirs, name)?;
         let lock_file = OpenOptions::new()
             .append(true)
             .create(true)
@@ -159,16 +159,16 @@ pub async fn read_commands<T: Copy + Send + 'static>(
 }
 
 /// Where the supervise directory of a service goes: `SERVICE/supervise` (or
-/// the target of a `supervise` symlink, as runsv), else under the runtime
-/// directory.
-fn locate(service_dir: &Path, runtime_dir: &Path, name: &str) -> io::Result<PathBuf> {
+/// the target of a `supervise` symlink, as runsv), else under the first of
+/// `runtime_dirs` where it can be made.
+fn locate(service_dir: &Path, runtime_dirs: &[&Path], name: &str) -> io::Result<PathBuf> {
     let in_service = service_dir.join("supervise");
     let builder = || {
         let mut b = fs::DirBuilder::new();
         b.mode(0o700);
         b
     };
-    match builder().create(&in_service) {
+    let mut failed = match builder().create(&in_service) {
         Ok(()) => return Ok(in_service),
         Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
             // A directory, or a symlink whose target may still need creating.
@@ -181,12 +181,18 @@ fn locate(service_dir: &Path, runtime_dir: &Path, name: &str) -> io::Result<Path
                     return Ok(in_service);
                 }
             }
+            e
         }
-        Err(_) => {}
+        Err(e) => e,
+    };
+    for runtime_dir in runtime_dirs {
+        let fallback = runtime_dir.join("supervise").join(name);
+        match builder().recursive(true).create(&fallback) {
+            Ok(()) => return Ok(fallback),
+            Err(e) => failed = e,
+        }
     }
-    let fallback = runtime_dir.join("supervise").join(name);
-    builder().recursive(true).create(&fallback)?;
-    Ok(fallback)
+    Err(failed)
 }
 
 fn make_fifo(path: &Path) -> io::Result<()> {
@@ -241,7 +247,7 @@ mod tests {
     fn creates_runits_layout_and_holds_the_lock() {
         let service = tempfile::tempdir().unwrap();
         let runtime = tempfile::tempdir().unwrap();
-        let (mut sup, control) = Supervise::open(service.path(), runtime.path(), "web").unwrap();
+        let (mut sup, control) = Supervise::open(service.path(), &[runtime.path()], "web").unwrap();
         assert_eq!(sup.dir(), service.path().join("supervise"));
         assert_eq!(control, service.path().join("supervise/control"));
         let dir = service.path().join("supervise");
@@ -259,7 +265,7 @@ mod tests {
         assert_eq!(fs::read_to_string(dir.join("pid")).unwrap(), "16909060\n");
         assert!(lock_fd(&sup) >= 0);
         // A second supervisor of the same directory is refused.
-        assert!(Supervise::open(service.path(), runtime.path(), "web").is_err());
+        assert!(Supervise::open(service.path(), &[runtime.path()], "web").is_err());
         // `ok` has a reader: opening it for writing succeeds (sv's test).
         open_ok().unwrap();
         // Later states replace the files whole (a new inode, renamed over).
@@ -283,14 +289,19 @@ mod tests {
         let runtime = tempfile::tempdir().unwrap();
         let elsewhere = runtime.path().join("runit/supervise.web");
         std::os::unix::fs::symlink(&elsewhere, service.path().join("supervise")).unwrap();
-        let (sup, _) = Supervise::open(service.path(), runtime.path(), "web").unwrap();
+        let (sup, _) = Supervise::open(service.path(), &[runtime.path()], "web").unwrap();
         assert_eq!(sup.dir(), service.path().join("supervise"));
         assert!(elsewhere.is_dir());
 
         // A service directory where nothing can be created: under a file.
         let file = service.path().join("plain");
         fs::write(&file, "").unwrap();
-        let (sup, _) = Supervise::open(&file, runtime.path(), "ro").unwrap();
+        let (sup, _) = Supervise::open(&file, &[runtime.path()], "ro").unwrap();
         assert_eq!(sup.dir(), runtime.path().join("supervise/ro"));
+        // A runtime directory where nothing can be created either (under
+        // /proc): the next one.
+        let (sup, _) = Supervise::open(&file, &[Path::new("/proc/no-such/run"), runtime.path()], "ro2").unwrap();
+        assert_eq!(sup.dir(), runtime.path().join("supervise/ro2"));
+        assert!(Supervise::open(&file, &[Path::new("/proc/no-such/run")], "ro3").is_err());
     }
 }

@@ -202,7 +202,14 @@ impl<P: Processes> Supervisor<P> {
         // A logger's name is NAME/log: its fallback state nests under its
         // service's, where baseinit's `sv` looks for it.
         let unit = &mut self.units[id];
-        match Supervise::open(dir, &self.opts.runtime_dir, &unit.name) {
+        // Then, for a non-root baseinit that may not write the runtime
+        // directory, its user's own (where its status socket goes too).
+        let own = crate::status::user_dir().filter(|own| crate::status::own_dir(own).is_ok());
+        let runtime_dirs: Vec<&Path> = [Some(self.opts.runtime_dir.as_path()), own.as_deref()]
+            .into_iter()
+            .flatten()
+            .collect();
+        match Supervise::open(dir, &runtime_dirs, &unit.name) {
             Ok((sup, control)) => {
                 debug!("{}: runit state in {}", unit.label, sup.dir().display());
                 unit.runit.supervise = Some(sup);
