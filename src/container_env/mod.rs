@@ -47,16 +47,19 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::ffi::{OsStr, OsString};
-use std::fs::{self, OpenOptions, Permissions};
-use std::io::{self, Write};
-use std::os::unix::ffi::{OsStrExt, OsStringExt};
-use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt, PermissionsExt};
-use std::path::{Path, PathBuf};
+use std::fs;
+use std::io;
+use std::os::unix::ffi::OsStrExt;
+use std::path::PathBuf;
 use std::sync::Arc;
 
+use nix::unistd::Uid;
+
 mod dump;
+mod files;
 
 use dump::{json_dump, shell_dump};
+use files::{read_value, write_all};
 
 /// Variables by name, in byte order (so the dumps are stable).
 pub type Vars = BTreeMap<OsString, OsString>;
@@ -182,7 +185,7 @@ impl ContainerEnv {
             }
             env.vars.insert(name, value);
         }
-        let mut problems = Vec::new();
+        let mut problems = Problems::default();
         let scan = env.scan(&mut problems);
         if let Some(scan) = &scan {
             for (name, value) in &scan.values {
@@ -215,7 +218,7 @@ impl ContainerEnv {
     /// variables by editing files); NOT_EXPORTED variables and variables that cannot be stored as files are kept
     /// from the current environment (my_init loses HOME here: don't). Then rewrite .sh and .json.
     pub fn after_startup_script(&mut self) {
-        let mut problems = Vec::new();
+        let mut problems = Problems::default();
         let scan = self.scan(&mut problems);
         match &scan {
             Some(now) => self.apply_edits(now),
@@ -266,7 +269,7 @@ impl ContainerEnv {
 
     /// Reads the directory. None when it is missing (fine: nothing to import)
     /// or unreadable (a problem).
-    fn scan(&mut self, problems: &mut Vec<String>) -> Option<Scan> {
+    fn scan(&mut self, problems: &mut Problems) -> Option<Scan> {
         let dir = &self.paths.dir;
         let entries = match fs::read_dir(dir) {
             Ok(entries) => entries,
@@ -275,7 +278,7 @@ impl ContainerEnv {
                 return None;
             }
             Err(e) => {
-                problems.push(format!("{}: cannot read: {e}", dir.display()));
+                problems.io(format!("{}: cannot read: {e}", dir.display()), &e);
                 return None;
             }
         };
@@ -284,7 +287,7 @@ impl ContainerEnv {
             let entry = match entry {
                 Ok(entry) => entry,
                 Err(e) => {
-                    problems.push(format!("{}: cannot read: {e}", dir.display()));
+                    problems.io(format!("{}: cannot read: {e}", dir.display()), &e);
                     continue;
                 }
             };
@@ -310,7 +313,7 @@ impl ContainerEnv {
                     scan.skipped.insert(name);
                 }
                 Err(e) => {
-                    problems.push(format!("{}: cannot import: {e}", path.display()));
+                    problems.io(format!("{}: cannot import: {e}", path.display()), &e);
                     scan.skipped.insert(name);
                 }
             }
@@ -320,7 +323,7 @@ impl ContainerEnv {
 
     /// Writes the variable files, the `.sh` and the `.json`. `scan` is what the
     /// directory holds now; returns it updated with what was written.
-    fn export(&mut self, scan: Option<Scan>, problems: &mut Vec<String>) -> Option<Scan> {
+    fn export(&mut self, scan: Option<Scan>, problems: &mut Problems) -> Option<Scan> {
         self.warn_skips();
         write_all(&self.paths, &self.vars, scan, problems)
     }
@@ -354,19 +357,70 @@ impl ContainerEnv {
     }
 
     /// One warning for all of a round's problems, and only once for the same
-    /// ones (a read-only /etc fails the same way after every script).
-    fn report(&mut self, problems: Vec<String>) {
-        if problems.is_empty() {
+    /// ones (a read-only /etc fails the same way after every script). A
+    /// non-root baseinit that may not read or write the files (the base
+    /// image's are root's) is expected to: one line at info level instead.
+    fn report(&mut self, problems: Problems) {
+        if problems.messages.is_empty() {
             return;
         }
-        let message = format!(
-            "container environment not fully imported or exported; children still get the whole environment: {}",
-            problems.join("; ")
-        );
-        if !self.warned.warn(message) {
+        let expected = !problems.unexpected && !Uid::effective().is_root();
+        let message = if expected {
+            format!(
+                "container environment: not all of it can be read or written as uid {} (permission), \
+                 so imported and exported where it can be; children get the whole environment: {}",
+                Uid::effective(),
+                problems.messages.join("; ")
+            )
+        } else {
+            format!(
+                "container environment not fully imported or exported; children still get the whole environment: {}",
+                problems.messages.join("; ")
+            )
+        };
+        if self.warned.0.contains(&message) {
             tracing::debug!("container environment: the same problems as before");
+        } else if expected {
+            tracing::info!("{message}");
+            self.warned.0.insert(message);
+        } else {
+            self.warned.warn(message);
         }
     }
+}
+
+/// A round's problems, and whether any was more than a permission denied
+/// (or a read-only file system), which a non-root baseinit expects.
+#[derive(Clone, Debug, Default)]
+struct Problems {
+    messages: Vec<String>,
+    unexpected: bool,
+}
+
+impl Problems {
+    fn io(&mut self, message: String, error: &io::Error) {
+        if denied(error) {
+            self.denied(message);
+        } else {
+            self.other(message);
+        }
+    }
+
+    fn denied(&mut self, message: String) {
+        self.messages.push(message);
+    }
+
+    fn other(&mut self, message: String) {
+        self.unexpected = true;
+        self.messages.push(message);
+    }
+}
+
+fn denied(error: &io::Error) -> bool {
+    matches!(
+        error.kind(),
+        io::ErrorKind::PermissionDenied | io::ErrorKind::ReadOnlyFilesystem
+    )
 }
 
 /// The boot's writes, apart from the environment they come from, so that
@@ -378,14 +432,14 @@ struct Export {
     /// What the directory held at the import.
     scan: Option<Scan>,
     /// The import's problems, reported with the writes'.
-    problems: Vec<String>,
+    problems: Problems,
 }
 
 /// What [`Export::write`] did, for [`ContainerEnv::exported`].
 #[derive(Debug)]
 struct Written {
     on_disk: Option<Scan>,
-    problems: Vec<String>,
+    problems: Problems,
 }
 
 impl Export {
@@ -402,9 +456,11 @@ impl Written {
     /// When the writes could not be made at all (the thread making them
     /// died): nothing is known to be on disk.
     fn lost(why: String) -> Self {
+        let mut problems = Problems::default();
+        problems.other(why);
         Written {
             on_disk: None,
-            problems: vec![why],
+            problems,
         }
     }
 }
@@ -487,101 +543,6 @@ fn beside_this_cpu<T>(handle: &std::thread::JoinHandle<T>) {
     }
 }
 
-/// Writes the variable files (when the directory can be had), the `.sh`
-/// and the `.json`; returns what the directory holds afterwards.
-fn write_all(paths: &EnvPaths, vars: &Vars, scan: Option<Scan>, problems: &mut Vec<String>) -> Option<Scan> {
-    let on_disk = if ensure_dir(&paths.dir, problems) {
-        let mut on_disk = scan.unwrap_or_default();
-        write_var_files(&paths.dir, vars, &mut on_disk, problems);
-        Some(on_disk)
-    } else {
-        scan
-    };
-    let sh = shell_dump(vars);
-    if let Err(e) = write_atomically(&paths.sh, &sh) {
-        problems.push(format!("{}: cannot write: {e}", paths.sh.display()));
-    }
-    let json = json_dump(vars);
-    if let Err(e) = json.and_then(|json| write_atomically(&paths.json, &json)) {
-        problems.push(format!("{}: cannot write: {e}", paths.json.display()));
-    }
-    on_disk
-}
-
-/// Makes sure the directory exists (0700 when created here); false when it
-/// cannot be had.
-fn ensure_dir(dir: &Path, problems: &mut Vec<String>) -> bool {
-    match fs::metadata(dir) {
-        Ok(meta) if meta.is_dir() => return true,
-        Ok(_) => {
-            problems.push(format!("{}: not a directory, no variable file written", dir.display()));
-            return false;
-        }
-        Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-        Err(e) => {
-            problems.push(format!("{}: {e}, no variable file written", dir.display()));
-            return false;
-        }
-    }
-    match fs::DirBuilder::new().mode(DIR_MODE).create(dir) {
-        Ok(()) => {
-            // The umask may have narrowed it; the base image has exactly 0700.
-            if let Err(e) = fs::set_permissions(dir, Permissions::from_mode(DIR_MODE)) {
-                tracing::debug!("{}: cannot chmod {DIR_MODE:o}: {e}", dir.display());
-            }
-            tracing::debug!("{}: created", dir.display());
-            true
-        }
-        Err(e) => {
-            problems.push(format!(
-                "{}: cannot create: {e}, no variable file written",
-                dir.display()
-            ));
-            false
-        }
-    }
-}
-
-/// One file per variable that can be stored as one, rewritten only when
-/// the value it holds (as imported) differs.
-fn write_var_files(dir: &Path, vars: &Vars, on_disk: &mut Scan, problems: &mut Vec<String>) {
-    let mut failed = 0;
-    let mut first_failure = None;
-    for (name, value) in vars {
-        if is_not_exported(name) || not_a_file_name(name).is_some() || on_disk.values.get(name) == Some(value) {
-            continue;
-        }
-        let path = dir.join(name);
-        match write_var_file(&path, value.as_bytes()) {
-            Ok(()) => {
-                tracing::debug!("{}: written", path.display());
-                on_disk.skipped.remove(name);
-                on_disk.values.insert(name.clone(), value.clone());
-            }
-            Err(e) => {
-                failed += 1;
-                first_failure.get_or_insert_with(|| format!("{}: {e}", path.display()));
-                // Whatever the failed write left (an old value, half a new
-                // one) must not pass for a startup script's edit next time.
-                on_disk.values.remove(name);
-                on_disk.skipped.remove(name);
-                match read_value(&path) {
-                    Ok(Some(left)) => {
-                        on_disk.values.insert(name.clone(), left);
-                    }
-                    Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-                    Ok(None) | Err(_) => {
-                        on_disk.skipped.insert(name.clone());
-                    }
-                }
-            }
-        }
-    }
-    if let Some(first) = first_failure {
-        problems.push(format!("{failed} variable file(s) not written (the first: {first})"));
-    }
-}
-
 /// Why `name=value` cannot be an environment variable, if it cannot.
 fn unusable(name: &OsStr, value: &OsStr) -> Option<&'static str> {
     if name.is_empty() {
@@ -641,123 +602,19 @@ fn not_a_shell_line(name: &OsStr) -> Option<&'static str> {
     }
 }
 
-/// A regular file's value (symlinks followed), one trailing newline stripped
-/// as my_init does; None for anything else, which is never opened (a FIFO
-/// would block boot).
-fn read_value(path: &Path) -> io::Result<Option<OsString>> {
-    if !fs::metadata(path)?.is_file() {
-        return Ok(None);
-    }
-    let mut bytes = fs::read(path)?;
-    if bytes.last() == Some(&b'\n') {
-        bytes.pop();
-    }
-    if bytes.contains(&0) {
-        return Err(io::Error::new(
-            io::ErrorKind::InvalidData,
-            "holds a NUL byte, which no environment variable can",
-        ));
-    }
-    Ok(Some(OsString::from_vec(bytes)))
-}
-
-/// Rewrites a variable file in place: an existing file keeps its mode, a new
-/// one is 0600. Symlinks are followed, as on import.
-fn write_var_file(path: &Path, value: &[u8]) -> io::Result<()> {
-    let mut file = OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(VAR_FILE_MODE)
-        .open(path)?;
-    file.write_all(value)
-}
-
-/// Replaces `path` with `contents` through a temporary file in the same
-/// directory and a rename, so a reader sees the old file or the new one,
-/// never half of one. An existing file's mode, owner and group carry over; a
-/// new one is 0640, group docker_env when it exists. A symlink is written
-/// through, not replaced.
-fn write_atomically(path: &Path, contents: &[u8]) -> io::Result<()> {
-    let target = match fs::symlink_metadata(path) {
-        Ok(meta) if meta.file_type().is_symlink() => fs::canonicalize(path).unwrap_or_else(|_| path.to_owned()),
-        _ => path.to_owned(),
-    };
-    let existing = match fs::metadata(&target) {
-        Ok(meta) => Some(meta),
-        Err(e) if e.kind() == io::ErrorKind::NotFound => None,
-        Err(e) => return Err(e),
-    };
-    let file_name = target
-        .file_name()
-        .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "no file name"))?;
-    let mut tmp_name = OsString::from(".");
-    tmp_name.push(file_name);
-    tmp_name.push(".baseinit-tmp");
-    let tmp = target.with_file_name(tmp_name);
-    // Left over if an earlier baseinit died mid-write (as PID 1 its pid is always 1).
-    match fs::remove_file(&tmp) {
-        Ok(()) => tracing::debug!("{}: removed a leftover temporary file", tmp.display()),
-        Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-        Err(e) => return Err(e),
-    }
-    let file = OpenOptions::new().write(true).create_new(true).mode(0o600).open(&tmp)?;
-    let written = fill(file, contents, existing.as_ref(), &target).and_then(|()| fs::rename(&tmp, &target));
-    if written.is_err() {
-        // Best effort: a leftover is removed by the next write anyway.
-        let _ = fs::remove_file(&tmp);
-    }
-    written
-}
-
-/// Writes the temporary file of [`write_atomically`] and gives it the mode,
-/// owner and group `target` has (`existing`) or a new dump gets.
-fn fill(mut file: fs::File, contents: &[u8], existing: Option<&fs::Metadata>, target: &Path) -> io::Result<()> {
-    file.write_all(contents)?;
-    match existing {
-        Some(meta) => {
-            // Ownership first: chown clears set-id bits, the chmod restores them.
-            let ours = file.metadata()?;
-            if (meta.uid(), meta.gid()) != (ours.uid(), ours.gid()) {
-                std::os::unix::fs::fchown(&file, Some(meta.uid()), Some(meta.gid()))?;
-            }
-            file.set_permissions(Permissions::from_mode(meta.mode() & 0o7777))?;
-        }
-        None => {
-            if let Some(gid) = dump_group() {
-                // Not fatal: without the group the file is 0640 to ours.
-                if let Err(e) = std::os::unix::fs::fchown(&file, None, Some(gid)) {
-                    tracing::debug!("{}: cannot give it group {DUMP_GROUP}: {e}", target.display());
-                }
-            }
-            file.set_permissions(Permissions::from_mode(DUMP_MODE))?;
-        }
-    }
-    // No fsync: the rename already keeps readers from a half-written file,
-    // and the dump is written anew at every boot, so surviving a host crash
-    // buys nothing, while on a disk it would slow every boot down.
-    Ok(())
-}
-
-/// docker_env's gid, when the group exists.
-fn dump_group() -> Option<u32> {
-    match crate::accounts::group_by_name(DUMP_GROUP) {
-        Ok(group) => group.map(|group| group.gid.as_raw()),
-        Err(e) => {
-            tracing::debug!("cannot look up group {DUMP_GROUP}: {e}");
-            None
-        }
-    }
-}
-
 // clippy.toml forbids the std methods that wait for a child, because in the
 // crate the supervisor's reaper owns waitpid. These tests are not PID 1 and
 // run `sh` to check the `.sh` round trip, so they may wait.
 #[allow(clippy::disallowed_methods)]
 #[cfg(test)]
 mod tests {
+    use super::files::dump_group;
     use super::*;
-    use std::os::unix::fs::symlink;
+    use std::fs::Permissions;
+    use std::io::Write;
+    use std::os::unix::ffi::OsStringExt;
+    use std::os::unix::fs::{MetadataExt, PermissionsExt, symlink};
+    use std::path::Path;
     use std::process::Command;
     use std::sync::{Arc, Mutex};
 
