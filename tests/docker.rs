@@ -982,3 +982,198 @@ fn tail_of(text: &str) -> String {
     let lines: Vec<&str> = text.lines().collect();
     lines[lines.len().saturating_sub(40)..].join("\n")
 }
+
+/// baseinit in a second container that shares a pause-like container's PID
+/// namespace (Kubernetes' `shareProcessNamespace`, `docker run --pid
+/// container:X`): not PID 1 there, it is a subreaper, reaps what its
+/// services orphan, and `docker stop` stops its tree, leaving no zombie for
+/// the other container's PID 1 (which reaps nothing) and the other
+/// container running.
+#[test]
+fn in_a_shared_pid_namespace_baseinit_reaps_its_orphans_and_stops_only_its_tree() {
+    require_docker!();
+    let pause = Container::start("pause", &["--entrypoint", "sleep", BASE, "infinity"]);
+    let tag = test_image(
+        "sharedpid",
+        &[
+            (
+                "Dockerfile",
+                "FROM baseinit/debian:test\nCOPY orphans /etc/service/orphans/run\n",
+                0o644,
+            ),
+            // A double fork every 50 ms: each `sleep` is orphaned at once.
+            (
+                "orphans",
+                "#!/bin/sh\necho orphans: up\nwhile :; do (sleep 0.1 &); sleep 0.05; done\n",
+                0o755,
+            ),
+        ],
+    );
+    let shared = format!("container:{}", pause.name);
+    let c = Container::start("shared", &["--pid", &shared, &tag]);
+    c.wait_logs(&["orphans | orphans: up"]);
+    // PID 1 is the pause container's sleep; baseinit is not it.
+    let ids = c.exec(&[
+        "sh",
+        "-c",
+        "cat /proc/1/comm; for p in /proc/[0-9]*; do [ \"$(cat $p/comm 2>/dev/null)\" = baseinit ] && echo ${p#/proc/}; done",
+    ]);
+    let mut lines = ids.stdout.lines();
+    assert_eq!(lines.next(), Some("sleep"), "{}", ids.text());
+    assert_ne!(lines.next(), Some("1"), "{}", ids.text());
+    // Orphans come and go for a while: wait until some have been reaped.
+    std::thread::sleep(Duration::from_millis(500));
+    let took = c.stop();
+    assert_eq!(c.exit_code(), 0, "{}", c.logs());
+    assert!(took < Duration::from_secs(9), "docker stop took {took:?}");
+    let logs = c.logs();
+    assert!(orphans_reaped(&logs) > 0, "baseinit reaped no orphan:\n{logs}");
+    // Nothing of baseinit's tree is left, not even a zombie; the pause
+    // container runs on.
+    assert_eq!(pause.inspect("{{.State.Running}}"), "true");
+    let zombies = pause.exec(&[
+        "sh",
+        "-c",
+        "n=0; for s in /proc/[0-9]*/stat; do case \"$(cut -d' ' -f3 \"$s\" 2>/dev/null)\" in Z) n=$((n+1));; esac; done; echo $n",
+    ]);
+    assert_eq!(zombies.stdout.trim(), "0", "{}", zombies.text());
+    let left = pause.exec(&["sh", "-c", "ls -d /proc/[0-9]* | wc -l"]);
+    assert!(
+        left.stdout.trim().parse::<u32>().is_ok_and(|n| n <= 4),
+        "processes left beside the pause container's: {}",
+        left.text()
+    );
+}
+
+/// The image of the restricted runs: `web` runs as the container's own uid
+/// (given in service.toml), `crashy` crash-loops once /tmp/crash exists.
+fn restricted_image() -> String {
+    test_image(
+        "restricted",
+        &[
+            (
+                "Dockerfile",
+                "FROM baseinit/debian:test\nCOPY web /etc/service/web/\nCOPY crashy /etc/service/crashy/\n",
+                0o644,
+            ),
+            (
+                "web/run",
+                "#!/bin/sh\necho \"web: up as $(id -u):$(id -g)\"\nexec sleep 1000\n",
+                0o755,
+            ),
+            ("web/service.toml", "user = \"1000780000\"\n", 0o644),
+            (
+                "crashy/run",
+                "#!/bin/sh\nif [ -e /tmp/crash ]; then echo crashing; exit 3; fi\necho crashy: up\nexec sleep 1000\n",
+                0o755,
+            ),
+        ],
+    )
+}
+
+/// Waits until `baseinit health`, run in the container, exits `want`.
+fn wait_health_code(c: &Container, want: i32) {
+    let deadline = Instant::now() + BOOT;
+    loop {
+        let out = c.exec(&["baseinit", "health"]);
+        if out.code == want {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "baseinit health still exits {} (want {want}):\n{}\n{}",
+            out.code,
+            out.text(),
+            c.logs()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// As Kubernetes' restricted profile and OpenShift run it: a uid with no
+/// passwd entry, gid 0, a read-only root with a tmpfs /run and /tmp, no
+/// capabilities, no new privileges. The service whose `user` is that uid
+/// runs as it, `health` answers, `sv restart` (as the same uid) restarts a
+/// service, a crash loop turns the health unhealthy, and `docker stop` is
+/// graceful, exit 0.
+#[test]
+fn a_restricted_container_runs_answers_health_and_sv_and_stops_gracefully() {
+    require_docker!();
+    let tag = restricted_image();
+    let c = Container::start(
+        "restricted",
+        &[
+            "--user",
+            "1000780000:0",
+            "--read-only",
+            "--tmpfs",
+            "/run",
+            "--tmpfs",
+            "/tmp",
+            "--cap-drop",
+            "ALL",
+            "--security-opt",
+            "no-new-privileges",
+            &tag,
+        ],
+    );
+    c.wait_logs(&["web | web: up as 1000780000:0", "crashy | crashy: up"]);
+    wait_health_code(&c, 0);
+    let restart = c.exec(&["sv", "restart", "web"]);
+    assert_eq!(restart.code, 0, "{}", restart.text());
+    assert!(restart.stdout.starts_with("ok: run: web"), "{}", restart.text());
+    let logs = c.wait_logs(&["web | web: up as 1000780000:0"]);
+    let ups = || c.logs().matches("web | web: up as").count();
+    let deadline = Instant::now() + BOOT;
+    while ups() < 2 {
+        assert!(Instant::now() < deadline, "web did not come back:\n{logs}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let touched = c.exec(&["touch", "/tmp/crash"]);
+    assert_eq!(touched.code, 0, "{}", touched.text());
+    let crash = c.exec(&["sv", "restart", "crashy"]);
+    assert!(crash.code == 0 || crash.code == 1, "{}", crash.text());
+    wait_health_code(&c, 1);
+    let took = c.stop();
+    assert_eq!(c.exit_code(), 0, "{}", c.logs());
+    assert!(took < Duration::from_secs(9), "docker stop took {took:?}");
+    // Services' exits aside, nothing was worth a warning: not the
+    // environment (root's files: one info line), not the runit state, no
+    // failed start.
+    let logs = c.logs();
+    let warnings: Vec<&str> = logs
+        .lines()
+        .filter(|l| l.contains(" WARN ") && !l.contains(": exited with "))
+        .collect();
+    assert!(warnings.is_empty(), "{warnings:#?}");
+    assert!(!logs.contains("cannot start"), "{logs}");
+}
+
+/// The same with nothing writable at all (no tmpfs): `health` is answered
+/// over the abstract socket, and the stop is still graceful.
+#[test]
+fn a_container_with_nothing_writable_still_answers_health() {
+    require_docker!();
+    let tag = restricted_image();
+    let c = Container::start(
+        "readonly",
+        &[
+            "--user",
+            "1000780000:0",
+            "--read-only",
+            "--cap-drop",
+            "ALL",
+            "--security-opt",
+            "no-new-privileges",
+            &tag,
+        ],
+    );
+    c.wait_logs(&["web | web: up as 1000780000:0", "answered over an abstract socket"]);
+    wait_health_code(&c, 0);
+    let status = c.exec(&["baseinit", "status"]);
+    assert_eq!(status.code, 0, "{}", status.text());
+    assert!(status.stdout.contains("web"), "{}", status.text());
+    let took = c.stop();
+    assert_eq!(c.exit_code(), 0, "{}", c.logs());
+    assert!(took < Duration::from_secs(9), "docker stop took {took:?}");
+}
