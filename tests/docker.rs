@@ -24,7 +24,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
-use common::{Capability, Output as Out, try_run, write_file};
+use common::{Capability, Output as Out, require, try_run, write_file};
 use nix::libc;
 
 const BASE: &str = "baseinit/debian:test";
@@ -1176,4 +1176,153 @@ fn a_container_with_nothing_writable_still_answers_health() {
     let took = c.stop();
     assert_eq!(c.exit_code(), 0, "{}", c.logs());
     assert!(took < Duration::from_secs(9), "docker stop took {took:?}");
+}
+
+// ---------------------------------------------------------------------------
+// Rootless Podman
+
+/// The unprivileged user the rootless Podman test runs as (created here,
+/// with subordinate ids).
+const PODMAN_USER: &str = "baseinit-podman";
+
+/// `podman ARGS` as [`PODMAN_USER`], through a login shell (`su -`), so
+/// that Podman finds its rootless storage and runtime directory.
+fn podman(args: &[&str], timeout: Duration) -> Out {
+    let quoted: Vec<String> = args.iter().map(|a| format!("'{}'", a.replace('\'', "'\\''"))).collect();
+    let mut command = Command::new("su");
+    command.args(["-", PODMAN_USER, "-c", &format!("podman {}", quoted.join(" "))]);
+    try_run(command, timeout).unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// Makes [`PODMAN_USER`] (with subordinate uids and gids for its user
+/// namespace) unless it exists.
+fn podman_user() {
+    let exists = Command::new("id")
+        .arg(PODMAN_USER)
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !exists {
+        let mut command = Command::new("useradd");
+        command.args(["-m", "-s", "/bin/sh", PODMAN_USER]);
+        let out = try_run(command, COMMAND).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(out.code, 0, "useradd: {}", out.text());
+    }
+    let has = |file: &str| {
+        std::fs::read_to_string(file).is_ok_and(|t| t.lines().any(|l| l.starts_with(&format!("{PODMAN_USER}:"))))
+    };
+    if !has("/etc/subuid") || !has("/etc/subgid") {
+        let mut command = Command::new("usermod");
+        command.args([
+            "--add-subuids",
+            "300000-365535",
+            "--add-subgids",
+            "300000-365535",
+            PODMAN_USER,
+        ]);
+        let out = try_run(command, COMMAND).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(out.code, 0, "usermod: {}", out.text());
+    }
+}
+
+/// Waits until `podman logs NAME` holds `needle`.
+fn wait_podman_logs(name: &str, needle: &str) -> String {
+    let deadline = Instant::now() + BOOT;
+    loop {
+        let logs = podman(&["logs", name], COMMAND).text();
+        if logs.contains(needle) {
+            return logs;
+        }
+        assert!(Instant::now() < deadline, "{name}: no {needle:?} in:\n{logs}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// Rootless Podman, as an unprivileged user with its own user namespace:
+/// the example image runs, `podman healthcheck run` says healthy, `podman
+/// stop` is graceful and quick with exit 0, a main command's exit code
+/// passes through; `podman kube play` of the manual's Pod manifest runs it
+/// with the liveness probe on `baseinit health`, and stopping the pod is
+/// graceful too.
+#[test]
+fn rootless_podman_runs_the_example_checks_health_stops_and_plays_the_pod() {
+    require_docker!();
+    require!(Capability::Root);
+    require!(Capability::Podman);
+    podman_user();
+    // Leftovers of an earlier, failed run.
+    podman(&["pod", "rm", "-af"], COMMAND);
+    podman(&["rm", "-af"], COMMAND);
+    let work = tempfile::tempdir().expect("tempdir");
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(work.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let tar = work.path().join("example.tar");
+    let saved = docker(&["save", "-o", &tar.display().to_string(), EXAMPLE], BUILD);
+    assert_eq!(saved.code, 0, "{}", saved.text());
+    std::fs::set_permissions(&tar, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let loaded = podman(&["load", "-q", "-i", &tar.display().to_string()], BUILD);
+    assert_eq!(loaded.code, 0, "{}", loaded.text());
+    let image = "localhost/baseinit/example:test";
+
+    let run = podman(&["run", "-d", "--network", "none", "--name", "example", image], COMMAND);
+    assert_eq!(run.code, 0, "{}", run.text());
+    wait_podman_logs("example", "heartbeat | heartbeat: up as root");
+    let health = podman(&["healthcheck", "run", "example"], COMMAND);
+    assert_eq!(health.code, 0, "{}", health.text());
+    let started = Instant::now();
+    let stop = podman(&["stop", "-t", "10", "example"], COMMAND);
+    let took = started.elapsed();
+    assert_eq!(stop.code, 0, "{}", stop.text());
+    assert!(took < Duration::from_secs(9), "podman stop took {took:?}");
+    let code = podman(&["inspect", "-f", "{{.State.ExitCode}}", "example"], COMMAND);
+    assert_eq!(code.stdout.trim(), "0", "{}", code.text());
+    let logs = podman(&["logs", "example"], COMMAND).text();
+    assert!(logs.contains("exiting with code 0"), "{logs}");
+    podman(&["rm", "example"], COMMAND);
+
+    let main = podman(
+        &["run", "--rm", "--network", "none", image, "--", "sh", "-c", "exit 3"],
+        COMMAND,
+    );
+    assert_eq!(main.code, 3, "{}", main.text());
+
+    // The manual's Pod (docs/status-and-health.md), with this image.
+    let manifest = work.path().join("pod.yaml");
+    write_file(
+        &manifest,
+        &format!(
+            "apiVersion: v1
+kind: Pod
+metadata:
+  name: app
+spec:
+  terminationGracePeriodSeconds: 15
+  containers:
+    - name: app
+      image: {image}
+      env:
+        - name: KILL_PROCESS_TIMEOUT
+          value: \"5\"
+      livenessProbe:
+        exec:
+          command: [\"baseinit\", \"health\"]
+        periodSeconds: 10
+        failureThreshold: 3
+"
+        ),
+        0o644,
+    );
+    let manifest = manifest.display().to_string();
+    let play = podman(&["kube", "play", "--network", "none", &manifest], COMMAND);
+    assert_eq!(play.code, 0, "{}", play.text());
+    wait_podman_logs("app-app", "heartbeat | heartbeat: up as root");
+    let health = podman(&["healthcheck", "run", "app-app"], COMMAND);
+    assert_eq!(health.code, 0, "{}", health.text());
+    let stop = podman(&["pod", "stop", "-t", "15", "app"], COMMAND);
+    assert_eq!(stop.code, 0, "{}", stop.text());
+    let code = podman(&["inspect", "-f", "{{.State.ExitCode}}", "app-app"], COMMAND);
+    assert_eq!(code.stdout.trim(), "0", "{}", code.text());
+    let logs = podman(&["logs", "app-app"], COMMAND).text();
+    assert!(logs.contains("exiting with code 0"), "{logs}");
+    let down = podman(&["kube", "down", &manifest], COMMAND);
+    assert_eq!(down.code, 0, "{}", down.text());
 }

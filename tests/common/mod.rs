@@ -48,15 +48,18 @@ pub enum Capability {
     Cgroups,
     /// The test runs as root (to mount, to switch users, to make a cgroup).
     Root,
+    /// Podman (Debian's `podman`, with `uidmap` for rootless use).
+    Podman,
 }
 
 impl Capability {
-    const ALL: [Capability; 5] = [
+    const ALL: [Capability; 6] = [
         Capability::Namespaces,
         Capability::Runit,
         Capability::Docker,
         Capability::Cgroups,
         Capability::Root,
+        Capability::Podman,
     ];
 
     /// The variable that turns the skip into a failure (CI's .ci/run sets
@@ -68,6 +71,7 @@ impl Capability {
             Capability::Docker => "BASEINIT_REQUIRE_DOCKER",
             Capability::Cgroups => "BASEINIT_REQUIRE_CGROUPS",
             Capability::Root => "BASEINIT_REQUIRE_ROOT",
+            Capability::Podman => "BASEINIT_REQUIRE_PODMAN",
         }
     }
 
@@ -79,6 +83,7 @@ impl Capability {
             Capability::Docker => "a Docker engine",
             Capability::Cgroups => "a pids cgroup",
             Capability::Root => "root",
+            Capability::Podman => "Podman and newuidmap (Debian packages `podman`, `uidmap`)",
         }
     }
 
@@ -111,6 +116,16 @@ impl Capability {
                 }
             }
             Capability::Cgroups => pids_cgroup_parent().map(|_| ()),
+            Capability::Podman => {
+                let missing: Vec<&str> = ["podman", "newuidmap"]
+                    .into_iter()
+                    .filter(|p| which(p).is_none())
+                    .collect();
+                match missing[..] {
+                    [] => Ok(()),
+                    _ => Err(format!("{} not found in PATH", missing.join(" and "))),
+                }
+            }
             Capability::Root => {
                 let uid = nix::unistd::Uid::effective();
                 if uid.is_root() {
