@@ -11,8 +11,9 @@
 //!
 //! baseinit's addition: when a service directory has no `supervise`, the
 //! state is looked up in `${BASEINIT_RUNTIME_DIR:-/run/baseinit}/supervise/NAME`
-//! (`NAME/log` for its log service), where baseinit keeps it when the service
-//! directory is read-only.
+//! (`NAME/log` for its log service), then, for a user other than root, in
+//! `$TMPDIR/baseinit-UID/supervise/NAME`: where baseinit keeps it when the
+//! service directory is read-only.
 
 mod args;
 mod errstr;
