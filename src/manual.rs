@@ -11,8 +11,6 @@ use std::io::{self, Write};
 
 use clap::{Arg, ArgAction, Command, CommandFactory, ValueHint};
 
-use crate::applets::sv;
-
 /// Where the manual is, for the pages' SEE ALSO.
 const MANUAL: &str = "The manual: docs/ in the source tree (an mdBook: `mdbook build docs`).";
 
@@ -297,14 +295,10 @@ pub fn flags_and_variables() -> Vec<String> {
     out
 }
 
-/// The `sv` words are the parser's.
-pub fn sv_command_decodes(word: &str) -> bool {
-    sv::decodes(word.as_bytes())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::applets::sv;
 
     #[test]
     fn definitions_are_consistent() {
@@ -316,9 +310,9 @@ mod tests {
     #[test]
     fn every_sv_word_is_one_the_parser_takes() {
         for word in SV_COMMANDS {
-            assert!(sv_command_decodes(word), "{word}");
+            assert!(sv::decodes(word.as_bytes()), "{word}");
         }
-        assert!(!sv_command_decodes("frobnicate"));
+        assert!(!sv::decodes(b"frobnicate"));
     }
 
     #[test]

@@ -202,14 +202,17 @@ impl<P: Processes> Supervisor<P> {
         // A logger's name is NAME/log: its fallback state nests under its
         // service's, where baseinit's `sv` looks for it.
         let unit = &mut self.units[id];
-        // Then, for a non-root baseinit that may not write the runtime
-        // directory, its user's own (where its status socket goes too).
-        let own = crate::status::user_dir().filter(|own| crate::status::own_dir(own).is_ok());
-        let runtime_dirs: Vec<&Path> = [Some(self.opts.runtime_dir.as_path()), own.as_deref()]
-            .into_iter()
-            .flatten()
-            .collect();
-        match Supervise::open(dir, &runtime_dirs, &unit.name) {
+        let runtime_dir = self.opts.runtime_dir.as_path();
+        // Only when neither place will do: a non-root baseinit's own
+        // directory (where its status socket goes too), made and checked
+        // then, not for every service.
+        let opened = Supervise::open(dir, &[runtime_dir], &unit.name).or_else(|failed| match crate::status::user_dir()
+            .filter(|own| crate::status::own_dir(own).is_ok())
+        {
+            Some(own) => Supervise::open(dir, &[&own], &unit.name),
+            None => Err(failed),
+        });
+        match opened {
             Ok((sup, control)) => {
                 debug!("{}: runit state in {}", unit.label, sup.dir().display());
                 unit.runit.supervise = Some(sup);
