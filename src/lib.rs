@@ -16,8 +16,9 @@
 //! - [`runit`]: runit's protocol, shared by the supervisor and `sv`: the
 //!   `supervise/` directory, its status record and its control letters.
 //! - [`watch`]: inotify on the service directory.
-//! - [`status`]: `baseinit status` and `health`, over a root-only socket.
+//! - [`status`]: `baseinit status` and `health`: the snapshot, and what healthy means.
 //! - [`shutdown`]: the stop plan and the final kill-all.
+//! - [`control_socket`]: the socket `status`, `health` and `sv` ask the running baseinit over.
 //! - [`exit`]: child statuses and baseinit's exit-code table.
 //! - [`inherited`]: cleaning up the signal mask, dispositions and fds baseinit inherited.
 //! - [`logging`]: baseinit's own log on stderr.
@@ -32,6 +33,7 @@ pub mod check;
 pub mod cli;
 pub mod config;
 pub mod container_env;
+pub mod control_socket;
 pub mod exit;
 pub mod inherited;
 pub mod logging;

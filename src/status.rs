@@ -1,33 +1,16 @@
-//! `baseinit status` and `baseinit health`: the running supervisor's state,
-//! asked over a Unix socket that only root can open.
-//!
-//! The socket (`RUNTIME/control.sock`, mode 0600) answers one JSON
-//! [`Snapshot`] per connection. A small task accepts connections; the
-//! supervisor, which alone owns the state, builds each snapshot. Where no
-//! directory can be written (a read-only root without a tmpfs), the socket
-//! lives in Linux's abstract namespace instead, which needs no file; there,
-//! the peer's credentials (`SO_PEERCRED`) stand in for the file's mode:
-//! only root and baseinit's own user are answered.
+//! `baseinit status` and `baseinit health`: the running supervisor's state
+//! as a [`Snapshot`], asked over the control socket ([`control_socket`]),
+//! and what healthy means.
 
 use std::ffi::OsString;
-use std::io::{self, Read, Write};
-use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
-use std::os::unix::net::UnixStream;
-use std::path::{Path, PathBuf};
-use std::time::Duration;
+use std::io::{self, Write};
+use std::path::Path;
 
 use clap::Parser;
 
 use crate::cli::RuntimeDir;
+use crate::control_socket;
 use serde::{Deserialize, Serialize};
-use tokio::io::AsyncWriteExt;
-use tokio::net::UnixListener;
-use tokio::sync::{mpsc, oneshot};
-
-/// The socket's file name in the runtime directory.
-pub const SOCKET: &str = "control.sock";
-/// The answer to a peer that may not ask (over the abstract socket).
-const DENIED: &[u8] = b"denied\n";
 
 /// Everything `status` shows.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -57,6 +40,35 @@ pub struct ServiceStatus {
     pub expected_up: bool,
     /// Ready to serve: for now, running.
     pub ready: bool,
+    /// Why it is not running, when baseinit knows better than its state
+    /// says (a `broken` definition).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+}
+
+/// A service that cannot run for its definition: shown with state
+/// `broken` and the reason.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Broken {
+    pub name: String,
+    pub reason: String,
+}
+
+impl Broken {
+    pub fn status(&self) -> ServiceStatus {
+        ServiceStatus {
+            name: self.name.clone(),
+            kind: "service".to_owned(),
+            state: "broken".to_owned(),
+            pid: None,
+            uptime_ms: None,
+            restarts: 0,
+            last_exit: None,
+            expected_up: true,
+            ready: false,
+            reason: Some(self.reason.clone()),
+        }
+    }
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -85,6 +97,9 @@ impl Snapshot {
                 if s.restarts > 0 {
                     why.push_str(&format!(", {} restarts", s.restarts));
                 }
+                if let Some(reason) = &s.reason {
+                    why.push_str(&format!(" ({reason})"));
+                }
                 problems.push(why);
             }
         }
@@ -105,228 +120,9 @@ impl LastExit {
     }
 }
 
-/// A request from a connection: the supervisor answers with a snapshot.
-pub type Request = oneshot::Sender<Snapshot>;
-
-/// Where a non-root baseinit (`docker run --user`) keeps its socket when the
-/// runtime directory is not its to write: a directory of its own, which the
-/// same user's `baseinit health` (a HEALTHCHECK runs as the container's user)
-/// finds too; so do its `supervise/` directories, for `sv`.
-pub fn user_dir() -> Option<PathBuf> {
-    let uid = nix::unistd::Uid::effective();
-    (!uid.is_root()).then(|| std::env::temp_dir().join(format!("baseinit-{uid}")))
-}
-
-/// Binds the socket, only its owner (root, normally) may use it: in the
-/// runtime directory, else (not root) in a directory of baseinit's user,
-/// else in the abstract namespace. None (with a warning) when it cannot:
-/// status and health are then unavailable, nothing else changes.
-pub fn listen(runtime_dir: &Path) -> Option<UnixListener> {
-    let path = runtime_dir.join(SOCKET);
-    let mut failed = match bind(runtime_dir) {
-        Ok(listener) => return Some(listener),
-        Err(e) if e.kind() == io::ErrorKind::AddrInUse => {
-            tracing::warn!(
-                "cannot create {} ({e}): `baseinit status` and `baseinit health` will not answer",
-                path.display()
-            );
-            return None;
-        }
-        Err(e) => format!("{} ({e})", path.display()),
-    };
-    if let Some(dir) = user_dir() {
-        match own_dir(&dir).and_then(|()| bind(&dir)) {
-            Ok(listener) => return Some(listener),
-            Err(e) => failed.push_str(&format!(" nor {} ({e})", dir.join(SOCKET).display())),
-        }
-    }
-    match bind_abstract(runtime_dir) {
-        Ok(listener) => Some(listener),
-        Err(e) => {
-            tracing::warn!(
-                "cannot create {failed}, nor an abstract socket ({e}): `baseinit status` and `baseinit health` will not answer"
-            );
-            None
-        }
-    }
-}
-
-/// Makes `dir` (0700), or checks that it is a real directory of ours: in a
-/// shared /tmp, nothing else will do.
-pub fn own_dir(dir: &Path) -> io::Result<()> {
-    std::fs::DirBuilder::new().mode(0o700).create(dir).or_else(|e| {
-        if e.kind() == io::ErrorKind::AlreadyExists {
-            Ok(())
-        } else {
-            Err(e)
-        }
-    })?;
-    use std::os::unix::fs::MetadataExt;
-    let meta = std::fs::symlink_metadata(dir)?;
-    if meta.is_dir() && meta.uid() == nix::unistd::Uid::effective().as_raw() {
-        Ok(())
-    } else {
-        Err(io::Error::other(format!(
-            "{} is not a directory of ours",
-            dir.display()
-        )))
-    }
-}
-
-/// The abstract socket's address for `runtime_dir` in this container: the
-/// PID namespace tells containers apart where they share a network
-/// namespace (`--network host`), the runtime directory two baseinits in
-/// one; `status` and `health` run in the container (`docker exec`) find the
-/// same.
-fn abstract_address(runtime_dir: &Path) -> io::Result<std::os::unix::net::SocketAddr> {
-    use std::os::linux::net::SocketAddrExt;
-    use std::os::unix::ffi::OsStrExt;
-    let namespace = std::fs::read_link("/proc/self/ns/pid")?;
-    // FNV-1a: a short, fixed name for a path of any length.
-    let hash = runtime_dir
-        .as_os_str()
-        .as_bytes()
-        .iter()
-        .fold(0xcbf2_9ce4_8422_2325_u64, |hash, &byte| {
-            (hash ^ u64::from(byte)).wrapping_mul(0x0100_0000_01b3)
-        });
-    let name = format!("baseinit.{}.{hash:016x}", namespace.display());
-    std::os::unix::net::SocketAddr::from_abstract_name(name.as_bytes())
-}
-
-fn bind_abstract(runtime_dir: &Path) -> io::Result<UnixListener> {
-    let listener = std::os::unix::net::UnixListener::bind_addr(&abstract_address(runtime_dir)?)?;
-    listener.set_nonblocking(true)?;
-    let listener = UnixListener::from_std(listener)?;
-    tracing::info!(
-        "no directory for the status socket can be written: `baseinit status` and `health` are answered \
-         over an abstract socket, to root and uid {}",
-        nix::unistd::Uid::effective()
-    );
-    Ok(listener)
-}
-
-/// Who may ask: root, and baseinit's own user. (A socket file's mode 0600
-/// lets no one else connect; an abstract socket has no mode.)
-fn may_ask(stream: &tokio::net::UnixStream) -> bool {
-    stream.peer_cred().is_ok_and(|peer| {
-        let uid = peer.uid();
-        uid == 0 || uid == nix::unistd::Uid::effective().as_raw()
-    })
-}
-
-fn bind(runtime_dir: &Path) -> io::Result<UnixListener> {
-    let path = runtime_dir.join(SOCKET);
-    // Another baseinit answering here keeps its socket; only a stale one
-    // (nobody answers) is replaced.
-    if UnixStream::connect(&path).is_ok() {
-        return Err(io::Error::new(
-            io::ErrorKind::AddrInUse,
-            "another baseinit answers there (use another --runtime-dir)",
-        ));
-    }
-    std::fs::create_dir_all(runtime_dir)
-        .and_then(|()| match std::fs::remove_file(&path) {
-            Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e),
-            _ => Ok(()),
-        })
-        .and_then(|()| {
-            // The socket is created with the umask: tighten it for the bind
-            // so no window exists where others could connect.
-            let old = nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(0o177));
-            let listener = UnixListener::bind(&path);
-            nix::sys::stat::umask(old);
-            let listener = listener?;
-            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))?;
-            Ok(listener)
-        })
-}
-
-/// Accepts connections for as long as the task lives; each one gets a
-/// snapshot from the supervisor through `requests`.
-pub async fn serve(listener: UnixListener, requests: mpsc::Sender<Request>) {
-    loop {
-        let Ok((mut stream, _)) = listener.accept().await else {
-            // Out of fds, say: wait rather than spin.
-            tokio::time::sleep(Duration::from_millis(100)).await;
-            continue;
-        };
-        if !may_ask(&stream) {
-            let _ = stream.write_all(DENIED).await;
-            continue;
-        }
-        let requests = requests.clone();
-        tokio::spawn(async move {
-            let (reply, answer) = oneshot::channel();
-            let asked = tokio::time::timeout(Duration::from_secs(5), requests.send(reply)).await;
-            if !matches!(asked, Ok(Ok(()))) {
-                return;
-            }
-            let Ok(Ok(snapshot)) = tokio::time::timeout(Duration::from_secs(5), answer).await else {
-                return;
-            };
-            if let Ok(mut json) = serde_json::to_vec(&snapshot) {
-                json.push(b'\n');
-                let _ = stream.write_all(&json).await;
-            }
-        });
-    }
-}
-
-/// Asks the running baseinit for its state (at the runtime directory, or a
-/// non-root baseinit's own directory).
+/// Asks the running baseinit for its state (see [`control_socket`]).
 pub fn ask(runtime_dir: &Path) -> Result<Snapshot, String> {
-    match ask_at(runtime_dir) {
-        Err(message) if !message.starts_with("permission denied") => match user_dir() {
-            Some(dir) if dir.join(SOCKET).exists() => ask_at(&dir),
-            _ => ask_abstract(runtime_dir).unwrap_or(Err(message)),
-        },
-        result => result,
-    }
-}
-
-/// Over the abstract socket, when a baseinit listens there (None when none
-/// does).
-fn ask_abstract(runtime_dir: &Path) -> Option<Result<Snapshot, String>> {
-    let address = abstract_address(runtime_dir).ok()?;
-    let stream = UnixStream::connect_addr(&address).ok()?;
-    Some(read_answer(stream).and_then(|text| {
-        if text.as_bytes() == DENIED {
-            Err(format!(
-                "permission denied: only root and baseinit's own user can ask it (this is uid {})",
-                nix::unistd::Uid::effective()
-            ))
-        } else {
-            serde_json::from_str(&text).map_err(|e| format!("unreadable answer from baseinit: {e}"))
-        }
-    }))
-}
-
-fn read_answer(mut stream: UnixStream) -> Result<String, String> {
-    stream
-        .set_read_timeout(Some(Duration::from_secs(5)))
-        .map_err(|e| e.to_string())?;
-    let mut text = String::new();
-    stream
-        .read_to_string(&mut text)
-        .map_err(|e| format!("no answer from baseinit: {e}"))?;
-    Ok(text)
-}
-
-fn ask_at(runtime_dir: &Path) -> Result<Snapshot, String> {
-    let path = runtime_dir.join(SOCKET);
-    let stream = UnixStream::connect(&path).map_err(|e| match e.kind() {
-        io::ErrorKind::PermissionDenied => format!(
-            "permission denied on {}: only root can ask baseinit (run it as root, e.g. docker exec without --user)",
-            path.display()
-        ),
-        io::ErrorKind::NotFound | io::ErrorKind::ConnectionRefused => format!(
-            "no baseinit answers at {} (is it running, with this --runtime-dir?)",
-            path.display()
-        ),
-        _ => format!("cannot connect to {}: {e}", path.display()),
-    })?;
-    let text = read_answer(stream)?;
+    let text = control_socket::request(runtime_dir, control_socket::STATUS)?;
     serde_json::from_str(&text).map_err(|e| format!("unreadable answer from baseinit: {e}"))
 }
 
@@ -449,6 +245,11 @@ pub fn table(snapshot: &Snapshot) -> String {
         out.push_str(cells.join("  ").trim_end());
         out.push('\n');
     }
+    for s in &snapshot.services {
+        if let Some(reason) = &s.reason {
+            out.push_str(&format!("{} is {}: {reason}\n", s.name, s.state));
+        }
+    }
     out
 }
 
@@ -477,6 +278,7 @@ mod tests {
             last_exit: None,
             expected_up,
             ready: state == "run",
+            reason: None,
         }
     }
 
@@ -520,6 +322,30 @@ mod tests {
              web   run      42   1m1s    0         -\n\
              db    backoff  -    -       12        signal 9 (SIGKILL)\n"
         );
+    }
+
+    #[test]
+    fn a_broken_service_is_unhealthy_and_says_why() {
+        let broken = Broken {
+            name: "db".into(),
+            reason: "/etc/service/db/service.toml:2:1: unknown key `usr`".into(),
+        };
+        let snap = snapshot(vec![service("web", "run", true), broken.status()]);
+        assert_eq!(
+            snap.health(),
+            Err(vec![
+                "db: broken (/etc/service/db/service.toml:2:1: unknown key `usr`)".to_owned()
+            ])
+        );
+        assert!(
+            table(&snap).ends_with("db is broken: /etc/service/db/service.toml:2:1: unknown key `usr`\n"),
+            "{}",
+            table(&snap)
+        );
+        let json = serde_json::to_string(&snap).unwrap();
+        assert_eq!(serde_json::from_str::<Snapshot>(&json).unwrap(), snap);
+        // Only a broken service carries a reason in the JSON.
+        assert_eq!(json.matches("\"reason\"").count(), 1, "{json}");
     }
 
     #[test]

@@ -192,15 +192,36 @@ fn requires_stops_the_dependent_with_its_dependency_and_brings_it_back() {
 }
 
 #[test]
-fn a_dependency_cycle_fails_the_boot_naming_the_cycle() {
+fn a_dependency_cycle_keeps_its_services_down_naming_the_cycle() {
     require!(Capability::Namespaces);
     let tree = Tree::new();
     for (name, dep) in [("a", "b"), ("b", "c"), ("c", "a")] {
         tree.service(name, "exec sleep 60");
         tree.service_file(name, "service.toml", &format!("after = [\"{dep}\"]\n"), 0o644);
     }
-    let run = Baseinit::start(Mode::Pid1, &tree.args(&[])).wait(LONG);
-    assert_eq!(run.code, 1, "stderr:\n{}", run.stderr);
+    tree.service("outside", r#"echo ran > "$OUT/outside"; exec sleep 60"#);
+    let init = Baseinit::start(Mode::Pid1, &tree.args(&[]));
+    wait_for("the service outside the cycle to start", LONG, || {
+        tree.out("outside").exists().then_some(())
+    });
+    let states = tree.wait_status("the cycle in the status", LONG, |s| {
+        let states: Vec<(String, String)> = s["services"]
+            .as_array()?
+            .iter()
+            .map(|s| {
+                (
+                    s["name"].as_str().unwrap_or("").to_owned(),
+                    s["state"].as_str().unwrap_or("").to_owned(),
+                )
+            })
+            .collect();
+        (states.len() == 4).then_some(states)
+    });
+    for name in ["a", "b", "c"] {
+        assert!(states.contains(&(name.to_owned(), "broken".to_owned())), "{states:?}");
+    }
+    let run = init.stop(LONG);
+    assert_eq!(run.code, 0, "stderr:\n{}", run.stderr);
     run.assert_stderr_contains("dependency cycle: a -> b -> c -> a");
 }
 

@@ -210,7 +210,8 @@ fn no_signal_mask_ignored_signal_or_fd_leaks_into_any_kind_of_child() {
 /// runs, with no credential call (setgroups would fail), and, given as a
 /// uid without a passwd entry and no `group`, gets baseinit's gid. One
 /// asking for another user is refused at load, naming the line and the
-/// reason, by `baseinit check` and by the boot: never a crash loop.
+/// reason, by `baseinit check` and by the boot: never a crash loop, and the
+/// other services run.
 #[test]
 fn without_privileges_services_run_as_baseinits_ids_and_other_users_are_refused_at_load() {
     require!(Capability::Root);
@@ -250,7 +251,8 @@ fn without_privileges_services_run_as_baseinits_ids_and_other_users_are_refused_
         finished.stderr
     );
 
-    // Another user: an error at load, with its line, and no service runs.
+    // Another user: an error at load, with its line; only that service is
+    // kept down (`broken` in the status), the other runs.
     tree.service_file(
         "other",
         "service.toml",
@@ -271,8 +273,93 @@ fn without_privileges_services_run_as_baseinits_ids_and_other_users_are_refused_
         "{report}"
     );
     std::fs::remove_file(&out).unwrap();
-    let boot = Baseinit::start_with(Mode::Subreaper, &args, unprivileged).wait(LONG);
-    assert_eq!(boot.code, 1, "{}", boot.stderr);
+    let init = Baseinit::start_with(Mode::Subreaper, &args, unprivileged);
+    wait_lines(&tree, "ids", 2, LONG);
+    let mut ask = std::process::Command::new(common::BIN);
+    ask.args(["status", "--json"]).uid(UID).gid(0);
+    tree.point_at(&mut ask);
+    let status = common::run(ask);
+    assert_eq!(status.code, 0, "{}", status.text());
+    let json: serde_json::Value = serde_json::from_str(&status.stdout).expect("status --json parses");
+    let other = json["services"]
+        .as_array()
+        .and_then(|s| s.iter().find(|s| s["name"] == "other"))
+        .unwrap_or_else(|| panic!("other missing: {json:#}"));
+    assert_eq!(other["state"], "broken", "{json:#}");
+    assert!(
+        other["reason"]
+            .as_str()
+            .is_some_and(|r| r.contains("without CAP_SETUID")),
+        "{json:#}"
+    );
+    let boot = init.stop(LONG);
+    assert_eq!(boot.code, 0, "{}", boot.stderr);
     assert!(boot.stderr.contains("without CAP_SETUID"), "{}", boot.stderr);
-    assert!(!out.exists(), "no service started");
+}
+
+/// Nothing writable for a non-root baseinit (a read-only root without a
+/// tmpfs, as far as baseinit can tell): no directory for the socket or for
+/// runit's `supervise/`. The socket is abstract, `status` answers, and
+/// baseinit's `sv` controls services over it, as the same uid; another
+/// uid is denied.
+#[test]
+fn with_nothing_writable_sv_controls_services_over_the_abstract_socket() {
+    require!(Capability::Root);
+    use std::os::unix::fs::PermissionsExt;
+    use std::os::unix::process::CommandExt;
+    const UID: u32 = 1_000_780_000;
+    let tree = Tree::new();
+    std::fs::set_permissions(tree.path(), std::fs::Permissions::from_mode(0o777)).unwrap();
+    tree.service("web", r#"echo $$ >> "$OUT/starts"; exec sleep 60"#);
+    // Root's, read-only to baseinit: the runtime directory and $TMPDIR (the
+    // service directory is root's too).
+    let locked = tree.path().join("locked");
+    std::fs::create_dir(&locked).unwrap();
+    std::fs::set_permissions(&locked, std::fs::Permissions::from_mode(0o755)).unwrap();
+    std::fs::create_dir(tree.runtime_dir()).unwrap();
+    std::fs::set_permissions(tree.runtime_dir(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let as_uid = |uid: u32| {
+        let locked = locked.clone();
+        move |c: &mut std::process::Command| {
+            c.uid(uid).gid(0).env("TMPDIR", &locked);
+        }
+    };
+    let init = Baseinit::start_with(Mode::Subreaper, &tree.args(&[]), as_uid(UID));
+    wait_lines(&tree, "starts", 1, LONG);
+    let sv = |uid: u32, args: &[&str]| {
+        let mut command = std::process::Command::new(BIN);
+        command.arg("sv").args(args);
+        tree.point_at(&mut command);
+        as_uid(uid)(&mut command);
+        common::run(command)
+    };
+    let first = tree.read("starts").trim().to_owned();
+    let status = sv(UID, &["status", "web"]);
+    assert_eq!(status.code, 0, "{}", status.text());
+    assert!(
+        status.stdout.starts_with(&format!("run: web: (pid {first}) ")),
+        "{}",
+        status.text()
+    );
+    let restart = sv(UID, &["restart", "web"]);
+    assert_eq!(restart.code, 0, "{}", restart.text());
+    assert!(restart.stdout.starts_with("ok: run: web: (pid "), "{}", restart.text());
+    wait_lines(&tree, "starts", 2, LONG);
+    let down = sv(UID, &["down", "web"]);
+    assert_eq!(down.code, 0, "{}", down.text());
+    let status = sv(UID, &["status", "web"]);
+    assert!(status.stdout.starts_with("down: web: "), "{}", status.text());
+    // Another uid is denied, and says so.
+    let other = sv(UID + 1, &["up", "web"]);
+    assert!(other.stdout.contains("permission denied"), "{}", other.text());
+    assert_ne!(other.code, 0, "{}", other.text());
+    let status = sv(UID, &["status", "web"]);
+    assert!(status.stdout.starts_with("down: web: "), "{}", status.text());
+    let run = init.stop(LONG);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert!(
+        run.stderr.contains("answered over an abstract socket"),
+        "{}",
+        run.stderr
+    );
 }

@@ -16,7 +16,7 @@
 //! service directory is read-only.
 
 mod args;
-mod errstr;
+pub(super) mod errstr;
 pub mod status;
 
 use std::ffi::{OsStr, OsString};
@@ -141,8 +141,8 @@ fn supervise_dir(dir: &Path, runtime: &Path, name: Option<&Path>) -> PathBuf {
     }
     let Some(name) = name else { return own };
     // The runtime directory, then a non-root baseinit's own (see
-    // `status::user_dir`).
-    let own_runtime = crate::status::user_dir();
+    // `control_socket::user_dir`).
+    let own_runtime = crate::control_socket::user_dir();
     [Some(runtime), own_runtime.as_deref()]
         .into_iter()
         .flatten()
@@ -200,6 +200,9 @@ struct Sv {
     /// TAI64 seconds at the start and now, as runit compares them.
     tai_start: u64,
     tai_now: u64,
+    /// The service directories with no `supervise/` anywhere, which the
+    /// running baseinit answers for over its control socket.
+    over_socket: Vec<PathBuf>,
 }
 
 impl Sv {
@@ -216,6 +219,7 @@ impl Sv {
             started: Instant::now(),
             tai_start: now,
             tai_now: now,
+            over_socket: Vec::new(),
         }
     }
 
@@ -357,6 +361,23 @@ impl Sv {
                 self.not_running(target, log);
                 return Got::NotRunning;
             }
+            // No `supervise/` anywhere: nothing could be written (a
+            // read-only root), but the running baseinit may know it.
+            Err(Errno::ENOENT)
+                if let Some(asked) = name.as_deref().and_then(|name| self.over_socket(&dir, name, &[])) =>
+            {
+                return match asked.map(|record| status::parse(&record)) {
+                    Ok(Some(status)) => Got::Status(status),
+                    Ok(None) => {
+                        self.warn(target, log, "unable to read the status from baseinit: bad format", None);
+                        Got::Failed
+                    }
+                    Err(message) => {
+                        self.warn(target, log, &format!("unable to ask baseinit: {message}"), None);
+                        Got::Failed
+                    }
+                };
+            }
             Err(errno) => {
                 self.warn(target, log, "unable to open supervise/ok", Some(errno));
                 return Got::Failed;
@@ -455,7 +476,18 @@ impl Sv {
         if status.want == first && (first != control::DOWN || status.got_term == 1) {
             return true;
         }
-        let supervise = supervise_dir(&target.dir, &self.runtime, runtime_name(&target.dir).as_deref());
+        let name = runtime_name(&target.dir);
+        if self.over_socket.contains(&target.dir) {
+            if let Some(Ok(_)) = name
+                .as_deref()
+                .and_then(|name| self.over_socket(&target.dir, name, &letters))
+            {
+                return true;
+            }
+            self.warn(target, false, "unable to send the command to baseinit", None);
+            return false;
+        }
+        let supervise = supervise_dir(&target.dir, &self.runtime, name.as_deref());
         let mut fifo = match open_fifo(&supervise.join("control")) {
             Ok(fifo) => fifo,
             Err(Errno::ENXIO) => {
@@ -482,6 +514,23 @@ impl Sv {
                 );
                 false
             }
+        }
+    }
+
+    /// Sends `letters` (none: only asks) for the service in `dir`, known to
+    /// baseinit as `name`, over the control socket: its status record (and
+    /// `dir` remembered as answered that way), or why baseinit refused.
+    /// None when no baseinit answers, or it has no such service.
+    fn over_socket(&mut self, dir: &Path, name: &Path, letters: &[u8]) -> Option<Result<[u8; RECORD_LEN], String>> {
+        match crate::control_socket::sv(&self.runtime, name.to_str()?, letters) {
+            Ok(Some(record)) => {
+                if !self.over_socket.iter().any(|d| d == dir) {
+                    self.over_socket.push(dir.to_owned());
+                }
+                Some(Ok(record))
+            }
+            Err(message) if message.starts_with("permission denied") => Some(Err(message)),
+            Ok(None) | Err(_) => None,
         }
     }
 

@@ -19,16 +19,22 @@ pub(super) fn check_dependencies(scan: &mut Scan) {
     for spec in &scan.services {
         for dep in &spec.after {
             if !known.contains(dep) {
-                scan.errors.push(ConfigError::new(
-                    &spec.dir.join("service.toml"),
-                    format!("`{dep}` in after/requires is not a service of this directory"),
-                ));
+                scan.errors.push(ConfigError {
+                    service: Some(spec.name.clone()),
+                    ..ConfigError::new(
+                        &spec.dir.join("service.toml"),
+                        format!("`{dep}` in after/requires is not a service of this directory"),
+                    )
+                });
                 bad.push(spec.name.clone());
             } else if dep == &spec.name {
-                scan.errors.push(ConfigError::new(
-                    &spec.dir.join("service.toml"),
-                    format!("`{dep}` cannot come after itself"),
-                ));
+                scan.errors.push(ConfigError {
+                    service: Some(spec.name.clone()),
+                    ..ConfigError::new(
+                        &spec.dir.join("service.toml"),
+                        format!("`{dep}` cannot come after itself"),
+                    )
+                });
                 bad.push(spec.name.clone());
             }
         }
@@ -51,10 +57,10 @@ pub(super) fn check_dependencies(scan: &mut Scan) {
                 .map(|s| s.dir.join("service.toml"));
             let shown: Vec<&str> = cycle.iter().copied().chain(std::iter::once(first)).collect();
             if let Some(path) = dir {
-                scan.errors.push(ConfigError::new(
-                    &path,
-                    format!("dependency cycle: {}", shown.join(" -> ")),
-                ));
+                scan.errors.push(ConfigError {
+                    service: Some(first.to_owned()),
+                    ..ConfigError::new(&path, format!("dependency cycle: {}", shown.join(" -> ")))
+                });
             }
             bad.extend(cycle.iter().map(|s| s.to_string()));
         });

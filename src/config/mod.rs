@@ -140,6 +140,8 @@ pub struct ConfigError {
     /// 1-based line and column, for TOML.
     pub position: Option<(usize, usize)>,
     pub message: String,
+    /// The service it keeps from running, when it is one service's.
+    pub service: Option<String>,
 }
 
 impl ConfigError {
@@ -148,6 +150,7 @@ impl ConfigError {
             path: path.to_owned(),
             position: None,
             message: message.into(),
+            service: None,
         }
     }
 
@@ -187,6 +190,13 @@ pub struct Scan {
     /// The directory itself was listed. When not, no service can be told to
     /// be gone: a rescan must remove nothing.
     pub complete: bool,
+}
+
+impl Scan {
+    /// The problems that keep service `name` from running.
+    pub fn problems_of(&self, name: &str) -> impl Iterator<Item = &ConfigError> {
+        self.errors.iter().filter(move |e| e.service.as_deref() == Some(name))
+    }
 }
 
 /// Loads every service under `dir`: each subdirectory (or symlink to one)
@@ -237,12 +247,16 @@ pub fn scan_services(dir: &Path, defaults: &Defaults, required: bool) -> Scan {
             Ok(meta) if meta.is_dir() => {}
             Ok(_) => continue, // runsvdir ignores plain files too
             Err(e) if e.kind() == io::ErrorKind::NotFound => {
-                errors.push(ConfigError::new(&path, "dangling symlink: its target does not exist"));
+                let mut error = ConfigError::new(&path, "dangling symlink: its target does not exist");
+                error.service = Some(name.to_string_lossy().into_owned());
+                errors.push(error);
                 scan.broken.push(name.to_string_lossy().into_owned());
                 continue;
             }
             Err(e) => {
-                errors.push(ConfigError::new(&path, format!("cannot read: {e}")));
+                let mut error = ConfigError::new(&path, format!("cannot read: {e}"));
+                error.service = Some(name.to_string_lossy().into_owned());
+                errors.push(error);
                 scan.broken.push(name.to_string_lossy().into_owned());
                 continue;
             }
@@ -275,7 +289,12 @@ pub fn scan_services(dir: &Path, defaults: &Defaults, required: bool) -> Scan {
         });
         match spec {
             Some(spec) if errors.len() == before => scan.services.push(spec),
-            _ => scan.broken.push(name.to_owned()),
+            _ => {
+                for error in &mut errors[before..] {
+                    error.service = Some(name.to_owned());
+                }
+                scan.broken.push(name.to_owned());
+            }
         }
     }
     dependencies::check_dependencies(&mut scan);

@@ -16,6 +16,7 @@ use tracing::{debug, info, warn};
 use crate::config::is_executable_file;
 use crate::exit::ExitStatus;
 use crate::runit::Command;
+use crate::runit::status::RECORD_LEN;
 use crate::service::{Event, State};
 use crate::spawn::Launch;
 
@@ -43,6 +44,19 @@ impl<P: Processes> Supervisor<P> {
         self.apply_command(id, command, now);
         // What depends on it may start or stop now.
         self.advance(now);
+    }
+
+    /// `sv` over the control socket, for a service without a `supervise/`
+    /// directory: runit's control `letters`, as if written to its
+    /// `control` FIFO, then its status record (None for no such service).
+    pub(super) fn on_sv_request(&mut self, name: &str, letters: &[u8], now: Instant) -> Option<[u8; RECORD_LEN]> {
+        let id = self.units.by_name(name)?;
+        for &byte in letters {
+            self.on_command(id, byte, now);
+        }
+        // `x` may have retired it.
+        self.units.get(id).filter(|u| !u.retired)?;
+        self.runit_status(id).map(|status| status.encode())
     }
 
     /// Starts `control/LETTER` of unit `id` if it has one; says whether it

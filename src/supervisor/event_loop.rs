@@ -10,10 +10,10 @@ use tokio::signal::unix::{SignalKind, signal};
 use tokio::sync::mpsc;
 use tracing::{error, info, warn};
 
+use crate::control_socket;
 use crate::exit::Outcome;
 use crate::output;
 use crate::spawn::ExecReports;
-use crate::status;
 use crate::watch::ServiceWatch;
 
 use super::host::System;
@@ -37,7 +37,7 @@ enum Woken {
     Hangup,
     Forward(Signal),
     Command(UnitId, u8),
-    Status(status::Request),
+    Request(control_socket::Request),
     Ready(UnitId, Pid),
     Probe(UnitId, Pid, bool),
     Watched,
@@ -148,9 +148,9 @@ impl Supervisor<System> {
         // After the first services started: its directory and socket are
         // file creations that would hold them back, and nothing asks before
         // the loop below answers anyway.
-        let (status_requests, mut requests) = mpsc::channel::<status::Request>(16);
-        if let Some(listener) = status::listen(&self.opts.runtime_dir) {
-            tokio::spawn(status::serve(listener, status_requests));
+        let (socket_requests, mut requests) = mpsc::channel::<control_socket::Request>(16);
+        if let Some(listener) = control_socket::listen(&self.opts.runtime_dir) {
+            tokio::spawn(control_socket::serve(listener, socket_requests));
         }
         let mut watch = None;
         // What of the watch must stay open until exit, once it has ended for
@@ -207,7 +207,7 @@ impl Supervisor<System> {
                 _ = signals.user2.recv() => Woken::Forward(Signal::SIGUSR2),
                 _ = signals.window.recv() => Woken::Forward(Signal::SIGWINCH),
                 Some((id, byte)) = commands.recv() => Woken::Command(id, byte),
-                Some(reply) = requests.recv() => Woken::Status(reply),
+                Some(request) = requests.recv() => Woken::Request(request),
                 Some((id, pid)) = ready.recv() => Woken::Ready(id, pid),
                 Some((id, pid, ok)) = probe_results.recv() => Woken::Probe(id, pid, ok),
                 () = watched(&mut watch) => Woken::Watched,
@@ -221,8 +221,11 @@ impl Supervisor<System> {
                 Woken::Hangup => self.on_hangup(now),
                 Woken::Forward(signal) => self.forward(signal),
                 Woken::Command(id, byte) => self.on_command(id, byte, now),
-                Woken::Status(reply) => {
+                Woken::Request(control_socket::Request::Status(reply)) => {
                     let _ = reply.send(self.snapshot(now));
+                }
+                Woken::Request(control_socket::Request::Sv { name, letters, reply }) => {
+                    let _ = reply.send(self.on_sv_request(&name, &letters, now));
                 }
                 Woken::Ready(id, pid) => self.on_ready(id, pid, now),
                 Woken::Probe(id, pid, ok) => {

@@ -50,13 +50,14 @@ use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tracing::{debug, error, info, warn};
 
-use crate::config::{self, ConfigError, Defaults, OutputMode, ServiceSpec, is_executable_file};
+use crate::config::{self, Defaults, OutputMode, is_executable_file};
 use crate::container_env::{BootExport, ContainerEnv, EnvPaths};
 use crate::output;
 use crate::service::{Backoff, Event, FailurePolicy, KILL_WAIT, Policy, RestartPolicy};
 use crate::shutdown::KillAll;
 use crate::spawn::{Launch, StdinMode};
 use crate::startup;
+use crate::status;
 
 pub use event_loop::Channels;
 pub use host::{Processes, Reaped, System};
@@ -123,7 +124,10 @@ pub struct Supervisor<P: Processes = System> {
     boot_export: Option<BootExport>,
     /// The service definitions, when boot read them while the container
     /// environment was being written (no startup script ran in between).
-    preloaded: Option<Result<Vec<ServiceSpec>, Vec<ConfigError>>>,
+    preloaded: Option<config::Scan>,
+    /// Services whose definition keeps them from running, with why: shown
+    /// by `status`, unhealthy for `health`, until a rescan finds them fixed.
+    broken: Vec<status::Broken>,
     started_at: Instant,
     /// Where prefixed output goes; None when its writer could not start.
     sink: Option<output::Sink>,
@@ -173,6 +177,7 @@ impl<P: Processes> Supervisor<P> {
             env: None,
             boot_export: Some(boot_export),
             preloaded: None,
+            broken: Vec::new(),
             started_at: Instant::now(),
             sink: None,
             readers: Vec::new(),
@@ -209,7 +214,7 @@ impl<P: Processes> Supervisor<P> {
         };
         self.preloaded =
             (scripts.as_ref().is_ok_and(Vec::is_empty) && opts.insecure_key.is_none() && !opts.skip_services)
-                .then(|| config::load_services(&opts.service_dir, &opts.defaults, opts.service_dir_required));
+                .then(|| config::scan_services(&opts.service_dir, &opts.defaults, opts.service_dir_required));
         self.env = Some(export.finish());
         let mut scripts = match scripts {
             Ok(scripts) => scripts,
@@ -315,28 +320,33 @@ impl<P: Processes> Supervisor<P> {
     /// without a `down` file, then the main command.
     fn start_services(&mut self, now: Instant) {
         if !self.opts.skip_services {
-            let loaded = self.preloaded.take().unwrap_or_else(|| {
-                config::load_services(
+            let scan = self.preloaded.take().unwrap_or_else(|| {
+                config::scan_services(
                     &self.opts.service_dir,
                     &self.opts.defaults,
                     self.opts.service_dir_required,
                 )
             });
-            let specs = match loaded {
-                Ok(specs) => specs,
-                Err(errors) => {
-                    for problem in &errors {
-                        error!("{problem}");
-                    }
-                    error!(
-                        "{} problem(s) in the service definitions under {}: nothing started",
-                        errors.len(),
-                        self.opts.service_dir.display()
-                    );
-                    self.phases.begin_shutdown(StopReason::BootFailed, now);
-                    return;
-                }
-            };
+            for problem in &scan.errors {
+                error!("{problem}");
+            }
+            if !scan.complete && !scan.errors.is_empty() {
+                error!(
+                    "cannot read the service directory {}: nothing started",
+                    self.opts.service_dir.display()
+                );
+                self.phases.begin_shutdown(StopReason::BootFailed, now);
+                return;
+            }
+            if !scan.broken.is_empty() {
+                error!(
+                    "{} service(s) not started, for problems in their definitions: {}; the others start",
+                    scan.broken.len(),
+                    scan.broken.join(", ")
+                );
+            }
+            self.note_broken(&scan);
+            let specs = scan.services;
             debug!("{} service(s) in {}", specs.len(), self.opts.service_dir.display());
             for spec in specs {
                 self.add_service(spec, false, now);

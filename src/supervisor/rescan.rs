@@ -10,6 +10,7 @@ use tracing::{debug, error, info, warn};
 
 use crate::config::{self, ServiceSpec};
 use crate::service::Event;
+use crate::status;
 
 use super::Supervisor;
 use super::changes::{self, Change};
@@ -91,6 +92,7 @@ impl<P: Processes> Supervisor<P> {
                 }
             );
         }
+        let problems = broken_of(&scan);
         for change in changes::changes(&self.units, scan) {
             match change {
                 Change::New(spec) => {
@@ -120,7 +122,32 @@ impl<P: Processes> Supervisor<P> {
                 }
             }
         }
+        self.set_broken(problems);
         self.advance(now);
+    }
+
+    /// Remembers the services of `scan` that cannot run for their
+    /// definitions (see [`Self::set_broken`]).
+    pub(super) fn note_broken(&mut self, scan: &config::Scan) {
+        self.set_broken(broken_of(scan));
+    }
+
+    /// The broken services `status` shows: those with no unit. One that
+    /// runs keeps running on its last good definition, and says nothing.
+    fn set_broken(&mut self, problems: Vec<(String, Vec<String>)>) {
+        self.broken = problems
+            .into_iter()
+            .filter(|(name, _)| self.units.by_name(name).is_none())
+            .map(|(name, problems)| status::Broken {
+                reason: if problems.is_empty() {
+                    // A cycle is reported once, at its first service.
+                    "its definition has a problem (`baseinit check` says which)".to_owned()
+                } else {
+                    problems.join("; ")
+                },
+                name,
+            })
+            .collect();
     }
 
     /// Services stopped by a rescan: once down, their logger follows, and once
@@ -166,4 +193,12 @@ impl<P: Processes> Supervisor<P> {
         }
         self.units.retire(id);
     }
+}
+
+/// Each broken service of `scan`, with its problems.
+fn broken_of(scan: &config::Scan) -> Vec<(String, Vec<String>)> {
+    scan.broken
+        .iter()
+        .map(|name| (name.clone(), scan.problems_of(name).map(ToString::to_string).collect()))
+        .collect()
 }

@@ -35,6 +35,8 @@ pub struct RunitState {
     pub supervise: Option<Supervise>,
     /// When the runit-visible state last changed (runit's clock).
     since: Option<SystemTime>,
+    /// The state and pid runit was last shown.
+    seen: Option<(RunState, Option<i32>)>,
     /// `sv pause`'d.
     pub paused: bool,
     /// The current run got SIGTERM (runit's "got TERM").
@@ -94,7 +96,11 @@ impl<P: Processes> Supervisor<P> {
         let Some(unit) = self.units.get_mut(id) else {
             return;
         };
-        if unit.runit.supervise.is_some() && !std::mem::replace(&mut unit.runit.publish_queued, true) {
+        if unit.runit.supervise.is_none() {
+            // No file to write, but runit's clock runs on for `sv` over the
+            // control socket.
+            self.runit_status(id);
+        } else if !std::mem::replace(&mut unit.runit.publish_queued, true) {
             self.runit.publish_due.push(id);
         }
     }
@@ -126,37 +132,13 @@ impl<P: Processes> Supervisor<P> {
 
     /// Writes unit `id`'s runit state, if it has a supervise directory.
     pub(super) fn write_state(&mut self, id: UnitId) {
+        let Some(status) = self.runit_status(id) else {
+            return;
+        };
         let unit = &mut self.units[id];
         let runit = &mut unit.runit;
         let Some(sup) = &mut runit.supervise else {
             return;
-        };
-        let (state, pid) = match unit.life.state() {
-            // Transient within one event: the spawn's result follows at once.
-            State::Starting => return,
-            State::Down | State::Backoff { .. } | State::Failed { .. } => (RunState::Down, None),
-            State::Running { pid, .. } | State::Stopping { pid, .. } => (RunState::Run, Some(pid.as_raw())),
-            State::Draining { .. } => (RunState::Finish, None),
-            State::Finishing { pid, .. } => (RunState::Finish, pid.map(|p| p.as_raw())),
-        };
-        let previous = (sup.last_state(), sup.last_pid());
-        // runit's clock restarts when `run` starts and when the service goes
-        // down, not when `finish` starts.
-        let restarts_clock = match state {
-            RunState::Run => previous.0 != Some(RunState::Run) || previous.1 != Some(pid),
-            RunState::Down => previous.0 != Some(RunState::Down),
-            RunState::Finish => false,
-        };
-        if restarts_clock || runit.since.is_none() {
-            runit.since = Some(SystemTime::now());
-        }
-        let status = Status {
-            since: runit.since.unwrap_or(SystemTime::UNIX_EPOCH),
-            pid,
-            paused: runit.paused,
-            want_up: !unit.life.wants_down(),
-            got_term: runit.got_term && state == RunState::Run,
-            state,
         };
         if let Err(e) = sup.write(&status) {
             // Once per unit: a moved-away directory fails on every change.
@@ -167,6 +149,41 @@ impl<P: Processes> Supervisor<P> {
                 warn!("{}: cannot write runit state in {dir}: {e}", unit.label);
             }
         }
+    }
+
+    /// Unit `id`'s state as runit shows it, its clock moved on when the state
+    /// changed since last asked; None while a start is under way.
+    pub(super) fn runit_status(&mut self, id: UnitId) -> Option<Status> {
+        let unit = &mut self.units[id];
+        let runit = &mut unit.runit;
+        let (state, pid) = match unit.life.state() {
+            // Transient within one event: the spawn's result follows at once.
+            State::Starting => return None,
+            State::Down | State::Backoff { .. } | State::Failed { .. } => (RunState::Down, None),
+            State::Running { pid, .. } | State::Stopping { pid, .. } => (RunState::Run, Some(pid.as_raw())),
+            State::Draining { .. } => (RunState::Finish, None),
+            State::Finishing { pid, .. } => (RunState::Finish, pid.map(|p| p.as_raw())),
+        };
+        let previous = runit.seen.replace((state, pid));
+        // runit's clock restarts when `run` starts and when the service goes
+        // down, not when `finish` starts.
+        let restarts_clock = match (state, previous) {
+            (_, None) => true,
+            (RunState::Run, Some(before)) => before != (RunState::Run, pid),
+            (RunState::Down, Some((before, _))) => before != RunState::Down,
+            (RunState::Finish, _) => false,
+        };
+        if restarts_clock || runit.since.is_none() {
+            runit.since = Some(SystemTime::now());
+        }
+        Some(Status {
+            since: runit.since.unwrap_or(SystemTime::UNIX_EPOCH),
+            pid,
+            paused: runit.paused,
+            want_up: !unit.life.wants_down(),
+            got_term: runit.got_term && state == RunState::Run,
+            state,
+        })
     }
 
     /// Makes the supervise directories `open_later` queued, for the units
@@ -206,11 +223,11 @@ impl<P: Processes> Supervisor<P> {
         // Only when neither place will do: a non-root baseinit's own
         // directory (where its status socket goes too), made and checked
         // then, not for every service.
-        let opened = Supervise::open(dir, &[runtime_dir], &unit.name).or_else(|failed| match crate::status::user_dir()
-            .filter(|own| crate::status::own_dir(own).is_ok())
-        {
-            Some(own) => Supervise::open(dir, &[&own], &unit.name),
-            None => Err(failed),
+        let opened = Supervise::open(dir, &[runtime_dir], &unit.name).or_else(|failed| {
+            match crate::control_socket::user_dir().filter(|own| crate::control_socket::own_dir(own).is_ok()) {
+                Some(own) => Supervise::open(dir, &[&own], &unit.name),
+                None => Err(failed),
+            }
         });
         match opened {
             Ok((sup, control)) => {

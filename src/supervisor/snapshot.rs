@@ -21,6 +21,7 @@ impl<P: Processes> Supervisor<P> {
             .live()
             .filter(|(_, u)| matches!(u.kind, Kind::Service | Kind::Logger | Kind::Main))
             .map(|(_, u)| service_status(u, now))
+            .chain(self.broken.iter().map(status::Broken::status))
             .collect();
         status::Snapshot {
             version: env!("CARGO_PKG_VERSION").to_owned(),
@@ -63,6 +64,7 @@ fn service_status(u: &Unit, now: Instant) -> status::ServiceStatus {
         last_exit,
         expected_up: (u.life.expected_up() || u.order.waiting || u.order.held) && u.leaving.is_none(),
         ready: u.probe.ready && matches!(u.life.state(), State::Running { .. }),
+        reason: None,
     }
 }
 

@@ -420,7 +420,7 @@ impl Tree {
     }
 
     /// Gives `command` this tree's `$SVDIR` and `$BASEINIT_RUNTIME_DIR`.
-    fn point_at(&self, command: &mut Command) {
+    pub fn point_at(&self, command: &mut Command) {
         command
             .env("SVDIR", self.service_dir())
             .env("BASEINIT_RUNTIME_DIR", self.runtime_dir());
