@@ -1157,7 +1157,8 @@ fn a_restricted_container_runs_answers_health_and_sv_and_stops_gracefully() {
 }
 
 /// The same with nothing writable at all (no tmpfs): `health` is answered
-/// over the abstract socket, and the stop is still graceful.
+/// over the abstract socket, baseinit's `sv` controls services over it
+/// (no `supervise/` can be made anywhere), and the stop is still graceful.
 #[test]
 fn a_container_with_nothing_writable_still_answers_health() {
     require_docker!();
@@ -1180,6 +1181,19 @@ fn a_container_with_nothing_writable_still_answers_health() {
     let status = c.exec(&["baseinit", "status"]);
     assert_eq!(status.code, 0, "{}", status.text());
     assert!(status.stdout.contains("web"), "{}", status.text());
+    let restart = c.exec(&["sv", "restart", "web"]);
+    assert_eq!(restart.code, 0, "{}", restart.text());
+    assert!(restart.stdout.starts_with("ok: run: web"), "{}", restart.text());
+    let ups = || c.logs().matches("web | web: up as").count();
+    let deadline = Instant::now() + BOOT;
+    while ups() < 2 {
+        assert!(Instant::now() < deadline, "web did not come back:\n{}", c.logs());
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let down = c.exec(&["sv", "down", "web"]);
+    assert_eq!(down.code, 0, "{}", down.text());
+    let status = c.exec(&["sv", "status", "web"]);
+    assert!(status.stdout.starts_with("down: web: "), "{}", status.text());
     let took = c.stop();
     assert_eq!(c.exit_code(), 0, "{}", c.logs());
     assert!(took < Duration::from_secs(9), "docker stop took {took:?}");
