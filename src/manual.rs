@@ -23,6 +23,8 @@ pub fn baseinit() -> Command {
         .subcommand(subcommand(crate::status::HealthCli::command(), "health"))
         .subcommand(sv().name("sv").bin_name("baseinit sv"))
         .subcommand(setuser().name("setuser").bin_name("baseinit setuser"))
+        .subcommand(svlogd().name("svlogd").bin_name("baseinit svlogd"))
+        .subcommand(chpst().name("chpst").bin_name("baseinit chpst"))
 }
 
 /// A `baseinit NAME` command as a subcommand of `baseinit`.
@@ -135,6 +137,150 @@ pub fn setuser() -> Command {
         )
 }
 
+/// runit's `chpst`, as `src/applets/chpst/args.rs` parses it.
+pub fn chpst() -> Command {
+    let flag = |letter: char, id: &'static str, help: &'static str| {
+        Arg::new(id).short(letter).action(ArgAction::SetTrue).help(help)
+    };
+    let value = |letter: char, id: &'static str, name: &'static str, help: &'static str| {
+        Arg::new(id).short(letter).value_name(name).help(help)
+    };
+    Command::new("chpst")
+        .about("Run a program with a changed process state")
+        .long_about(
+            "Change the environment, user, groups, root directory, nice value, locks, \
+             standard descriptors and resource limits of this process, in that order, then \
+             exec PROG in it: runit 2.1.2's chpst, the same options, messages and exit \
+             status. Users and groups come from /etc/passwd and /etc/group only. The limits \
+             are soft limits; one above the hard limit is set to the hard limit. baseinit \
+             answers to this name through a symlink named chpst, and as `baseinit chpst`; \
+             and, with daemontools' arguments, to the names envdir (envdir DIR CHILD), \
+             envuidgid (envuidgid USER CHILD: sets UID and GID), setuidgid (setuidgid USER \
+             CHILD), pgrphack (pgrphack CHILD: a new session), softlimit (softlimit \
+             [-a|-c|-d|-f|-l|-m|-o|-p|-r|-s|-t N] CHILD; = for the hard limit) and setlock \
+             (setlock [-nNxX] FILE CHILD: waits for the lock, -n gives up at once, -x exits 0 \
+             when it cannot lock or run CHILD).",
+        )
+        .override_usage(
+            "chpst [-vP012] [-u USER[:GROUP...]] [-U USER[:GROUP...]] [-b ARGV0] [-e DIR] [-/ ROOT] \
+             [-n INC] [-l|-L LOCK] [-m BYTES] [-d BYTES] [-o N] [-p N] [-f BYTES] [-c BYTES] \
+             [-r BYTES] [-t SEC] PROG [ARGS...]",
+        )
+        .disable_help_flag(true)
+        .disable_version_flag(true)
+        .arg(
+            value('u', "user", "USER[:GROUP...]", "Become USER, with its passwd group as its only group; with GROUPs, the first as its group and all of them as its groups; :UID:GID[:GID...] numerically")
+                .value_hint(ValueHint::Username),
+        )
+        .arg(
+            value('U', "env-user", "USER[:GROUP...]", "Set UID and GID in PROG's environment from USER[:GROUP...], without becoming it")
+                .value_hint(ValueHint::Username),
+        )
+        .arg(value('b', "argv0", "ARGV0", "Run PROG with ARGV0 as its argv[0]"))
+        .arg(
+            value('e', "envdir", "DIR", "Each file in DIR sets the variable of its name to its first line (trailing blanks and tabs cut, NUL as newline); an empty file unsets it; subdirectories are skipped")
+                .value_hint(ValueHint::DirPath),
+        )
+        .arg(value('/', "root", "ROOT", "Change the root directory to ROOT").value_hint(ValueHint::DirPath))
+        .arg(value('n', "nice", "INC", "Add INC to the nice value (-n -5 lowers it)"))
+        .arg(
+            value('l', "lock", "LOCK", "Wait for an exclusive lock on the file LOCK (made 0600 if missing); PROG holds it")
+                .value_hint(ValueHint::FilePath),
+        )
+        .arg(
+            value('L', "lock-nowait", "LOCK", "As -l, but exit 111 at once when LOCK is held")
+                .value_hint(ValueHint::FilePath),
+        )
+        .arg(value('m', "memory", "BYTES", "Limit the data segment, the stack, locked memory and the address space"))
+        .arg(value('d', "data", "BYTES", "Limit the data segment (RLIMIT_DATA)"))
+        .arg(value('o', "files", "N", "Limit open files (RLIMIT_NOFILE)"))
+        .arg(value('p', "processes", "N", "Limit the user's processes (RLIMIT_NPROC)"))
+        .arg(value('f', "file-size", "BYTES", "Limit the size of files written (RLIMIT_FSIZE)"))
+        .arg(value('c', "core", "BYTES", "Limit core files (RLIMIT_CORE)"))
+        .arg(value('r', "rss", "BYTES", "Limit the resident set (RLIMIT_RSS)"))
+        .arg(value('t', "cpu", "SEC", "Limit CPU time (RLIMIT_CPU)"))
+        .arg(flag('v', "verbose", "Warn about skipped envdir subdirectories"))
+        .arg(flag('P', "session", "Run PROG in a new session and process group (setsid)"))
+        .arg(flag('0', "close-stdin", "Close standard input"))
+        .arg(flag('1', "close-stdout", "Close standard output"))
+        .arg(flag('2', "close-stderr", "Close standard error"))
+        .arg(
+            Arg::new("program")
+                .value_name("PROG")
+                .required(true)
+                .num_args(1..)
+                .trailing_var_arg(true)
+                .allow_hyphen_values(true)
+                .value_hint(ValueHint::CommandWithArguments)
+                .help("The program, looked up in PATH unless it has a /, and its arguments"),
+        )
+}
+
+/// runit's `svlogd`, as `src/applets/svlogd/args.rs` parses it.
+pub fn svlogd() -> Command {
+    Command::new("svlogd")
+        .about("Write standard input to rotated log directories")
+        .long_about(
+            "Read lines from standard input until its end and append each to DIR/current of \
+             every log DIR that selects it, rotating current to @TAI64N.s files by size and \
+             age and keeping the newest: runit 2.1.2's svlogd, the same options, directory \
+             layout, file modes and DIR/config settings (s size, n most files, N fewest \
+             files on a full disk, t age, +/-/e/E patterns, p prefix). !processor and u/U \
+             (UDP) are reported and ignored. Unlike runit's, a line is never cut between \
+             two files (unless longer than s), and a last line without a newline is kept. \
+             SIGHUP reads DIR/config again and reopens; SIGALRM rotates now; SIGTERM writes \
+             out what was read and exits 0. baseinit answers to this name through a \
+             symlink named svlogd, and as `baseinit svlogd`.",
+        )
+        .override_usage("svlogd [-tttv] [-r c] [-R abc] [-l len] [-b buflen] DIR...")
+        .disable_help_flag(true)
+        .disable_version_flag(true)
+        .arg(
+            Arg::new("timestamp")
+                .short('t')
+                .action(ArgAction::Count)
+                .help("Put a timestamp before each line: -t TAI64N (@4000…), -tt YYYY-MM-DD_HH:MM:SS.xxxxx, -ttt YYYY-MM-DDTHH:MM:SS.xxxxx (UTC)"),
+        )
+        .arg(
+            Arg::new("verbose")
+                .short('v')
+                .action(ArgAction::SetTrue)
+                .help("Say on standard error what is opened, rotated and deleted"),
+        )
+        .arg(
+            Arg::new("replace")
+                .short('r')
+                .value_name("c")
+                .help("Replace non-printable characters with c before matching and writing"),
+        )
+        .arg(
+            Arg::new("replace-also")
+                .short('R')
+                .value_name("abc")
+                .help("Also replace each character of abc (with -r's c, or _)"),
+        )
+        .arg(
+            Arg::new("line-length")
+                .short('l')
+                .value_name("len")
+                .help("How much of a line the patterns look at; a line ending within len bytes of s rotates current [default: 1000]"),
+        )
+        .arg(
+            Arg::new("buffer")
+                .short('b')
+                .value_name("buflen")
+                .help("runit's buffer size, which must be above len [default: 1024]; baseinit's buffers are never below 64 KiB"),
+        )
+        .arg(
+            Arg::new("dirs")
+                .value_name("DIR")
+                .required(true)
+                .num_args(1..)
+                .value_hint(ValueHint::DirPath)
+                .help("A log directory (it must exist): current, lock, the rotated @….s files and an optional config"),
+        )
+}
+
 /// One man page: its file name's stem and the command it documents.
 pub struct Page {
     pub name: &'static str,
@@ -188,6 +334,21 @@ pub fn pages() -> Vec<Page> {
             command: setuser(),
             exit_status: "The command's own status once it runs; 1 for a usage error, an unknown user or a failed switch; 127 when COMMAND is not found; 126 when it cannot be executed.",
             environment: &[("PATH", "where COMMAND is looked up, as the new user")],
+        },
+        Page {
+            name: "chpst",
+            command: chpst(),
+            exit_status: "PROG's own status once it runs; 100 for a usage error; 111 for any other failure (an unknown user, an unreadable envdir, a lock held with -L, a PROG that cannot be run); setlock -x exits 0 instead when it cannot lock or run CHILD.",
+            environment: &[(
+                "PATH",
+                "where PROG is looked up: the PATH chpst was started with, not one an envdir sets",
+            )],
+        },
+        Page {
+            name: "svlogd",
+            command: svlogd(),
+            exit_status: "0 at the end of standard input or after SIGTERM; 111 for a usage error, when no log directory can be used, and when SIGTERM ends a pause on a directory that cannot be written (the lines not yet written are lost).",
+            environment: &[],
         },
     ]
 }
@@ -253,7 +414,7 @@ pub fn render_man(page: &Page, out: &mut dyn Write) -> io::Result<()> {
     tail.control("SH", ["EXIT STATUS"])
         .text([roff::roman(page.exit_status)]);
     tail.control("SH", ["SEE ALSO"]).text([roff::roman(format!(
-        "baseinit(8), baseinit-check(8), baseinit-status(8), baseinit-health(8), sv(8), setuser(8). \
+        "baseinit(8), baseinit-check(8), baseinit-status(8), baseinit-health(8), sv(8), setuser(8), chpst(8), svlogd(8). \
          baseinit also answers to the name my_init (a symlink), as phusion's my_init. {MANUAL}"
     ))]);
     tail.to_writer(out)?;
@@ -305,6 +466,28 @@ mod tests {
         baseinit().debug_assert();
         sv().debug_assert();
         setuser().debug_assert();
+        svlogd().debug_assert();
+        chpst().debug_assert();
+    }
+
+    #[test]
+    fn every_chpst_option_is_one_the_parser_takes() {
+        let command = chpst();
+        let mut letters = Vec::new();
+        for arg in command.get_arguments() {
+            let Some(letter) = arg.get_short() else { continue };
+            let takes_value = arg.get_action().takes_values();
+            assert_eq!(
+                crate::applets::chpst::option(letter as u8),
+                Some(takes_value),
+                "-{letter}"
+            );
+            letters.push(letter);
+        }
+        // And every option the parser takes is documented.
+        for letter in "uUbe/nlLmdopfcrtvP012".chars() {
+            assert!(letters.contains(&letter), "-{letter}");
+        }
     }
 
     #[test]
@@ -313,6 +496,22 @@ mod tests {
             assert!(sv::decodes(word.as_bytes()), "{word}");
         }
         assert!(!sv::decodes(b"frobnicate"));
+    }
+
+    #[test]
+    fn every_svlogd_option_is_one_the_parser_takes() {
+        let spec = crate::applets::svlogd::GETOPT;
+        let mut letters = Vec::new();
+        for arg in svlogd().get_arguments() {
+            let Some(letter) = arg.get_short() else { continue };
+            let at = spec.find(letter).unwrap_or_else(|| panic!("-{letter} is not svlogd's"));
+            let takes_value = spec[at + 1..].starts_with(':');
+            assert_eq!(arg.get_action().takes_values(), takes_value, "-{letter}");
+            letters.push(letter);
+        }
+        // All but -V (the version, then usage).
+        let documented: String = spec.chars().filter(|c| *c != ':' && *c != 'V').collect();
+        assert_eq!(letters.len(), documented.len(), "{letters:?} against {spec}");
     }
 
     #[test]

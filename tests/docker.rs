@@ -584,6 +584,7 @@ stat -c '%n %a %U %G' /etc/container_environment /etc/container_environment.sh \
     /etc/container_environment.json /etc/service /etc/my_init.d \
     /etc/my_init.pre_shutdown.d /etc/my_init.post_shutdown.d
 for l in /sbin/my_init /sbin/setuser /usr/local/bin/sv /usr/local/bin/setuser \
+        /usr/local/bin/chpst /usr/local/bin/envdir /usr/local/bin/svlogd \
         /etc/profile.d/container_environment.sh; do
     echo "$l -> $(readlink "$l")"
 done
@@ -593,12 +594,12 @@ echo "setuser: $(setuser nobody id -un)"
 echo "install_clean: $(command -v install_clean)"
 echo "LANG=$LANG"
 if ls /etc/*/.gitkeep 2>/dev/null; then echo "a .gitkeep was copied"; fi
-for page in baseinit sv setuser baseinit-check baseinit-status baseinit-health; do
+for page in baseinit sv setuser chpst svlogd baseinit-check baseinit-status baseinit-health; do
     echo "man $page: $(man "$page" 2>&1 | head -n 1 | tr -s ' ')"
 done
 man baseinit | grep -q KILL_PROCESS_TIMEOUT && echo "man baseinit: has KILL_PROCESS_TIMEOUT"
 man sv | grep -q SVWAIT && echo "man sv: has SVWAIT"
-for c in baseinit sv setuser; do
+for c in baseinit sv setuser chpst svlogd; do
     grep -q "complete -F .* $c" "/usr/share/bash-completion/completions/$c" && echo "bash completion: $c"
 done
 "#;
@@ -617,6 +618,9 @@ done
         "/sbin/setuser -> /usr/local/bin/baseinit",
         "/usr/local/bin/sv -> baseinit",
         "/usr/local/bin/setuser -> baseinit",
+        "/usr/local/bin/chpst -> baseinit",
+        "/usr/local/bin/envdir -> baseinit",
+        "/usr/local/bin/svlogd -> baseinit",
         "/etc/profile.d/container_environment.sh -> /etc/container_environment.sh",
         "docker_env:x:8377:",
         "setuser: nobody",
@@ -626,6 +630,8 @@ done
         "man baseinit: BASEINIT(8) System Manager's Manual BASEINIT(8)",
         "man sv: SV(8) System Manager's Manual SV(8)",
         "man setuser: SETUSER(8) System Manager's Manual SETUSER(8)",
+        "man chpst: CHPST(8) System Manager's Manual CHPST(8)",
+        "man svlogd: SVLOGD(8) System Manager's Manual SVLOGD(8)",
         "man baseinit-check: BASEINIT-CHECK(8) System Manager's Manual BASEINIT-CHECK(8)",
         "man baseinit-status: BASEINIT-STATUS(8) System Manager's Manual BASEINIT-STATUS(8)",
         "man baseinit-health: BASEINIT-HEALTH(8) System Manager's Manual BASEINIT-HEALTH(8)",
@@ -634,6 +640,8 @@ done
         "bash completion: baseinit",
         "bash completion: sv",
         "bash completion: setuser",
+        "bash completion: chpst",
+        "bash completion: svlogd",
     ] {
         assert!(
             out.stdout.lines().any(|l| l == want),

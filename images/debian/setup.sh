@@ -17,6 +17,15 @@ ln -sf "$bin" /sbin/my_init
 ln -sf "$bin" /sbin/setuser
 ln -sf baseinit /usr/local/bin/sv
 ln -sf baseinit /usr/local/bin/setuser
+# runit's svlogd, for log/run scripts (`exec svlogd -tt ./main`).
+ln -sf baseinit /usr/local/bin/svlogd
+# runit's chpst and the daemontools names it answers to, for run scripts
+# (`exec chpst -u www-data -e ./env nginx`). Debian's base has none of these
+# names; with runit or daemontools installed too, these come first on PATH,
+# as sv does.
+for name in chpst envdir envuidgid pgrphack setlock setuidgid softlimit; do
+    ln -sf baseinit "/usr/local/bin/$name"
+done
 
 # Docker-friendly fixes (images/debian/README.md).
 install -m 0755 "$b/rootfs/usr/sbin/policy-rc.d" /usr/sbin/policy-rc.d
@@ -48,7 +57,7 @@ chmod 0640 /etc/container_environment.json
 install -d -m 0755 /etc/profile.d
 ln -sf /etc/container_environment.sh /etc/profile.d/container_environment.sh
 
-# The man pages (`man baseinit`, `man sv`, `man setuser`, `man
+# The man pages (`man baseinit`, `man sv`, `man setuser`, `man chpst`, `man
 # baseinit-check`…) and bash completions, from images/build-binary.sh. The
 # completions load once the bash-completion package is installed.
 install -d -m 0755 /usr/local/share/man/man8 /usr/share/bash-completion/completions

@@ -1,8 +1,11 @@
 //! Applets: the commands baseinit also answers to, by argv[0] (a symlink named
-//! `sv`, `setuser`) or as `baseinit sv …` / `baseinit setuser …`.
+//! `sv`, `setuser`) or as `baseinit sv …` / `baseinit setuser …`; and runit's
+//! `chpst`, also under its daemontools names (`envdir`, `setuidgid`, …).
 
+pub mod chpst;
 pub mod setuser;
 pub mod sv;
+pub mod svlogd;
 
 use std::ffi::OsString;
 use std::path::Path;
@@ -17,9 +20,13 @@ pub fn dispatch(args: &[OsString]) -> Option<i32> {
     match name {
         "sv" => Some(sv::main(args)),
         "setuser" => Some(setuser::main(args)),
+        "svlogd" => Some(svlogd::main(args)),
+        name if chpst::NAMES.contains(&name) => Some(chpst::main(args)),
         _ => match args.get(1).and_then(|a| a.to_str()) {
             Some("sv") => Some(sv::main(&args[1..])),
             Some("setuser") => Some(setuser::main(&args[1..])),
+            Some("svlogd") => Some(svlogd::main(&args[1..])),
+            Some("chpst") => Some(chpst::main(&args[1..])),
             Some("check") => Some(crate::check::main(&args[1..])),
             Some("status") => Some(crate::status::status_main(&args[1..])),
             Some("health") => Some(crate::status::health_main(&args[1..])),

@@ -34,6 +34,8 @@ fn generate(out: &Path) -> io::Result<()> {
         ("baseinit", manual::baseinit()),
         ("sv", manual::sv()),
         ("setuser", manual::setuser()),
+        ("svlogd", manual::svlogd()),
+        ("chpst", manual::chpst()),
     ] {
         let mut text = Vec::new();
         manual::render_bash(command, name, &mut text);
