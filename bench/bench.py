@@ -22,6 +22,7 @@ import select
 import shlex
 import shutil
 import signal
+import socket
 import statistics
 import subprocess
 import sys
@@ -789,6 +790,331 @@ def measure_output(runs, quick):
     return out
 
 
+# ---------------------------------------------------------------- svlogd
+
+# The svlogd scenario (issue 21): one writer's lines (helpers/flood.c, gated
+# as in the output scenario) piped into Debian's svlogd and into baseinit's
+# svlogd applet, each `-tt` into a log directory of its own with `config`
+# `s1000000` (rotating about every MB, keeping 10 files), going round the
+# two in one run. Both run with their default options (runit's 1024-byte
+# buffer, baseinit's 64 KiB).
+SVLOGD_PATHS = {"runit": "runit svlogd", "baseinit": "baseinit svlogd"}
+
+
+def svlogd_workload(quick):
+    """(bytes, line length) of the flood."""
+    return (20 if quick else 200) * 10 ** 6, 80
+
+
+def scenario_svlogd(path, size, length):
+    """`size` bytes of `length`-byte lines through one svlogd, from the gate
+    to svlogd's exit (its input's end: every line written, the directory
+    closed): the rate of the writer's bytes, svlogd's CPU (its own rusage)
+    and what it left (`current`'s size, the rotated files kept)."""
+    top = Path(tempfile.mkdtemp(prefix=f"svlogd-{path}-", dir=scratch()))
+    logdir = top / "main"
+    logdir.mkdir()
+    (logdir / "config").write_text("s1000000\n")
+    events = Events(top / "events")
+    argv = ["svlogd"] if path == "runit" else [str(BASEINIT), "svlogd"]
+    r, w = os.pipe()
+    with open(top / "stderr", "wb") as err:
+        svlogd = subprocess.Popen([*argv, "-tt", str(logdir)], stdin=r, stdout=subprocess.DEVNULL, stderr=err)
+    os.close(r)
+    env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "BENCH_EVENTS": str(events.path), "BENCH_NAME": "flood"}
+    writer = subprocess.Popen([str(FLOOD), str(size), str(length)], stdout=w, stdin=subprocess.DEVNULL, env=env)
+    os.close(w)
+    try:
+        if not events.wait("ready", 1, 10):
+            raise RuntimeError("the writer did not start")
+        time.sleep(SETTLE / 5)
+        first = now_ns()
+        os.kill(writer.pid, signal.SIGUSR1)
+        deadline = time.monotonic() + 30 + size / 1e6  # at least 1 MB/s
+        while True:
+            pid, status, usage = os.wait4(svlogd.pid, os.WNOHANG)
+            if pid:
+                break
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"{path}: svlogd still running after {deadline:.0f} s")
+            time.sleep(0.0005)
+        last = now_ns()
+        svlogd.returncode = os.waitstatus_to_exitcode(status)
+        writer.wait(timeout=10)
+        if svlogd.returncode != 0 or writer.returncode != 0:
+            raise RuntimeError(f"{path}: svlogd exited {svlogd.returncode}, the writer {writer.returncode}: "
+                               f"{read(top / 'stderr')[-300:]!r}")
+        rotated = [f for f in logdir.iterdir() if f.name.startswith("@")]
+        took = (last - first) / 1e9
+        cpu = usage.ru_utime + usage.ru_stime
+        service_bytes = size // length * length
+        return {"mb_s": service_bytes / took / 1e6, "seconds": took, "cpu_s": cpu,
+                "cpu_s_per_gb": cpu / (service_bytes / 1e9),
+                "current_bytes": (logdir / "current").stat().st_size, "rotated": len(rotated)}
+    finally:
+        for p in (writer, svlogd):
+            if p.returncode is None:
+                p.kill()
+                p.wait()
+
+
+def measure_svlogd(runs, quick):
+    """The svlogd scenario, `runs` times each, going round the two."""
+    size, length = svlogd_workload(quick)
+    paths = [p for p in SVLOGD_PATHS if p != "runit" or shutil.which("svlogd")]
+    out = {"runs": runs, "bytes": size, "line_bytes": length, "labels": {p: SVLOGD_PATHS[p] for p in paths},
+           "paths": {}}
+    print(f"== svlogd: {size / 1e6:g} MB of {length}-byte lines, -tt, s1000000", file=sys.stderr, flush=True)
+    keys = ["mb_s", "seconds", "cpu_s", "cpu_s_per_gb", "current_bytes", "rotated"]
+    for path, res in rounds(paths, runs, lambda path, _: scenario_svlogd(path, size, length)).items():
+        s = out["paths"][path] = {k: collect(res, k) for k in keys}
+        errors = [x["error"] for x in res if x and "error" in x]
+        if errors:
+            s["errors"] = errors
+        print(f"   {SVLOGD_PATHS[path]}: " + (f"{s['mb_s']['median']:.0f} MB/s, {s['cpu_s']['median']:.2f} s CPU"
+                                               if s["mb_s"] else f"failed: {errors}"), file=sys.stderr, flush=True)
+    return out
+
+
+def svlogd_table(o):
+    """The svlogd scenario's table: a column per svlogd."""
+    p = o["paths"]
+    paths = list(p)
+    lines = [f"**svlogd**: {o['bytes'] / 1e6:g} MB of {o['line_bytes']}-byte lines from one writer through "
+             f"`svlogd -tt` into a log directory (`config`: `s1000000`), {o['runs']} run"
+             f"{'s' if o['runs'] != 1 else ''}: median (min–max). Timed from the writer's gate to svlogd's exit; "
+             "MB/s of the writer's bytes; svlogd's own CPU.",
+             "", "|  | " + " | ".join(o["labels"].get(x, x) for x in paths) + " |", "|---|" + "---|" * len(paths)]
+
+    def row(label, digits, key):
+        lines.append(f"| {label} | " + " | ".join(fmt(p[x].get(key), digits) for x in paths) + " |")
+
+    row("MB/s", 1, "mb_s")
+    row("CPU, s", 2, "cpu_s")
+    row("CPU, s per GB", 2, "cpu_s_per_gb")
+    row("rotated files kept", 0, "rotated")
+    row("`current` at the end, bytes", 0, "current_bytes")
+    errors = [f"{o['labels'].get(x, x)}: {e}" for x in paths for e in (p[x].get("errors") or [])]
+    if errors:
+        lines += ["", "Failed runs: " + "; ".join(errors) + "."]
+    return lines
+
+
+def svlogd_targets(report):
+    """Issue 21's targets for the svlogd applet, each a ratio in the same run."""
+    o = report.get("svlogd")
+    if not o:
+        return []
+    p = o["paths"]
+
+    def med(path, key):
+        v = p.get(path, {}).get(key)
+        return v["median"] if v else None
+
+    out = []
+    mine, theirs = med("baseinit", "mb_s"), med("runit", "mb_s")
+    if mine is None or not theirs:
+        out.append(("svlogd at least as fast as runit's", "not measured", ""))
+    else:
+        out.append(("svlogd at least as fast as runit's", "met" if mine >= theirs else "not met",
+                    f"{mine:.1f} MB/s vs {theirs:.1f} MB/s: {mine / theirs:.2f}×"))
+    mine, theirs = med("baseinit", "cpu_s"), med("runit", "cpu_s")
+    if mine is not None and theirs:
+        out.append(("svlogd CPU no more than runit's", "met" if mine <= theirs else "not met",
+                    f"{mine:.2f} s vs {theirs:.2f} s: {mine / theirs:.2f}×"))
+    sizes = {path: (med(path, "current_bytes"), med(path, "rotated")) for path in p}
+    if len(sizes) == 2:
+        same = len(set(sizes.values())) == 1
+        out.append(("svlogd leaves the same files as runit's (current's size, rotated files kept)",
+                    "met" if same else "not met", ", ".join(f"{k}: {v[0]:.0f} B, {v[1]:.0f} files"
+                                                           for k, v in sizes.items() if v[0] is not None)))
+    return out
+
+
+# ---------------------------------------------------------------- syslog
+
+# The syslog scenario (issue 21): baseinit as PID 1 with --syslog, and a
+# small C sender (helpers/syslogflood.c: glibc's format, one blocking send
+# each, as syslog(3) does) at increasing rates, then as fast as it can,
+# while the harness reads baseinit's stdout as fast as it can; then as fast
+# as it can again with stdout read slowly, where the relay must drop and
+# count rather than grow or hold the sender up. A blocking sender is never
+# refused: at full speed it waits for the relay (the kernel queues only
+# net.unix.max_dgram_qlen datagrams), so its rate there is the relay's.
+SYSLOGFLOOD = BUILD / "syslogflood"
+SYSLOG_LEN = 100  # bytes per datagram, header included
+SYSLOG_RATES = [25_000, 50_000, 100_000, 200_000, 400_000, 0]  # messages/s; 0: as fast as it can
+SYSLOG_SECONDS = 2  # how long each paced run sends
+SYSLOG_FULL = 1_000_000  # messages of a run as fast as it can
+SLOW_READ = (64 * 1024, 0.1)  # the slow reader: at most this many bytes every this many seconds
+
+
+def baseinit_status(run):
+    """`baseinit status --json` of a run, or None while it does not answer."""
+    r = subprocess.run([str(BINARIES[run.init_name]), "status", "--json", "--runtime-dir", str(run.dir / "run")],
+                       capture_output=True, text=True, timeout=30)
+    return json.loads(r.stdout) if r.returncode == 0 else None
+
+
+def scenario_syslog(rate, count, slow=False):
+    """`count` messages at `rate` per second (0: as fast as the sender can)
+    to baseinit's syslog socket. From the sender's first message to the last
+    line's arrival: the rate the sender achieved, what baseinit received,
+    dropped and relayed, PID 1's CPU per message and its peak RSS over its
+    RSS idle (after one message went through: the relay's code paged in)."""
+    sock = Path(tempfile.mkdtemp(prefix="syslog-", dir=scratch())) / "log.sock"
+    run = Run("baseinit", ["svc"], flags=["--syslog", "--syslog-socket", str(sock)])
+    try:
+        run.start(stdout=subprocess.PIPE)
+        fd = run.proc.stdout.fileno()
+        deadline = time.monotonic() + 10
+        while not (sock.exists() and baseinit_status(run)):
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"no syslog socket: {read(run.dir / 'stderr')[-300:]!r}")
+            time.sleep(0.01)
+        rss_before = status_kb([run.pid], b"VmRSS")
+        with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as warm:
+            warm.sendto(b"<14>warm: up", str(sock))
+        drain(fd, 1, 10)
+        time.sleep(SETTLE)
+        idle_kb = status_kb([run.pid], b"VmRSS")
+        cpu0 = cpu_snapshot([run.pid])
+        peak_reset = reset_peak([run.pid])
+        watch = PeakWatch([run.pid])
+        sender = subprocess.Popen([str(SYSLOGFLOOD), str(sock), str(count), str(rate), str(SYSLOG_LEN)],
+                                  stdout=subprocess.PIPE, text=True)
+        poller = select.poll()
+        poller.register(fd, select.POLLIN)
+        lines, done, final, asked = 1, None, None, 0.0  # the warm-up line
+        deadline = time.monotonic() + 60 + count / 20_000
+        while final is None:
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"{lines} lines; sender: {done}")
+            if poller.poll(20):
+                data = os.read(fd, SLOW_READ[0] if slow else 1 << 20)
+                if not data:
+                    raise EOFError(f"baseinit's output ended after {lines} lines")
+                lines += data.count(b"\n")
+                watch.sample(now_ns())
+                if slow:
+                    time.sleep(SLOW_READ[1])
+            if done is None and sender.poll() is not None:
+                f = sender.stdout.read().split()
+                done = {"sent": int(f[1]), "refused": int(f[3]), "seconds": float(f[5])}
+            if done is not None and time.monotonic() >= asked + 0.05:
+                asked = time.monotonic()
+                s = (baseinit_status(run) or {}).get("syslog") or {}
+                if s.get("received") == done["sent"] + 1:
+                    slow = False  # everything arrived: the rest is read as fast as it comes
+                    if lines >= s["received"] - s["dropped"]:
+                        final = s
+        watch.sample(force=True)
+        cpu = cpu_between(cpu0, cpu_snapshot([run.pid]))
+        sent, peak_kb = done["sent"], watch.total()
+        return {"msgs_s": sent / done["seconds"], "sent": sent, "refused": done["refused"],
+                "dropped": final["dropped"], "relayed": lines - 1,
+                "cpu_us_per_msg": cpu / sent * 1e6 if cpu is not None and sent else None,
+                "rss_before_kb": rss_before, "idle_rss_kb": idle_kb, "peak_rss_kb": peak_kb,
+                "rss_growth_kb": peak_kb - idle_kb if peak_kb is not None and idle_kb is not None else None,
+                "peak_since_gate": peak_reset}
+    finally:
+        if hasattr(run, "pid"):
+            if run.proc.poll() is None:
+                run.stop()
+            run.close()
+        elif hasattr(run, "proc") and run.proc.poll() is None:
+            os.killpg(run.proc.pid, signal.SIGKILL)
+            run.proc.wait()
+
+
+def measure_syslog(runs, quick):
+    """Each rate, then full speed with a slow stdout, `runs` times each."""
+    say = lambda what: print(f"== {what}", file=sys.stderr, flush=True)
+    seconds = 1 if quick else SYSLOG_SECONDS
+    full = SYSLOG_FULL // 5 if quick else SYSLOG_FULL
+    cases = {(f"{r // 1000}k" if r else "full"): (r, r * seconds if r else full, False) for r in SYSLOG_RATES}
+    cases["full-slow"] = (0, full, True)
+    keys = ["msgs_s", "sent", "refused", "dropped", "relayed", "cpu_us_per_msg", "rss_before_kb", "idle_rss_kb",
+            "peak_rss_kb", "rss_growth_kb"]
+    out = {"runs": runs, "length": SYSLOG_LEN, "slow_read": {"bytes": SLOW_READ[0], "every_s": SLOW_READ[1]},
+           "cases": {}}
+    for name, (rate, count, slow) in cases.items():
+        what = f"{rate:,}/s" if rate else "as fast as it can"
+        say(f"syslog: {count:,} messages, {what}{', stdout read slowly' if slow else ''}")
+        res = [attempt(scenario_syslog, rate, count, slow) for _ in range(runs)]
+        s = out["cases"][name] = {k: collect(res, k) for k in keys}
+        s.update(rate=rate, count=count, slow=slow)
+        errors = [x["error"] for x in res if x and "error" in x]
+        if errors:
+            s["errors"] = errors
+        print("   " + (f"{s['msgs_s']['median']:,.0f} msgs/s, {s['dropped']['median']:,.0f} dropped, "
+                       f"peak RSS +{s['rss_growth_kb']['median']:.0f} kB" if s["msgs_s"] else f"failed: {errors}"),
+              file=sys.stderr, flush=True)
+    return out
+
+
+def syslog_table(o):
+    """The syslog scenario's table: a column per case."""
+    cases = o["cases"]
+    names = list(cases)
+    label = {n: ("as fast as it can" if not c["rate"] else f"{c['rate']:,}/s")
+             + (", slow stdout" if c["slow"] else "") for n, c in cases.items()}
+    lines = [f"**syslog** (`--syslog`): a C sender (glibc's format, {o['length']}-byte datagrams, one blocking "
+             f"send each, as syslog(3)) at each rate, baseinit's stdout read as fast as the harness can (slow "
+             f"stdout: {o['slow_read']['bytes'] // 1024} KiB every {o['slow_read']['every_s'] * 1000:.0f} ms), "
+             f"{o['runs']} run{'s' if o['runs'] != 1 else ''}: median (min–max). The sender's rate is what the "
+             "relay took: a blocking sender waits when the socket's queue is full. RSS of PID 1 over its RSS idle "
+             "after one message went through.",
+             "", "|  | " + " | ".join(label[n] for n in names) + " |", "|---|" + "---|" * len(names)]
+
+    def row(text, digits, key, scale=1):
+        cells = []
+        for n in names:
+            v = cases[n].get(key)
+            if v and scale != 1:
+                v = {k: (w / scale if k != "n" else w) for k, w in v.items()}
+            cells.append(fmt(v, digits))
+        lines.append(f"| {text} | " + " | ".join(cells) + " |")
+
+    row("messages sent", 0, "sent")
+    row("thousand messages/s (the sender's)", 1, "msgs_s", 1000)
+    row("dropped", 0, "dropped")
+    row("relayed", 0, "relayed")
+    row("PID 1 CPU per message, µs", 2, "cpu_us_per_msg")
+    row("PID 1 RSS idle, kB", 0, "idle_rss_kb")
+    row("PID 1 peak RSS over idle, kB", 0, "rss_growth_kb")
+    errors = [f"{label[n]}: {e}" for n in names for e in (cases[n].get("errors") or [])]
+    if errors:
+        lines += ["", "Failed runs: " + "; ".join(errors) + "."]
+    return lines
+
+
+def syslog_targets(report):
+    """Issue 21's targets for the syslog relay."""
+    o = report.get("syslog")
+    if not o:
+        return []
+    cases = o["cases"]
+    med = lambda c, k: (cases.get(c, {}).get(k) or {}).get("median")
+    out = []
+    clean = [(c["rate"], med(n, "msgs_s")) for n, c in cases.items()
+             if not c["slow"] and med(n, "dropped") == 0 and med(n, "msgs_s")]
+    best = max(clean, key=lambda x: x[1], default=None)
+    out.append(("syslog: messages/s relayed with no drop (stdout read fast)", "measured" if best else "not measured",
+                f"{best[1]:,.0f} msgs/s" if best else ""))
+    growth = [(med(n, "rss_growth_kb"), n) for n in cases if med(n, "rss_growth_kb") is not None]
+    if growth:
+        kb, name = max(growth)
+        out.append(("syslog: PID 1 peak RSS within 2 MB of idle under a flood", "met" if kb <= 2048 else "not met",
+                    f"{kb:.0f} kB over idle at most ({name})"))
+    slow = cases.get("full-slow")
+    if slow and med("full-slow", "dropped") is not None:
+        kept = med("full-slow", "relayed") + med("full-slow", "dropped") == med("full-slow", "sent")
+        out.append(("syslog: a slow stdout drops and counts (relayed + dropped = sent)", "met" if kept else "not met",
+                    f"{med('full-slow', 'dropped'):,.0f} dropped of {med('full-slow', 'sent'):,.0f}"))
+    return out
+
+
 # ---------------------------------------------------------------- summary
 
 def summary(values):
@@ -1042,7 +1368,7 @@ def before_after(report):
 
 # What --scenarios chooses from: "inits" is every scenario that compares
 # the inits (storm, burst, startup and memory, idle, stop, restart).
-SCENARIOS = ["inits", "docker", "output"]
+SCENARIOS = ["inits", "docker", "output", "svlogd", "syslog"]
 
 
 def main():
@@ -1058,7 +1384,8 @@ def main():
     ap.add_argument("--no-docker", action="store_true", help="skip the Docker scenario")
     ap.add_argument("--scenarios", default=",".join(SCENARIOS),
                     help="comma-separated subset of: inits (every scenario comparing the inits), docker, "
-                    "output (service output through each relay path); default all")
+                    "output (service output through each relay path), svlogd (runit's svlogd and "
+                    "baseinit's), syslog (--syslog's relay); default all")
     ap.add_argument("--out", default=str(HERE / "results"), help="where latest.json, latest.md and latest.svg go")
     ap.add_argument("--render", metavar="JSON", help="only redraw the table and chart of a saved report")
     args = ap.parse_args()
@@ -1104,6 +1431,10 @@ def main():
     if "output" in scenarios:
         # At least 3 runs: 1 with --quick, then a smaller volume too.
         report["output"] = measure_output(1 if args.quick else max(3, runs // 2 + 1), args.quick)
+    if "svlogd" in scenarios:
+        report["svlogd"] = measure_svlogd(1 if args.quick else max(3, runs // 2 + 1), args.quick)
+    if "syslog" in scenarios:
+        report["syslog"] = measure_syslog(1 if args.quick else 3, args.quick)
     if not args.quick and not args.no_docker and "docker" in scenarios:
         report["docker"] = scenario_docker(3)
     report["duration_s"] = round(time.time() - started)
@@ -1150,7 +1481,7 @@ def targets(report):
     r = report["inits"]
     b = r.get("baseinit")
     if not b:
-        return output_targets(report)
+        return output_targets(report) + svlogd_targets(report) + syslog_targets(report)
     out = []
 
     def med(s):
@@ -1219,7 +1550,7 @@ def targets(report):
             check("crash loop backs off as configured (100 ms doubling)", ok,
                   ", ".join(f"{x:.0f}" for x in runs[0]) + " ms")
     check("static, stripped binary", True, f"{report['baseinit_binary_bytes']:,} bytes")
-    return out + output_targets(report)
+    return out + output_targets(report) + svlogd_targets(report) + syslog_targets(report)
 
 
 def output_table(o):
@@ -1318,6 +1649,10 @@ def render_markdown(report):
         lines = [f"Measured {report['date']} on {report['machine']}.", ""]
     if report.get("output"):
         lines += output_table(report["output"]) + [""]
+    if report.get("svlogd"):
+        lines += svlogd_table(report["svlogd"]) + [""]
+    if report.get("syslog"):
+        lines += syslog_table(report["syslog"]) + [""]
     lines += ["| target | result | figures |", "|---|---|---|"]
     lines += [f"| {name} | {result} | {figures} |" for name, result, figures in targets(report)]
     lines.append("")

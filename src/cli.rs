@@ -23,6 +23,8 @@ pub const DEFAULT_HOOK_TIMEOUT: Duration = Duration::from_millis(500);
   baseinit health    exit 0 when every service that should be up is up (HEALTHCHECK, probes)
   baseinit sv        runit's sv: control services (also as a symlink named sv)
   baseinit setuser   run a command as another user (also as a symlink named setuser)
+  baseinit chpst     runit's chpst: run a program as another user, with an envdir, limits…
+                     (also as a symlink named chpst, envdir, setuidgid, softlimit, setlock…)
 
 Named my_init (a symlink), baseinit is the init, as phusion's my_init."
 )]
@@ -114,6 +116,20 @@ pub struct Cli {
     #[arg(long)]
     pub log_timestamps: bool,
 
+    /// Listen on the syslog socket and relay what programs log there to
+    /// baseinit's output, one line per message (BASEINIT_SYSLOG=1)
+    #[arg(long, env = "BASEINIT_SYSLOG", value_parser = clap::builder::BoolishValueParser::new())]
+    pub syslog: bool,
+
+    /// The socket --syslog listens on
+    #[arg(
+        long,
+        value_name = "PATH",
+        env = "BASEINIT_SYSLOG_SOCKET",
+        default_value = "/dev/log"
+    )]
+    pub syslog_socket: PathBuf,
+
     /// Log warnings and errors only
     #[arg(long, short, conflicts_with = "verbose")]
     pub quiet: bool,
@@ -190,6 +206,14 @@ impl Cli {
             finish_timeout: self.finish_timeout,
         }
     }
+
+    /// What `--syslog` asks for; None when it is off. (`--syslog-dir`, to
+    /// come, adds where the messages go.)
+    pub fn syslog_settings(&self) -> Option<crate::syslog::Settings> {
+        self.syslog.then(|| crate::syslog::Settings {
+            socket: self.syslog_socket.clone(),
+        })
+    }
 }
 
 /// Seconds as my_init's variables hold them ("30", "2.5"), or a duration
@@ -246,5 +270,19 @@ mod tests {
     fn skip_runit_needs_a_main_command() {
         assert!(Cli::try_parse_from(["baseinit", "--skip-runit"]).is_err());
         assert!(Cli::try_parse_from(["baseinit", "--skip-runit", "--", "true"]).is_ok());
+    }
+
+    #[test]
+    fn syslog_is_off_unless_asked_and_listens_on_dev_log() {
+        // (The variables' side is tested on the binary: tests/syslog.rs.)
+        if std::env::var_os("BASEINIT_SYSLOG").is_none() {
+            assert_eq!(Cli::try_parse_from(["baseinit"]).unwrap().syslog_settings(), None);
+        }
+        if std::env::var_os("BASEINIT_SYSLOG_SOCKET").is_none() {
+            let cli = Cli::try_parse_from(["baseinit", "--syslog"]).unwrap();
+            assert_eq!(cli.syslog_settings().unwrap().socket, PathBuf::from("/dev/log"));
+        }
+        let cli = Cli::try_parse_from(["baseinit", "--syslog", "--syslog-socket", "/run/log.sock"]).unwrap();
+        assert_eq!(cli.syslog_settings().unwrap().socket, PathBuf::from("/run/log.sock"));
     }
 }

@@ -1,7 +1,7 @@
 //! baseinit: a PID 1 supervisor for container images.
 //!
 //! The map of the crate, in the order data flows:
-//! - [`applets`]: `sv` and `setuser`, by argv[0] or as `baseinit sv`.
+//! - [`applets`]: `sv`, `setuser` and `chpst`, by argv[0] or as `baseinit sv`.
 //! - [`accounts`]: users and groups, read from /etc/passwd and /etc/group (never NSS).
 //! - [`container_env`]: my_init's container environment import and export.
 //! - [`check`]: `baseinit check`, validating an image's configuration.
@@ -22,7 +22,9 @@
 //! - [`exit`]: child statuses and baseinit's exit-code table.
 //! - [`inherited`]: cleaning up the signal mask, dispositions and fds baseinit inherited.
 //! - [`logging`]: baseinit's own log on stderr.
+//! - [`logdir`]: runit's svlogd log directories: `current`, rotation, `config`.
 //! - [`output`]: services' stdout and stderr, as whole prefixed (or JSON) lines.
+//! - [`syslog`]: `/dev/log` (`--syslog`): syslog messages relayed to the output.
 //! - [`manual`]: the command lines for the man pages and completions (not used by the init).
 //! - [`privileges`]: what baseinit may change of a child's user and groups.
 //! - [`resident`]: keeping what PID 1 holds in memory small (boot-only pages let go).
@@ -36,6 +38,7 @@ pub mod container_env;
 pub mod control_socket;
 pub mod exit;
 pub mod inherited;
+pub mod logdir;
 pub mod logging;
 pub mod manual;
 pub mod output;
@@ -50,4 +53,5 @@ pub mod spawn;
 pub mod startup;
 pub mod status;
 pub mod supervisor;
+pub mod syslog;
 pub mod watch;

@@ -61,6 +61,7 @@ fn run(cli: Cli) -> i32 {
         kill_all_grace: cli.kill_all_timeout,
         startup_timeout: cli.startup_timeout,
         wait_for_services: cli.wait_for_services.map(|d| (!d.is_zero()).then_some(d)),
+        syslog: cli.syslog_settings(),
     };
     tracing::debug!(
         "baseinit {} starting as {}",

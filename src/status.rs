@@ -21,6 +21,21 @@ pub struct Snapshot {
     pub phase: String,
     pub uptime_ms: u64,
     pub services: Vec<ServiceStatus>,
+    /// The syslog relay (`--syslog`); absent when it is off.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub syslog: Option<SyslogStatus>,
+}
+
+/// The syslog relay: its socket and what it relayed since boot.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SyslogStatus {
+    pub socket: String,
+    /// Relaying (false: the socket could not be had; the log says why).
+    pub listening: bool,
+    /// Datagrams read from the socket.
+    pub received: u64,
+    /// Of these, dropped because baseinit's output was too slow.
+    pub dropped: u64,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -250,6 +265,16 @@ pub fn table(snapshot: &Snapshot) -> String {
             out.push_str(&format!("{} is {}: {reason}\n", s.name, s.state));
         }
     }
+    if let Some(syslog) = &snapshot.syslog {
+        out.push_str(&if syslog.listening {
+            format!(
+                "syslog: {}, {} received, {} dropped\n",
+                syslog.socket, syslog.received, syslog.dropped
+            )
+        } else {
+            format!("syslog: {} not listening (see baseinit's log)\n", syslog.socket)
+        });
+    }
     out
 }
 
@@ -289,6 +314,7 @@ mod tests {
             phase: "running".into(),
             uptime_ms: 3_700_000,
             services,
+            syslog: None,
         }
     }
 
@@ -356,5 +382,27 @@ mod tests {
         let json = serde_json::to_string(&snap).unwrap();
         assert!(json.contains("\"last_exit\":\"notstarted\""), "{json}");
         assert_eq!(serde_json::from_str::<Snapshot>(&json).unwrap(), snap);
+    }
+
+    #[test]
+    fn the_syslog_relay_shows_only_when_on() {
+        let mut snap = snapshot(vec![service("web", "run", true)]);
+        let json = serde_json::to_string(&snap).unwrap();
+        assert!(!json.contains("syslog"), "{json}");
+        assert!(!table(&snap).contains("syslog"));
+        snap.syslog = Some(SyslogStatus {
+            socket: "/dev/log".into(),
+            listening: true,
+            received: 12,
+            dropped: 3,
+        });
+        let json = serde_json::to_string(&snap).unwrap();
+        assert!(
+            json.contains(r#""syslog":{"socket":"/dev/log","listening":true,"received":12,"dropped":3}"#),
+            "{json}"
+        );
+        assert_eq!(serde_json::from_str::<Snapshot>(&json).unwrap(), snap);
+        let text = table(&snap);
+        assert!(text.ends_with("syslog: /dev/log, 12 received, 3 dropped\n"), "{text}");
     }
 }

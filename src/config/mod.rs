@@ -4,6 +4,7 @@
 
 mod credentials;
 mod dependencies;
+mod log_files;
 mod raw;
 mod readiness;
 
@@ -18,6 +19,7 @@ use std::time::Duration;
 use nix::sys::signal::Signal;
 use toml::Spanned;
 
+pub use log_files::LogFiles;
 use raw::RawService;
 pub use raw::{parse_duration, parse_signal};
 
@@ -113,6 +115,8 @@ pub struct ServiceSpec {
     pub policy: Policy,
     /// The `log/` subdirectory's logger, reading this service's stdout.
     pub log: Option<Box<ServiceSpec>>,
+    /// `[log]`: its lines kept in a log directory by baseinit itself.
+    pub log_files: Option<LogFiles>,
     /// `output` in service.toml; None takes the global `--output`.
     pub output: Option<OutputMode>,
     /// `essential = true`: when it ends for good (or fails), the container
@@ -562,6 +566,11 @@ fn load_service(
     }
     let readiness = readiness::readiness(dir, listing, raw.ready.as_ref(), &at, errors);
     let health = raw.health.as_ref().and_then(|h| readiness::health(dir, h, &at, errors));
+    let log_files = raw.log.as_ref().and_then(|log| {
+        let has_log_dir = listing.may_have("log") && dir.join("log").is_dir();
+        let inherit = raw.output == Some(OutputMode::Inherit);
+        log_files::log_files(dir, log, has_log_dir, inherit, &at, errors)
+    });
 
     if errors.len() > before {
         return None;
@@ -586,6 +595,7 @@ fn load_service(
         down: listing.may_have("down") && dir.join("down").exists(),
         policy,
         log: None,
+        log_files,
         output: raw.output,
         essential: raw.essential.unwrap_or(false),
         after: after_list,
@@ -698,6 +708,49 @@ mod tests {
                 .iter()
                 .map(|e| e.to_string().replace(&root, ""))
                 .collect()
+        }
+    }
+
+    #[test]
+    fn log_sections_are_validated() {
+        let tree = Tree::new();
+        tree.run("ok").toml(
+            "ok",
+            "[log]\ndir = \"/var/log/ok\"\nmax-size = \"10MB\"\nmax-files = 3\n",
+        );
+        let specs = tree.load().unwrap();
+        assert_eq!(
+            specs[0].log_files,
+            Some(LogFiles {
+                dir: "/var/log/ok".into(),
+                max_size: 10_000_000,
+                max_files: 3,
+                timestamps: true,
+                stdout: true,
+            })
+        );
+        let tree = Tree::new();
+        tree.run("a").toml("a", "[log]\nmax-files = 3\n");
+        tree.run("b").toml("b", "[log]\ndir = \"x\"\nmax-size = \"1kB\"\n");
+        tree.run("c").toml("c", "[log]\ndir = \"x\"\nmax-files = 0\n");
+        tree.run("d").toml("d", "[log]\ndir = \"x\"\nmax-size = \"lots\"\n");
+        tree.run("e").toml("e", "[log]\ndir = \"x\"\n").run("e/log");
+        tree.run("f").toml("f", "output = \"inherit\"\n[log]\ndir = \"x\"\n");
+        tree.run("g").toml("g", "[log]\ndir = \"x\"\nsize = 1\n");
+        let errors = tree.errors();
+        for expected in [
+            "a/service.toml:1:1: [log] needs `dir`",
+            "b/service.toml:3:12: [log] max-size must be from 4096 to 4294967295 bytes",
+            "c/service.toml:3:13: [log] max-files must be 1 or more",
+            "d/service.toml:3:12: invalid size \"lots\"",
+            "e/service.toml:1:1: both a log/ directory and [log] are given",
+            "f/service.toml:2:1: [log] needs the output through baseinit",
+            "g/service.toml:3:1: unknown field `size`",
+        ] {
+            assert!(
+                errors.iter().any(|e| e.starts_with(expected)),
+                "{expected:?} not in {errors:#?}"
+            );
         }
     }
 

@@ -34,6 +34,53 @@ pub struct RawService {
     pub requires: Option<Spanned<Vec<String>>>,
     pub ready: Option<RawReady>,
     pub health: Option<RawHealth>,
+    pub log: Option<Spanned<RawLog>>,
+}
+
+/// `[log]`: the service's lines kept in a log directory by baseinit.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct RawLog {
+    pub dir: Option<Spanned<String>>,
+    pub max_size: Option<Spanned<SizeValue>>,
+    pub max_files: Option<Spanned<u32>>,
+    pub timestamps: Option<bool>,
+    pub stdout: Option<bool>,
+}
+
+/// A size in bytes: a number, or a string like `"10MB"` (10^6) or
+/// `"10MiB"` (2^20), as the `bytesize` crate reads it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SizeValue(pub u64);
+
+impl<'de> Deserialize<'de> for SizeValue {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct V;
+        impl Visitor<'_> for V {
+            type Value = SizeValue;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a size like \"10MB\" or \"64KiB\", or a number of bytes")
+            }
+            fn visit_str<E: de::Error>(self, s: &str) -> Result<SizeValue, E> {
+                s.parse::<bytesize::ByteSize>()
+                    .map(|b| SizeValue(b.as_u64()))
+                    .map_err(|_| {
+                        E::custom(format!(
+                            "invalid size {s:?}: write it like \"10MB\", \"64KiB\" or 1048576"
+                        ))
+                    })
+            }
+            fn visit_i64<E: de::Error>(self, n: i64) -> Result<SizeValue, E> {
+                u64::try_from(n)
+                    .map(SizeValue)
+                    .map_err(|_| E::custom(format!("invalid size {n}: must be 0 or more")))
+            }
+            fn visit_u64<E: de::Error>(self, n: u64) -> Result<SizeValue, E> {
+                Ok(SizeValue(n))
+            }
+        }
+        deserializer.deserialize_any(V)
+    }
 }
 
 /// `[health]`: a probe that keeps running once the service is ready; when it

@@ -53,6 +53,22 @@ pub struct LineSplitter {
 }
 
 impl LineSplitter {
+    /// Lines as they were written, without prefix or timestamp (for a log
+    /// directory, which stamps them itself).
+    pub fn bare() -> Self {
+        LineSplitter {
+            head: Vec::new(),
+            ..LineSplitter::new(
+                "",
+                Stream::Stdout,
+                Style {
+                    format: Format::Text,
+                    timestamps: false,
+                },
+            )
+        }
+    }
+
     pub fn new(service: &str, stream: Stream, style: Style) -> Self {
         let mut head = Vec::new();
         match style.format {

@@ -23,19 +23,23 @@
 //! batch each, so a flooding service cannot starve another's lines. A lone
 //! line is written as soon as it is read: nothing waits for a batch to fill.
 
+mod files;
 mod lines;
 
 use std::io;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 
 use memchr::{memchr, memrchr};
+
+use crate::config::LogFiles;
 use nix::errno::Errno;
 use serde::Serialize;
 use tokio::net::unix::pipe;
 use tokio::sync::mpsc;
 
+use files::{FileBatch, LogDirs};
 pub use lines::{CONTINUED, MAX_LINE, escape_json};
 use lines::{LineSplitter, Stamp};
 
@@ -86,10 +90,12 @@ pub struct Style {
     pub timestamps: bool,
 }
 
-/// Whole formatted lines of one stream, ready to write.
+/// Whole formatted lines of one stream, ready to write, and the same lines
+/// for the service's log directory, if it has one.
 struct Batch {
     stream: Stream,
     bytes: Vec<u8>,
+    file: Option<FileBatch>,
 }
 
 /// The writer thread's end: readers are made from it.
@@ -149,15 +155,22 @@ pub fn start(style: Style) -> io::Result<(Sink, Writer)> {
     let written = unwritten.clone();
     let spare = Arc::new(Mutex::new(Vec::with_capacity(SPARE)));
     let returned = spare.clone();
+    let files_open = Arc::new(AtomicBool::new(false));
+    let any_open = files_open.clone();
     std::thread::Builder::new().name("output".into()).spawn(move || {
         let (stdout, stderr) = (io::stdout(), io::stderr());
         let (out, err) = (Target::new(stdout.as_fd()), Target::new(stderr.as_fd()));
+        let mut dirs = LogDirs::default();
         while let Some(batch) = received.blocking_recv() {
             // A closed or failing stdout loses lines, never PID 1.
             let _ = match batch.stream {
                 Stream::Stdout => out.write_lines(&batch.bytes),
                 Stream::Stderr => err.write_lines(&batch.bytes),
             };
+            if let Some(file) = &batch.file {
+                dirs.write(file);
+                any_open.store(dirs.any_open(), Ordering::Release);
+            }
             written.fetch_sub(1, Ordering::Release);
             if batch.bytes.len() >= PIPE_BUF {
                 // A flood: the buffer is reused for the next batch (freeing
@@ -169,6 +182,7 @@ pub fn start(style: Style) -> io::Result<(Sink, Writer)> {
                 returned.lock().unwrap_or_else(PoisonError::into_inner).clear();
             }
         }
+        dirs.close_all();
         let _ = done.send(());
     })?;
     let outbox = Outbox {
@@ -176,7 +190,14 @@ pub fn start(style: Style) -> io::Result<(Sink, Writer)> {
         unwritten: unwritten.clone(),
         spare,
     };
-    Ok((Sink { batches: outbox, style }, Writer { finished, unwritten }))
+    Ok((
+        Sink { batches: outbox, style },
+        Writer {
+            finished,
+            unwritten,
+            files_open,
+        },
+    ))
 }
 
 /// One of baseinit's own streams, as the writer writes to it.
@@ -243,6 +264,8 @@ fn write_all(fd: BorrowedFd, mut bytes: &[u8]) -> Result<(), Errno> {
 pub struct Writer {
     finished: std::sync::mpsc::Receiver<()>,
     unwritten: Arc<AtomicUsize>,
+    /// Log directories are open: the thread must close them at the end.
+    files_open: Arc<AtomicBool>,
 }
 
 impl Writer {
@@ -254,7 +277,7 @@ impl Writer {
     /// it end, and a thread that ends frees its stack, on the CPU the last
     /// log line then waits for, which lengthens the stop on a busy machine.
     pub fn finish(self, sink: Option<Sink>, deadline: std::time::Instant) {
-        if self.unwritten.load(Ordering::Acquire) == 0 {
+        if self.unwritten.load(Ordering::Acquire) == 0 && !self.files_open.load(Ordering::Acquire) {
             // Nothing can send any more; the process exit ends the thread.
             std::mem::forget(sink);
             return;
@@ -269,16 +292,50 @@ impl Writer {
 impl Sink {
     /// Starts reading `pipe` (the read end of a service process's stream);
     /// the task ends at EOF, after writing out a last line without newline.
-    pub fn read(&self, service: &str, stream: Stream, pipe: OwnedFd) -> io::Result<tokio::task::JoinHandle<()>> {
+    ///
+    /// With `files` (a `[log]` section), the lines go to that directory too,
+    /// or only there when it says `stdout = false`.
+    pub fn read(
+        &self,
+        service: &str,
+        stream: Stream,
+        pipe: OwnedFd,
+        files: Option<Arc<LogFiles>>,
+    ) -> io::Result<tokio::task::JoinHandle<()>> {
         let receiver = pipe::Receiver::from_owned_fd(pipe)?;
+        let to_stdout = files.as_ref().is_none_or(|f| f.stdout);
         let reader = Reader {
             stream,
             style: self.style,
-            lines: LineSplitter::new(service, stream, self.style),
+            lines: if to_stdout {
+                LineSplitter::new(service, stream, self.style)
+            } else {
+                LineSplitter::bare()
+            },
+            files: files.map(|files| FileLines {
+                splitter: to_stdout.then(LineSplitter::bare),
+                files,
+            }),
             unformatted: Vec::new(),
             out: self.batches.clone(),
         };
         Ok(tokio::spawn(reader.run(receiver)))
+    }
+
+    /// Hands `lines` (whole formatted lines) to the writer, waiting for room
+    /// in turn with the readers; false when the writer is gone. The future
+    /// owns all it needs, so a task can hold it while it does other work:
+    /// the syslog relay reads its socket meanwhile.
+    pub fn send_lines(&self, stream: Stream, lines: Vec<u8>) -> impl Future<Output = bool> + Send + 'static {
+        let out = self.batches.clone();
+        async move {
+            let batch = Batch {
+                stream,
+                bytes: lines,
+                file: None,
+            };
+            out.send(batch).await
+        }
     }
 }
 
@@ -293,16 +350,62 @@ thread_local! {
 struct Reader {
     stream: Stream,
     style: Style,
+    /// Formats for baseinit's output, or (`stdout = false`) for the log
+    /// directory only.
     lines: LineSplitter,
+    files: Option<FileLines>,
     /// Bytes read that did not fit in the last batch (a read of short lines
     /// grows past [`BATCH`] once formatted): the next batch starts with them.
     unformatted: Vec<u8>,
     out: Outbox,
 }
 
+/// A `[log]` service's reader's lines for its directory.
+struct FileLines {
+    files: Arc<LogFiles>,
+    /// A second splitter when the lines go to stdout too (then `lines`
+    /// prefixes them); None when `lines` makes them bare already.
+    splitter: Option<LineSplitter>,
+}
+
+impl FileLines {
+    /// The batch for the directory of the lines `input` ended, which
+    /// `formatted` holds formatted for stdout; taken from it when only the
+    /// directory gets them.
+    fn batch(&mut self, input: &[u8], stamp: &Stamp, formatted: &mut Vec<u8>) -> FileBatch {
+        let lines = match &mut self.splitter {
+            Some(splitter) => {
+                let mut lines = Vec::with_capacity(input.len() + 64);
+                splitter.push(input, stamp, &mut lines, usize::MAX);
+                lines
+            }
+            None => std::mem::take(formatted),
+        };
+        FileBatch {
+            files: self.files.clone(),
+            lines,
+        }
+    }
+
+    fn finish(&mut self, stamp: &Stamp, formatted: &mut Vec<u8>) -> FileBatch {
+        let lines = match &mut self.splitter {
+            Some(splitter) => {
+                let mut lines = Vec::new();
+                splitter.finish(stamp, &mut lines);
+                lines
+            }
+            None => std::mem::take(formatted),
+        };
+        FileBatch {
+            files: self.files.clone(),
+            lines,
+        }
+    }
+}
+
 /// What one look at the pipe found.
 enum Read {
-    Batch(Vec<u8>),
+    Batch(Vec<u8>, Option<FileBatch>),
     Nothing,
     End,
 }
@@ -316,14 +419,17 @@ impl Reader {
                 }
                 self.read(&receiver)
             } else {
-                Read::Batch(self.leftover())
+                let (bytes, file) = self.leftover();
+                Read::Batch(bytes, file)
             };
             match read {
                 Read::End => break,
                 Read::Nothing => {}
-                Read::Batch(bytes) if bytes.is_empty() => self.out.keep(bytes),
-                Read::Batch(bytes) => {
-                    if !self.send(bytes).await {
+                Read::Batch(bytes, file) if bytes.is_empty() && file.as_ref().is_none_or(|f| f.lines.is_empty()) => {
+                    self.out.keep(bytes)
+                }
+                Read::Batch(bytes, file) => {
+                    if !self.send(bytes, file).await {
                         return;
                     }
                 }
@@ -331,15 +437,17 @@ impl Reader {
         }
         // The end: what is left, then a last line without newline.
         while !self.unformatted.is_empty() {
-            let bytes = self.leftover();
-            if !self.send(bytes).await {
+            let (bytes, file) = self.leftover();
+            if !self.send(bytes, file).await {
                 return;
             }
         }
         let mut bytes = self.out.buffer(MAX_LINE);
-        self.lines.finish(&Stamp::now(self.style), &mut bytes);
-        if !bytes.is_empty() {
-            self.send(bytes).await;
+        let stamp = Stamp::now(self.style);
+        self.lines.finish(&stamp, &mut bytes);
+        let file = self.files.as_mut().map(|f| f.finish(&stamp, &mut bytes));
+        if !bytes.is_empty() || file.as_ref().is_some_and(|f| !f.lines.is_empty()) {
+            self.send(bytes, file).await;
         }
     }
 
@@ -351,9 +459,11 @@ impl Reader {
                 Ok(0) => Read::End, // the process (and anything it left) is gone
                 Ok(n) => {
                     let mut bytes = self.out.buffer(n);
-                    let took = self.lines.push(&buf[..n], &Stamp::now(self.style), &mut bytes, BATCH);
+                    let stamp = Stamp::now(self.style);
+                    let took = self.lines.push(&buf[..n], &stamp, &mut bytes, BATCH);
+                    let file = self.files.as_mut().map(|f| f.batch(&buf[..took], &stamp, &mut bytes));
                     self.unformatted.extend_from_slice(&buf[took..n]);
-                    Read::Batch(bytes)
+                    Read::Batch(bytes, file)
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => Read::Nothing,
                 Err(_) => Read::End,
@@ -362,24 +472,28 @@ impl Reader {
     }
 
     /// The next batch from bytes read before.
-    fn leftover(&mut self) -> Vec<u8> {
+    fn leftover(&mut self) -> (Vec<u8>, Option<FileBatch>) {
         let mut bytes = self.out.buffer(self.unformatted.len());
-        let took = self
-            .lines
-            .push(&self.unformatted, &Stamp::now(self.style), &mut bytes, BATCH);
+        let stamp = Stamp::now(self.style);
+        let took = self.lines.push(&self.unformatted, &stamp, &mut bytes, BATCH);
+        let file = self
+            .files
+            .as_mut()
+            .map(|f| f.batch(&self.unformatted[..took], &stamp, &mut bytes));
         self.unformatted.drain(..took);
         if self.unformatted.is_empty() {
             // A flood of short lines is over: nothing kept for it.
             self.unformatted = Vec::new();
         }
-        bytes
+        (bytes, file)
     }
 
-    async fn send(&self, bytes: Vec<u8>) -> bool {
+    async fn send(&self, bytes: Vec<u8>, file: Option<FileBatch>) -> bool {
         self.out
             .send(Batch {
                 stream: self.stream,
                 bytes,
+                file,
             })
             .await
     }

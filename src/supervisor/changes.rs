@@ -84,6 +84,7 @@ mod tests {
             down: false,
             policy: unit.life.policy().clone(),
             log: None,
+            log_files: None,
             output: None,
             essential: false,
             after: Vec::new(),

@@ -150,7 +150,7 @@ impl<P: Processes> Supervisor<P> {
         let unit = &self.units[id];
         for (stream, (reader, writer)) in [(Stream::Stdout, pipes.stdout), (Stream::Stderr, pipes.stderr)] {
             drop(writer);
-            match sink.read(&unit.name, stream, reader) {
+            match sink.read(&unit.name, stream, reader, unit.log_files.clone()) {
                 Ok(task) => self.readers.push(task),
                 Err(e) => warn!("{}: cannot read its output: {e}", unit.label),
             }

@@ -152,6 +152,10 @@ impl Supervisor<System> {
         if let Some(listener) = control_socket::listen(&self.opts.runtime_dir) {
             tokio::spawn(control_socket::serve(listener, socket_requests));
         }
+        // The syslog socket (`--syslog`) too, for the same reasons.
+        if let Some(settings) = &self.opts.syslog {
+            self.syslog = Some(crate::syslog::start(settings, self.sink.as_ref(), self.opts.style));
+        }
         let mut watch = None;
         // What of the watch must stay open until exit, once it has ended for
         // the stop (the phase never returns to Running, so none is made again).
@@ -274,6 +278,10 @@ impl Supervisor<System> {
             if tokio::time::timeout_at(deadline.into(), reader).await.is_err() {
                 abort.abort();
             }
+        }
+        // The syslog relay's last messages, and its sender, likewise.
+        if let Some(relay) = self.syslog.take() {
+            relay.finish(deadline).await;
         }
         // The readers' senders are gone now; the writer ends once it wrote
         // what they sent.

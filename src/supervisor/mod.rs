@@ -100,6 +100,8 @@ pub struct Options {
     /// `--wait-for-services`: the main command starts once every service is
     /// ready; Some(None) waits without limit.
     pub wait_for_services: Option<Option<Duration>>,
+    /// `--syslog`: the socket to relay syslog messages from.
+    pub syslog: Option<crate::syslog::Settings>,
 }
 
 /// How long after the last change in the service directory a rescan runs:
@@ -133,6 +135,8 @@ pub struct Supervisor<P: Processes = System> {
     sink: Option<output::Sink>,
     /// The tasks reading services' output pipes, awaited at exit.
     readers: Vec<JoinHandle<()>>,
+    /// The syslog relay (`--syslog`), once the first services started.
+    syslog: Option<crate::syslog::Relay>,
     /// `supervise/control` readers send the bytes they read here.
     commands: mpsc::UnboundedSender<(UnitId, u8)>,
     /// Readiness tasks report a ready run here.
@@ -181,6 +185,7 @@ impl<P: Processes> Supervisor<P> {
             started_at: Instant::now(),
             sink: None,
             readers: Vec::new(),
+            syslog: None,
             commands,
             ready_tx,
             probe_tx,

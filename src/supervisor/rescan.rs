@@ -29,7 +29,8 @@ impl<P: Processes> Supervisor<P> {
             (false, false) => None,
         };
         let (dir, name) = (spec.dir.clone(), spec.name.clone());
-        let prefix = self.prefixed(spec.output);
+        // `[log]` needs the lines through baseinit, whatever `--output` says.
+        let prefix = self.prefixed(spec.output) || (spec.log_files.is_some() && self.sink.is_some());
         let id = self.add_unit(Unit::from_spec(Kind::Service, spec, prefix));
         if let Some(log) = log {
             match nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC) {

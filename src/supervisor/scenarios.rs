@@ -176,6 +176,7 @@ fn options(tree: &Path) -> Options {
         kill_all_grace: Duration::from_secs(5),
         startup_timeout: None,
         wait_for_services: None,
+        syslog: None,
     }
 }
 
@@ -323,7 +324,12 @@ async fn a_dependency_cycle_keeps_its_services_down_and_the_rest_starts() {
         .map(|s| (s.name.as_str(), s.state.as_str()))
         .collect();
     assert_eq!(states, [("c", "run"), ("a", "broken"), ("b", "broken")]);
-    assert!(snapshot.services[1].reason.as_deref().is_some_and(|r| r.contains("dependency cycle: a -> b -> a")));
+    assert!(
+        snapshot.services[1]
+            .reason
+            .as_deref()
+            .is_some_and(|r| r.contains("dependency cycle: a -> b -> a"))
+    );
     assert!(snapshot.health().is_err());
 }
 

@@ -29,6 +29,7 @@ impl<P: Processes> Supervisor<P> {
             phase: self.phases.name().to_owned(),
             uptime_ms: millis(now.saturating_duration_since(self.started_at)),
             services,
+            syslog: self.syslog.as_ref().map(crate::syslog::Relay::status),
         }
     }
 }

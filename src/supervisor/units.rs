@@ -111,6 +111,8 @@ pub struct Unit {
     /// Its output is prefixed: each of its processes gets fresh pipes for
     /// stdout and stderr, read by baseinit (see `output`).
     pub prefix: bool,
+    /// `[log]`: its lines also (or only) go to this log directory.
+    pub log_files: Option<std::sync::Arc<crate::config::LogFiles>>,
     pub life: Lifecycle,
     pub order: OrderFlags,
     pub probe: ProbeSchedule,
@@ -150,6 +152,7 @@ impl Unit {
             run,
             finish,
             prefix: false,
+            log_files: None,
             life: Lifecycle::new(policy),
             order: OrderFlags::default(),
             probe: ProbeSchedule::default(),
@@ -182,6 +185,7 @@ impl Unit {
         unit.readiness = spec.readiness;
         unit.health = spec.health;
         unit.prefix = prefix;
+        unit.log_files = spec.log_files.map(std::sync::Arc::new);
         unit
     }
 
