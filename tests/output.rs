@@ -386,6 +386,65 @@ exec sleep 60"#
     assert_eq!(total, SERVICES * LINES);
 }
 
+/// baseinit writes whole batches while it is its stdout's only writer, and
+/// lines of at most PIPE_BUF once a process shares it: a main command that
+/// writes its own lines straight to the pipe, one write each (as a program
+/// must for its lines to stay whole beside any other writer), while a
+/// service floods through baseinit, never lands inside one of baseinit's
+/// lines, nor they in its.
+#[test]
+fn a_main_command_writing_to_the_same_stdout_never_tears_relayed_lines() {
+    require!(Capability::Namespaces);
+    const LINES: usize = 20_000;
+    let tree = Tree::new();
+    let pad = "p".repeat(300);
+    tree.service(
+        "svc",
+        &format!(
+            r#"echo ready >> "$OUT/ready"
+while [ ! -e "$OUT/go" ]; do sleep 0.01; done
+awk 'BEGIN {{ for (i = 1; i <= {LINES}; i++) printf "svc line %06d {pad}\n", i }}'
+exec sleep 60"#
+        ),
+    );
+    let main = tree.script(&format!(
+        r#"echo ready >> "$OUT/ready"
+while [ ! -e "$OUT/go" ]; do sleep 0.01; done
+awk 'BEGIN {{ for (i = 1; i <= {LINES}; i++) {{ printf "main line %06d {pad}\n", i; fflush() }} }}'
+while [ ! -e "$OUT/end" ]; do sleep 0.01; done"#
+    ));
+    common::write_file(&tree.out("main"), &main, 0o755);
+    let main_path = tree.out("main").display().to_string();
+    let mut init = Baseinit::start_with(Mode::Pid1, &tree.args(&["--", &main_path]), |c| {
+        c.stdout(Stdio::piped());
+    });
+    let (reader, arrived) = read_to_end(init.take_stdout().expect("a stdout pipe"));
+    wait_lines(&tree, "ready", 2, LONG);
+    common::write_file(&tree.out("go"), "", 0o644);
+    wait_for("both floods on stdout", FLOOD, || {
+        (arrived.load(Ordering::Relaxed) >= 2 * LINES).then_some(())
+    });
+    // The main command ends, and the container with it.
+    common::write_file(&tree.out("end"), "", 0o644);
+    let run = init.wait(LONG);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let out = reader.join().expect("the reader");
+    let (mut svc, mut main) = (0, 0);
+    for line in lines_of(&out) {
+        let line = String::from_utf8_lossy(line);
+        if let Some(rest) = line.strip_prefix("svc | svc line ") {
+            svc += 1;
+            assert_eq!(rest, format!("{svc:06} {pad}"), "a relayed line torn or out of order");
+        } else if let Some(rest) = line.strip_prefix("main line ") {
+            main += 1;
+            assert_eq!(rest, format!("{main:06} {pad}"), "a main command line torn or out of order");
+        } else {
+            panic!("a torn line: {line:.120}");
+        }
+    }
+    assert_eq!((svc, main), (LINES, LINES));
+}
+
 /// The host pid of a live process under `root`, at any depth, whose command
 /// line starts with `program` and a space.
 fn descendant(root: i32, program: &str) -> Option<i32> {

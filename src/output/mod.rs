@@ -103,6 +103,8 @@ struct Batch {
 pub struct Sink {
     batches: Outbox,
     style: Style,
+    /// Some process other than baseinit may hold its stdout.
+    shared: Arc<AtomicBool>,
 }
 
 /// Where readers send batches, counting those not yet written, and the
@@ -157,9 +159,14 @@ pub fn start(style: Style) -> io::Result<(Sink, Writer)> {
     let returned = spare.clone();
     let files_open = Arc::new(AtomicBool::new(false));
     let any_open = files_open.clone();
+    let shared = Arc::new(AtomicBool::new(false));
+    let stdout_shared = shared.clone();
     std::thread::Builder::new().name("output".into()).spawn(move || {
         let (stdout, stderr) = (io::stdout(), io::stderr());
-        let (out, err) = (Target::new(stdout.as_fd()), Target::new(stderr.as_fd()));
+        let (out, err) = (
+            Target::new(stdout.as_fd(), Some(stdout_shared)),
+            Target::new(stderr.as_fd(), None),
+        );
         let mut dirs = LogDirs::default();
         while let Some(batch) = received.blocking_recv() {
             // A closed or failing stdout loses lines, never PID 1.
@@ -191,7 +198,11 @@ pub fn start(style: Style) -> io::Result<(Sink, Writer)> {
         spare,
     };
     Ok((
-        Sink { batches: outbox, style },
+        Sink {
+            batches: outbox,
+            style,
+            shared,
+        },
         Writer {
             finished,
             unwritten,
@@ -204,22 +215,26 @@ pub fn start(style: Style) -> io::Result<(Sink, Writer)> {
 struct Target<'a> {
     fd: BorrowedFd<'a>,
     /// A pipe (or FIFO): others may write to it too, so whole lines go in
-    /// writes of at most `PIPE_BUF`.
+    /// writes of at most `PIPE_BUF`, once `shared` says another process may.
     pipe: bool,
+    /// Another process may hold this stream (see [`Sink::share_stdout`]);
+    /// None: always assumed (stderr, where baseinit's own log writes too).
+    shared: Option<Arc<AtomicBool>>,
 }
 
 impl<'a> Target<'a> {
-    fn new(fd: BorrowedFd<'a>) -> Self {
+    fn new(fd: BorrowedFd<'a>, shared: Option<Arc<AtomicBool>>) -> Self {
         let pipe = nix::sys::stat::fstat(fd).is_ok_and(|st| st.st_mode & nix::libc::S_IFMT == nix::libc::S_IFIFO);
-        Target { fd, pipe }
+        Target { fd, pipe, shared }
     }
 
     /// Writes `bytes` (whole lines), in pieces cut between lines when the
     /// target is a pipe.
     fn write_lines(&self, bytes: &[u8]) -> Result<(), Errno> {
         let mut rest = bytes;
+        let pieces = self.pipe && self.shared.as_ref().is_none_or(|shared| shared.load(Ordering::Acquire));
         while !rest.is_empty() {
-            let end = if self.pipe { piece(rest) } else { rest.len() };
+            let end = if pieces { piece(rest) } else { rest.len() };
             write_all(self.fd, &rest[..end])?;
             rest = &rest[end..];
         }
@@ -290,6 +305,19 @@ impl Writer {
 }
 
 impl Sink {
+    /// Some process (the main command, a startup script, an `inherit`
+    /// service) was given baseinit's stdout: from now on, writes to a pipe
+    /// are cut to `PIPE_BUF` between lines so that its lines cannot land
+    /// inside one of baseinit's. Until then baseinit is the pipe's only
+    /// writer and writes a batch at once, a fraction of the system calls
+    /// (and of the reader's wake-ups). For good: the process may leave
+    /// children holding the pipe behind.
+    pub fn share_stdout(&self) {
+        if !self.shared.swap(true, Ordering::AcqRel) {
+            tracing::debug!("stdout is shared with a child: writes of whole lines up to PIPE_BUF from now on");
+        }
+    }
+
     /// Starts reading `pipe` (the read end of a service process's stream);
     /// the task ends at EOF, after writing out a last line without newline.
     ///
@@ -528,7 +556,7 @@ mod tests {
     #[test]
     fn a_writer_to_a_pipe_writes_every_line_whole() {
         let (read, write) = nix::unistd::pipe().unwrap();
-        let target = Target::new(write.as_fd());
+        let target = Target::new(write.as_fd(), None);
         assert!(target.pipe);
         let lines: Vec<u8> = (0..2000).flat_map(|i| format!("line {i:05}\n").into_bytes()).collect();
         let expected = lines.clone();

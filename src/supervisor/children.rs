@@ -100,6 +100,11 @@ impl<P: Processes> Supervisor<P> {
         readiness: Readiness<'_>,
     ) -> Result<Pid, SpawnError> {
         let pipes = self.output_pipes(id);
+        if pipes.is_none()
+            && let Some(sink) = &self.sink
+        {
+            sink.share_stdout();
+        }
         let unit = &self.units[id];
         let launch = match (program, &unit.finish) {
             (Program::Run, _) => &unit.run,
