@@ -130,6 +130,11 @@ pub struct Cli {
     )]
     pub syslog_socket: PathBuf,
 
+    /// Also keep the syslog messages in this log directory (svlogd's
+    /// layout: current and rotated files, 1 MB each, 10 kept)
+    #[arg(long, value_name = "DIR", env = "BASEINIT_SYSLOG_DIR")]
+    pub syslog_dir: Option<PathBuf>,
+
     /// Log warnings and errors only
     #[arg(long, short, conflicts_with = "verbose")]
     pub quiet: bool,
@@ -207,11 +212,17 @@ impl Cli {
         }
     }
 
-    /// What `--syslog` asks for; None when it is off. (`--syslog-dir`, to
-    /// come, adds where the messages go.)
+    /// What `--syslog` asks for; None when it is off.
     pub fn syslog_settings(&self) -> Option<crate::syslog::Settings> {
         self.syslog.then(|| crate::syslog::Settings {
             socket: self.syslog_socket.clone(),
+            dir: self.syslog_dir.as_ref().map(|dir| crate::config::LogFiles {
+                dir: dir.clone(),
+                max_size: crate::config::LogFiles::DEFAULT_MAX_SIZE,
+                max_files: crate::config::LogFiles::DEFAULT_MAX_FILES,
+                timestamps: true,
+                stdout: true,
+            }),
         })
     }
 }

@@ -437,7 +437,11 @@ while [ ! -e "$OUT/end" ]; do sleep 0.01; done"#
             assert_eq!(rest, format!("{svc:06} {pad}"), "a relayed line torn or out of order");
         } else if let Some(rest) = line.strip_prefix("main line ") {
             main += 1;
-            assert_eq!(rest, format!("{main:06} {pad}"), "a main command line torn or out of order");
+            assert_eq!(
+                rest,
+                format!("{main:06} {pad}"),
+                "a main command line torn or out of order"
+            );
         } else {
             panic!("a torn line: {line:.120}");
         }

@@ -300,6 +300,34 @@ fn json_lines_carry_facility_severity_tag_and_pid() {
 }
 
 #[test]
+fn syslog_dir_keeps_the_messages_in_a_log_directory_too() {
+    require!(Capability::Namespaces);
+    let tree = Tree::new();
+    tree.service("idle", "exec sleep 60");
+    let dir = tree.path().join("syslog");
+    std::fs::create_dir(&dir).unwrap();
+    let relay = start(&tree, &["--syslog-dir", dir.to_str().unwrap()]);
+    send(&relay.socket, b"<78>Dec  6 10:07:38 CRON[42]: (root) CMD (date)");
+    send(&relay.socket, b"no header at all");
+    wait_for("both lines on stdout", LONG, || {
+        (relay.lines.load(Ordering::Relaxed) >= 2).then_some(())
+    });
+    let (out, stderr) = relay.stop();
+    let out = String::from_utf8_lossy(&out);
+    assert!(out.contains("syslog:CRON | (root) CMD (date)\n"), "{out}");
+    let current = std::fs::read_to_string(dir.join("current")).unwrap();
+    let lines: Vec<&str> = current
+        .lines()
+        .map(|l| l.split_once(' ').map_or(l, |(_stamp, rest)| rest))
+        .collect();
+    assert_eq!(
+        lines,
+        ["cron.info CRON[42]: (root) CMD (date)", "user.notice no header at all"],
+        "{current}\n{stderr}"
+    );
+}
+
+#[test]
 fn a_live_socket_of_another_program_is_left_alone() {
     require!(Capability::Namespaces);
     let tree = Tree::new();

@@ -354,13 +354,18 @@ impl Sink {
     /// in turn with the readers; false when the writer is gone. The future
     /// owns all it needs, so a task can hold it while it does other work:
     /// the syslog relay reads its socket meanwhile.
-    pub fn send_lines(&self, stream: Stream, lines: Vec<u8>) -> impl Future<Output = bool> + Send + 'static {
+    pub fn send_lines(
+        &self,
+        stream: Stream,
+        lines: Vec<u8>,
+        file: Option<(Arc<LogFiles>, Vec<u8>)>,
+    ) -> impl Future<Output = bool> + Send + 'static {
         let out = self.batches.clone();
         async move {
             let batch = Batch {
                 stream,
                 bytes: lines,
-                file: None,
+                file: file.map(|(files, lines)| FileBatch { files, lines }),
             };
             out.send(batch).await
         }

@@ -20,8 +20,10 @@
 //! daemon that logs.) Nothing is kept while idle: the pending buffer goes
 //! to the writer, and the read buffer lives for one wake-up.
 //!
-//! Where messages go is one place ([`Task::out`]): `--syslog-dir` (to come)
-//! will write them into an svlogd log directory (`crate::logdir`) instead.
+//! With `--syslog-dir`, each message also goes to an svlogd log directory,
+//! as a `[log]` section's lines do (the output writer appends them, through
+//! `crate::logdir`): `FACILITY.SEVERITY TAG[PID]: text`, stamped by the
+//! directory.
 
 mod parse;
 
@@ -39,6 +41,7 @@ use tokio::net::UnixDatagram;
 use tokio::sync::oneshot;
 use tracing::{info, warn};
 
+use crate::config::LogFiles;
 use crate::output::{Format, Sink, Stream, Style, escape_json};
 use crate::status::SyslogStatus;
 
@@ -66,6 +69,8 @@ const REPORT_EVERY: Duration = Duration::from_secs(1);
 pub struct Settings {
     /// The socket (`--syslog-socket`, `/dev/log`).
     pub socket: PathBuf,
+    /// `--syslog-dir`: the messages kept in this log directory too.
+    pub dir: Option<LogFiles>,
 }
 
 /// The relay's counts since boot, read by `baseinit status`.
@@ -141,6 +146,7 @@ pub fn start(settings: &Settings, sink: Option<&Sink>, style: Style) -> Relay {
         path: socket,
         socket: socket_fd,
         out: sink.clone(),
+        dir: settings.dir.clone().map(Arc::new),
         style,
         stats,
         pending: Pending::default(),
@@ -269,6 +275,8 @@ struct Task {
     socket: UnixDatagram,
     /// Where lines go.
     out: Sink,
+    /// `--syslog-dir`.
+    dir: Option<Arc<LogFiles>>,
     style: Style,
     stats: Arc<Stats>,
     pending: Pending,
@@ -357,9 +365,11 @@ impl Task {
             // Nothing kept while idle.
             self.pending.chunks = VecDeque::new();
         }
-        self.pending.held -= chunk.len();
-        self.pending.sending = chunk.len();
-        Some(Box::pin(self.out.send_lines(Stream::Stdout, chunk)))
+        let size = chunk.lines.len() + chunk.file.len();
+        self.pending.held -= size;
+        self.pending.sending = size;
+        let file = self.dir.clone().map(|dir| (dir, chunk.file));
+        Some(Box::pin(self.out.send_lines(Stream::Stdout, chunk.lines, file)))
     }
 
     /// Reads what the socket holds, [`BURST`] datagrams at most, and formats
@@ -402,8 +412,13 @@ impl Task {
         let message = parse(datagram);
         let busy = self.pending.sending > 0;
         let style = self.style;
-        self.pending
-            .append(busy, datagram.len(), |out| format(out, style, stamp, &message, cut));
+        let to_dir = self.dir.is_some();
+        self.pending.append(busy, datagram.len(), |chunk| {
+            format(&mut chunk.lines, style, stamp, &message, cut);
+            if to_dir {
+                format_for_dir(&mut chunk.file, &message, cut);
+            }
+        });
     }
 }
 
@@ -418,25 +433,42 @@ async fn sleep_until(at: Option<Instant>) {
 #[derive(Default)]
 struct Pending {
     /// Batches of whole lines, each cut after the line that reaches [`CHUNK`].
-    chunks: VecDeque<Vec<u8>>,
+    chunks: VecDeque<Chunk>,
     /// Bytes in `chunks`.
     held: usize,
     /// Bytes of the batch on its way into the writer's channel.
     sending: usize,
 }
 
+/// One batch: the lines for the output, and (`--syslog-dir`) for the
+/// directory.
+#[derive(Default)]
+struct Chunk {
+    lines: Vec<u8>,
+    file: Vec<u8>,
+}
+
+impl Chunk {
+    fn len(&self) -> usize {
+        self.lines.len() + self.file.len()
+    }
+}
+
 impl Pending {
     /// Appends a line (`write` writes it) to the last batch, or to a new
     /// one: sized for a flood when a batch is already waiting for the
     /// writer (`busy`), else for about the one line of `size` bytes.
-    fn append(&mut self, busy: bool, size: usize, write: impl FnOnce(&mut Vec<u8>)) {
-        if self.chunks.back().is_none_or(|c| c.len() >= CHUNK) {
+    fn append(&mut self, busy: bool, size: usize, write: impl FnOnce(&mut Chunk)) {
+        if self.chunks.back().is_none_or(|c| c.lines.len() >= CHUNK) {
             let room = if busy {
                 CHUNK + 8 * 1024
             } else {
                 (2 * size + 256).min(CHUNK)
             };
-            self.chunks.push_back(Vec::with_capacity(room));
+            self.chunks.push_back(Chunk {
+                lines: Vec::with_capacity(room),
+                file: Vec::new(),
+            });
         }
         if let Some(chunk) = self.chunks.back_mut() {
             let before = chunk.len();
@@ -552,6 +584,27 @@ fn format(out: &mut Vec<u8>, style: Style, stamp: &str, message: &Message, cut: 
     out.push(b'\n');
 }
 
+/// One message as a line of the `--syslog-dir` directory, which stamps it:
+/// `FACILITY.SEVERITY TAG[PID]: text`, as syslog daemons write files.
+fn format_for_dir(out: &mut Vec<u8>, message: &Message, cut: bool) {
+    out.extend_from_slice(facility_name(message.facility).as_bytes());
+    out.push(b'.');
+    out.extend_from_slice(severity_name(message.severity).as_bytes());
+    out.push(b' ');
+    if let Some(tag) = message.tag {
+        out.extend_from_slice(tag);
+        if let Some(pid) = message.pid {
+            out.extend_from_slice(format!("[{pid}]").as_bytes());
+        }
+        out.extend_from_slice(b": ");
+    }
+    out.extend_from_slice(&message.text);
+    if cut {
+        out.extend_from_slice(CUT.as_bytes());
+    }
+    out.push(b'\n');
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -633,14 +686,30 @@ mod tests {
         let mut pending = Pending::default();
         let line = vec![b'x'; 1000];
         for _ in 0..200 {
-            pending.append(false, line.len(), |out| out.extend_from_slice(&line));
+            pending.append(false, line.len(), |out| out.lines.extend_from_slice(&line));
         }
         assert_eq!(pending.held, 200_000);
         assert!(pending.chunks.len() >= 3);
         for chunk in &pending.chunks {
             assert!(chunk.len() <= CHUNK + line.len(), "{}", chunk.len());
         }
-        assert_eq!(pending.chunks.iter().map(Vec::len).sum::<usize>(), pending.held);
+        assert_eq!(pending.chunks.iter().map(Chunk::len).sum::<usize>(), pending.held);
+    }
+
+    #[test]
+    fn directory_lines_carry_facility_severity_tag_and_pid() {
+        let mut out = Vec::new();
+        format_for_dir(
+            &mut out,
+            &parse(b"<78>Dec  6 10:07:38 CRON[42]: (root) CMD (date)"),
+            false,
+        );
+        format_for_dir(&mut out, &parse(b"no header"), false);
+        format_for_dir(&mut out, &parse(b"<13>t: long"), true);
+        assert_eq!(
+            String::from_utf8_lossy(&out),
+            format!("cron.info CRON[42]: (root) CMD (date)\nuser.notice no header\nuser.notice t: long{CUT}\n")
+        );
     }
 
     #[test]
