@@ -771,6 +771,122 @@ fn scratch_image_with_busybox_runs_the_same_binary() {
     line_with(&logs, &["exiting with code 0"]);
 }
 
+/// runit images write `log/run` as `exec svlogd -tt ./main`: on an image
+/// with no runit at all (scratch, busybox), `svlogd` is baseinit's applet
+/// and the service's lines land in `main/current`, stamped, rotated by the
+/// directory's `config` (`s`, `n`).
+#[test]
+fn svlogd_log_run_scripts_work_on_scratch_without_runit() {
+    require_docker!();
+    let tag = test_image(
+        "svlogd-scratch",
+        &[
+            (
+                "Dockerfile",
+                &format!(
+                    "FROM {SCRATCH}\nCOPY chatty /etc/service/chatty/\nRUN ln -s baseinit /usr/local/bin/svlogd && mkdir -p /etc/service/chatty/log/main && printf 's4096\\nn3\\n' > /etc/service/chatty/log/main/config\n"
+                ),
+                0o644,
+            ),
+            (
+                "chatty/run",
+                "#!/bin/sh\ni=0\nwhile [ $i -lt 400 ]; do echo \"line $i of a chatty service\"; i=$((i+1)); done\ntouch /tmp/done\nexec sleep 1000\n",
+                0o755,
+            ),
+            ("chatty/log/run", "#!/bin/sh\nexec svlogd -tt ./main\n", 0o755),
+        ],
+    );
+    let c = Container::start("svlogd-scratch", &[&tag]);
+    let deadline = Instant::now() + BOOT;
+    while c.exec(&["test", "-e", "/tmp/done"]).code != 0 {
+        assert!(Instant::now() < deadline, "the service never finished:\n{}", c.logs());
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let which = c.exec(&["ls", "-l", "/usr/bin/svlogd", "/usr/bin/runsv"]);
+    assert_ne!(which.code, 0, "no runit on this image: {}", which.text());
+    // svlogd writes as lines come: wait for the last one.
+    let deadline = Instant::now() + BOOT;
+    let all = loop {
+        let out = c.exec(&[
+            "sh",
+            "-c",
+            "cat /etc/service/chatty/log/main/@* /etc/service/chatty/log/main/current",
+        ]);
+        if out.stdout.contains("line 399 of") {
+            break out.stdout;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "line 399 never reached the log:\n{}",
+            out.text()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let files = c.exec(&["sh", "-c", "ls /etc/service/chatty/log/main | grep -c '^@'"]);
+    assert_eq!(
+        files.stdout.trim(),
+        "3",
+        "n3 keeps three rotated files: {}",
+        files.text()
+    );
+    let current = c.exec(&["head", "-n", "1", "/etc/service/chatty/log/main/current"]);
+    // -tt: YYYY-MM-DD_HH:MM:SS.xxxxx before each line.
+    let (stamp, _) = current.stdout.split_once(' ').expect("a stamped line");
+    assert_eq!((stamp.len(), &stamp[10..11]), (25, "_"), "{}", current.text());
+    // What is kept is the end of the stream, in order and whole.
+    let numbers: Vec<u32> = all
+        .lines()
+        .map(|l| {
+            let text = l.split_once(' ').map_or(l, |(_, t)| t);
+            text.strip_prefix("line ")
+                .and_then(|t| t.strip_suffix(" of a chatty service"))
+                .and_then(|n| n.parse().ok())
+                .unwrap_or_else(|| panic!("a torn line: {l:?}"))
+        })
+        .collect();
+    assert_eq!(numbers.last(), Some(&399));
+    assert!(numbers.windows(2).all(|w| w[1] == w[0] + 1), "lost or repeated lines");
+    let took = c.stop();
+    assert_eq!(c.exit_code(), 0, "{}", c.logs());
+    assert!(took < Duration::from_secs(9), "docker stop took {took:?}");
+}
+
+/// The base image relays /dev/log (BASEINIT_SYSLOG=1): `logger` from a
+/// service and from `docker exec` lands in `docker logs` once each, with
+/// its tag; `status` counts them.
+#[test]
+fn base_image_relays_dev_log_into_docker_logs() {
+    require_docker!();
+    let tag = test_image(
+        "syslog",
+        &[
+            (
+                "Dockerfile",
+                &format!("FROM {BASE}\nCOPY talker /etc/service/talker/\n"),
+                0o644,
+            ),
+            (
+                "talker/run",
+                "#!/bin/sh\nlogger -t talker -p daemon.warning \"from a service\"\nexec sleep 1000\n",
+                0o755,
+            ),
+        ],
+    );
+    let c = Container::start("syslog", &[&tag]);
+    c.wait_logs(&["syslog:talker | from a service"]);
+    let sent = c.exec(&["logger", "-t", "exec", "from docker exec"]);
+    assert_eq!(sent.code, 0, "{}", sent.text());
+    let logs = c.wait_logs(&["syslog:exec | from docker exec"]);
+    assert_eq!(logs.matches("syslog:talker | from a service").count(), 1, "{logs}");
+    assert_eq!(logs.matches("syslog:exec | from docker exec").count(), 1, "{logs}");
+    let status = c.exec(&["baseinit", "status", "--json"]);
+    let json: serde_json::Value = serde_json::from_str(&status.stdout).expect("status --json");
+    assert_eq!(json["syslog"]["received"], 2, "{json:#}");
+    assert_eq!(json["syslog"]["dropped"], 0, "{json:#}");
+    c.stop();
+    assert_eq!(c.exit_code(), 0, "{}", c.logs());
+}
+
 /// Waits until `docker inspect` says the container's health is `want`.
 fn wait_health(c: &Container, want: &str) -> String {
     let deadline = Instant::now() + Duration::from_secs(40);
