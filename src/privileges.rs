@@ -61,6 +61,23 @@ impl std::fmt::Display for Refused {
 
 const CAP_SETGID: u32 = 6;
 const CAP_SETUID: u32 = 7;
+/// May lower a nice value (`[limits] nice`).
+pub const CAP_SYS_NICE: u32 = 23;
+/// May raise a hard resource limit and lower an OOM score (`[limits]`).
+pub const CAP_SYS_RESOURCE: u32 = 24;
+
+/// Whether this process holds capability `cap` in its effective set, read
+/// once; without /proc, root is taken to hold it, as in
+/// [`Privileges::current`].
+pub fn holds(cap: u32) -> bool {
+    static EFFECTIVE: OnceLock<Option<u64>> = OnceLock::new();
+    let effective = *EFFECTIVE.get_or_init(|| {
+        std::fs::read_to_string("/proc/self/status")
+            .ok()
+            .and_then(|status| capabilities(&status))
+    });
+    effective.map_or(Uid::effective().is_root(), |set| set & (1 << cap) != 0)
+}
 
 impl Privileges {
     /// This process's, read once: baseinit never changes its own.

@@ -10,6 +10,7 @@ use std::os::fd::RawFd;
 
 use nix::libc;
 
+use super::limits;
 use super::plan::{Plan, SHELL};
 use super::raw_syscall as sys;
 use super::report;
@@ -23,9 +24,9 @@ pub(super) extern "C" fn entry(arg: *mut libc::c_void) -> libc::c_int {
 }
 
 /// The child, up to the exec: stdio, working directory, fds, process
-/// group, credentials, terminal, notification fd, signals, then each file
-/// `plan` lists. Any failure is reported with its errno, and the child exits
-/// 127. It runs in baseinit's memory while baseinit runs too, so: only the
+/// group, `[limits]`, credentials, terminal, notification fd, signals,
+/// then each file `plan` lists. Any failure is reported with its errno (and
+/// which limit, for one of those), and the child exits 127. It runs in baseinit's memory while baseinit runs too, so: only the
 /// calls of `raw_syscall` (libc's wrappers would write their errno into
 /// baseinit's, and some take locks or, as `setuid` in a threaded process,
 /// signal every thread), no allocation, no panic, and it writes nothing but
@@ -60,6 +61,16 @@ pub(super) unsafe fn exec_child(plan: &mut Plan) -> ! {
         let _ = sys::cloexec_from(3);
         if let Err(errno) = sys::own_process_group() {
             report_and_exit(report, errno);
+        }
+        // `[limits]`, before the credentials: raising a hard limit or
+        // lowering the nice value or the OOM score needs the privileges the
+        // switch drops, and once the uid has changed /proc/self is root's
+        // (the process is no longer dumpable), so oom_score_adj could not be
+        // opened. Their own order: `limits::apply`.
+        if let Some(limits) = &plan.limits
+            && let Err((step, errno)) = limits::apply(limits)
+        {
+            report_step_and_exit(report, step, errno);
         }
         if let Some((uid, gid, groups)) = &plan.creds
             && let Err(errno) = sys::set_credentials(*uid, *gid, groups.as_deref())
@@ -117,8 +128,17 @@ pub(super) unsafe fn exec_child(plan: &mut Plan) -> ! {
 /// # Safety
 /// Only in a child started by `in_flight` (see `exec_child`).
 unsafe fn report_and_exit(report: RawFd, errno: i32) -> ! {
+    // SAFETY: the caller's.
+    unsafe { report_step_and_exit(report, limits::EXEC, errno) }
+}
+
+/// [`report_and_exit`], naming the step of `[limits]` that failed.
+///
+/// # Safety
+/// Only in a child started by `in_flight` (see `exec_child`).
+unsafe fn report_step_and_exit(report: RawFd, step: limits::Step, errno: i32) -> ! {
     // The pid from the kernel: nothing cached in the parent can be wrong.
-    let record = report::encode_record(sys::getpid(), errno);
+    let record = report::encode_record(sys::getpid(), errno, step);
     // SAFETY: a local array. A failed write leaves the exit 127 unexplained;
     // there is nothing else to tell it through.
     let _ = unsafe { sys::write(report, &record) };

@@ -20,6 +20,10 @@ use super::plan::{Plan, copy_out_of_dup_reach};
 /// the child prepares and execs. Returns its pid.
 pub(super) fn start_child(plan: Box<Plan>) -> io::Result<libc::pid_t> {
     reclaim();
+    // An OOM score set in baseinit's memory would be baseinit's too.
+    if plan.limits.as_ref().is_some_and(|limits| limits.needs_own_memory()) {
+        return fork_copied(plan);
+    }
     START.start(plan, clone_shared, fork_copied)
 }
 

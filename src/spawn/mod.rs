@@ -40,10 +40,12 @@
 //!
 //! The parts: `plan` builds what a child needs; `child` is the child up to
 //! its exec, and `raw_syscall` its system calls; `in_flight` starts it and
-//! frees the memory it ran on; `report` carries a failed start back.
+//! frees the memory it ran on; `report` carries a failed start back;
+//! `limits` is `[limits]`, from the plan to the child's calls.
 
 mod child;
 mod in_flight;
+mod limits;
 mod plan;
 mod raw_syscall;
 mod report;
@@ -60,6 +62,7 @@ use crate::container_env::Vars;
 use crate::exit::SpawnFailure;
 
 pub use in_flight::reclaim;
+pub use limits::{Limits, Resource, Rlimit, UNLIMITED};
 use plan::Plan;
 pub use report::ExecReports;
 
@@ -97,6 +100,8 @@ pub struct Launch {
     /// Make the child's process group the terminal's foreground group when
     /// stdin is a terminal (the main command of `docker run -it`).
     pub foreground: bool,
+    /// `[limits]`: set in the child before its credentials change.
+    pub limits: Option<Box<Limits>>,
 }
 
 impl Launch {
@@ -108,6 +113,7 @@ impl Launch {
             stdin: StdinMode::Null,
             credentials: None,
             foreground: false,
+            limits: None,
         }
     }
 }

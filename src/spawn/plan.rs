@@ -14,6 +14,7 @@ use nix::fcntl::{FcntlArg, OFlag};
 use nix::libc;
 use nix::unistd::{Gid, Uid};
 
+use super::limits::Prepared;
 use super::{Launch, Redirect, StdinMode};
 use crate::container_env::Vars;
 
@@ -39,6 +40,8 @@ pub(super) struct Plan {
     pub(super) creds: Option<(libc::uid_t, libc::gid_t, Option<Vec<libc::gid_t>>)>,
     pub(super) foreground: bool,
     pub(super) notify: Option<(RawFd, i32)>,
+    /// `[limits]`, ready for the child's calls.
+    pub(super) limits: Option<Prepared>,
     /// The exec report pipe's write end, out of the dups' reach.
     pub(super) report: RawFd,
     /// The highest signal number, asked of libc here: the child calls no
@@ -146,6 +149,7 @@ impl Plan {
                 }),
             foreground,
             notify,
+            limits: launch.limits.as_deref().map(Prepared::new),
             report,
             sigrtmax: libc::SIGRTMAX(),
         };

@@ -211,6 +211,54 @@ pub(crate) unsafe fn set_foreground(fd: i32, group: i32) -> Result<(), Errno> {
     .map(drop)
 }
 
+/// Sets this process's soft and hard limit (`[soft, hard]`) of `resource`
+/// (prlimit64 on itself: setrlimit with 64-bit values everywhere).
+pub(crate) unsafe fn set_rlimit(resource: u32, limit: &[u64; 2]) -> Result<(), Errno> {
+    // SAFETY: a pointer to a struct rlimit64 (two u64s); no old value.
+    unsafe { call(libc::SYS_prlimit64, 0, resource as usize, limit.as_ptr() as usize, 0) }.map(drop)
+}
+
+/// setpriority(PRIO_PROCESS, this process, `nice`): an absolute nice value.
+pub(crate) unsafe fn set_nice(nice: i32) -> Result<(), Errno> {
+    // SAFETY: plain integers (the kernel reads `nice` as an int).
+    unsafe {
+        call(
+            libc::SYS_setpriority,
+            libc::PRIO_PROCESS as usize,
+            0,
+            nice as isize as usize,
+            0,
+        )
+    }
+    .map(drop)
+}
+
+/// Sets the file mode creation mask (umask cannot fail).
+pub(crate) unsafe fn set_umask(mask: u32) {
+    // SAFETY: an integer.
+    let _ = unsafe { call(libc::SYS_umask, mask as usize, 0, 0, 0) };
+}
+
+/// Opens `path` write-only, close-on-exec: its fd.
+pub(crate) unsafe fn open_write(path: &CStr) -> Result<i32, Errno> {
+    // SAFETY: a NUL-terminated string (openat: aarch64 has no open).
+    unsafe {
+        call(
+            libc::SYS_openat,
+            libc::AT_FDCWD as isize as usize,
+            path.as_ptr() as usize,
+            (libc::O_WRONLY | libc::O_CLOEXEC) as usize,
+            0,
+        )
+    }
+    .map(|fd| fd as i32)
+}
+
+pub(crate) unsafe fn close(fd: i32) -> Result<(), Errno> {
+    // SAFETY: an integer.
+    unsafe { call(libc::SYS_close, fd as usize, 0, 0, 0) }.map(drop)
+}
+
 pub(crate) fn getpid() -> i32 {
     // SAFETY: no arguments; getpid cannot fail.
     unsafe { call(libc::SYS_getpid, 0, 0, 0, 0) }.map_or(0, |pid| pid as i32)
@@ -309,5 +357,23 @@ mod tests {
         assert_eq!(nix::unistd::read(&reader, &mut buf).unwrap(), 2);
         assert_eq!(&buf, b"ok");
         assert_eq!(getpid(), std::process::id() as i32);
+    }
+
+    #[test]
+    fn limit_calls_return_their_errno() {
+        let (soft, hard) = nix::sys::resource::getrlimit(nix::sys::resource::Resource::RLIMIT_CORE).unwrap();
+        nix::errno::Errno::set_raw(libc::EDOM);
+        // SAFETY: calls that fail, or set this process's core limit to what
+        // it is; a path that does not exist.
+        unsafe {
+            assert_eq!(set_rlimit(9999, &[0, 0]), Err(libc::EINVAL));
+            if soft > 0 {
+                assert_eq!(set_rlimit(4, &[soft, soft - 1]), Err(libc::EINVAL), "soft above hard");
+            }
+            assert_eq!(set_rlimit(4, &[soft, hard]), Ok(()));
+            assert_eq!(open_write(c"/no/such/file"), Err(libc::ENOENT));
+            assert_eq!(close(-1), Err(libc::EBADF));
+        }
+        assert_eq!(nix::errno::Errno::last_raw(), libc::EDOM);
     }
 }

@@ -8,12 +8,14 @@ use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use nix::fcntl::{FcntlArg, OFlag};
 use nix::unistd::Pid;
 
+use super::limits::{self, Step};
 use super::plan::above_stdio;
 
-/// One report: the child's pid and the errno of what failed, native-endian
-/// i32s. Written with one write(2), far below PIPE_BUF, so it is atomic:
-/// records from many children never interleave.
-const RECORD: usize = 8;
+/// One report: the child's pid, the errno of what failed and which step
+/// (`limits::Step`: 0 for the exec and the steps before `[limits]`),
+/// native-endian 32-bit words. Written with one write(2), far below
+/// PIPE_BUF, so it is atomic: records from many children never interleave.
+const RECORD: usize = 12;
 
 /// The pipe children report a failed start through (an exec, or a step
 /// before it), created once and shared by all of them. Both ends are
@@ -28,8 +30,9 @@ pub struct ExecReports {
     /// Blocking: a child never drops its record for a full pipe; it waits
     /// for the reaper to empty it (which every SIGCHLD does).
     writer: OwnedFd,
-    /// errno by pid, for records read whose child has not been reaped yet.
-    pending: HashMap<i32, i32>,
+    /// (errno, step) by pid, for records read whose child has not been
+    /// reaped yet.
+    pending: HashMap<i32, (i32, Step)>,
     /// The start of a record whose rest is not read yet (never seen: records
     /// are written whole and read in multiples of their size).
     partial: Vec<u8>,
@@ -60,8 +63,8 @@ impl ExecReports {
                     self.partial.extend_from_slice(&buf[..n]);
                     let whole = self.partial.len() - self.partial.len() % RECORD;
                     for record in self.partial[..whole].chunks_exact(RECORD) {
-                        let (pid, errno) = decode_record(record);
-                        self.pending.insert(pid, errno);
+                        let (pid, errno, step) = decode_record(record);
+                        self.pending.insert(pid, (errno, step));
                     }
                     self.partial.drain(..whole);
                 }
@@ -75,9 +78,16 @@ impl ExecReports {
         }
     }
 
-    /// Why the reaped child `pid` could not start, if it reported a failure.
+    /// Why the reaped child `pid` could not start, if it reported a failure:
+    /// the OS error itself, or for a step of `[limits]` an error of its kind
+    /// that names the limit.
     pub fn take(&mut self, pid: Pid) -> Option<io::Error> {
-        self.pending.remove(&pid.as_raw()).map(io::Error::from_raw_os_error)
+        let (errno, step) = self.pending.remove(&pid.as_raw())?;
+        let error = io::Error::from_raw_os_error(errno);
+        Some(match limits::describe(step) {
+            None => error,
+            Some(what) => io::Error::new(error.kind(), format!("cannot set {what}: {error}")),
+        })
     }
 
     /// The end children write their records to.
@@ -86,22 +96,27 @@ impl ExecReports {
     }
 }
 
-fn decode_record(record: &[u8]) -> (i32, i32) {
+fn decode_record(record: &[u8]) -> (i32, i32, Step) {
     let word = |at: usize| {
         let mut bytes = [0u8; 4];
         bytes.copy_from_slice(&record[at..at + 4]);
-        i32::from_ne_bytes(bytes)
+        bytes
     };
-    (word(0), word(4))
+    (
+        i32::from_ne_bytes(word(0)),
+        i32::from_ne_bytes(word(4)),
+        Step::from_ne_bytes(word(8)),
+    )
 }
 
 /// A child's record. The child calls it before its exit (see `child`): it
 /// must not panic.
 #[deny(clippy::indexing_slicing, clippy::panic, clippy::unwrap_used, clippy::expect_used)]
-pub(super) fn encode_record(pid: i32, errno: i32) -> [u8; RECORD] {
+pub(super) fn encode_record(pid: i32, errno: i32, step: Step) -> [u8; RECORD] {
     let [a, b, c, d] = pid.to_ne_bytes();
     let [e, f, g, h] = errno.to_ne_bytes();
-    [a, b, c, d, e, f, g, h]
+    let [i, j, k, l] = step.to_ne_bytes();
+    [a, b, c, d, e, f, g, h, i, j, k, l]
 }
 
 #[cfg(test)]
@@ -119,8 +134,8 @@ mod tests {
         reports.collect(); // empty: returns at once (non-blocking)
         let writer = reports.writer.try_clone().unwrap();
         let write = |bytes: &[u8]| nix::unistd::write(&writer, bytes).unwrap();
-        write(&encode_record(41, libc::ENOENT));
-        let second = encode_record(42, libc::EACCES);
+        write(&encode_record(41, libc::ENOENT, limits::EXEC));
+        let second = encode_record(42, libc::EACCES, limits::EXEC);
         // Split in two, as a pipe never does: the rest waits for its bytes.
         write(&second[..3]);
         reports.collect();
@@ -135,5 +150,14 @@ mod tests {
             Some(libc::EACCES)
         );
         assert!(reports.take(Pid::from_raw(43)).is_none());
+        // A step of [limits]: its kind, and which limit in the message.
+        write(&encode_record(44, libc::EPERM, 0x100 + 7));
+        reports.collect();
+        let error = reports.take(Pid::from_raw(44)).unwrap();
+        assert_eq!(error.kind(), io::ErrorKind::PermissionDenied);
+        assert_eq!(
+            error.to_string(),
+            "cannot set limits.nofile (setrlimit RLIMIT_NOFILE): Operation not permitted (os error 1)"
+        );
     }
 }
