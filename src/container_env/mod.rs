@@ -228,6 +228,12 @@ impl ContainerEnv {
         self.report(problems);
     }
 
+    /// The environment children would get, from `inherited` and the
+    /// directory, with nothing written (for `baseinit check`).
+    pub fn read_only(paths: EnvPaths, inherited: impl IntoIterator<Item = (OsString, OsString)>) -> Vars {
+        ContainerEnv::import(paths, inherited).0.vars
+    }
+
     /// The environment every child gets.
     pub fn vars(&self) -> &Vars {
         &self.vars
@@ -495,6 +501,12 @@ impl ContainerEnv {
 }
 
 impl BootExport {
+    /// The environment children will get (imported already; only the
+    /// writes may be under way).
+    pub fn vars(&self) -> &Vars {
+        self.env.vars()
+    }
+
     /// Waits for the writes (or makes them here, when no thread could be
     /// started) and returns the environment with them reported.
     pub fn finish(self) -> ContainerEnv {

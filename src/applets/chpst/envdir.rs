@@ -1,10 +1,8 @@
 //! envdir: a directory's files as environment changes, and how runit's
 //! pathexec merges such changes into the environment the program gets.
 //!
-//! Each file not starting with `.` is a variable. An empty file unsets it;
-//! otherwise its first line is the value, with trailing blanks and tabs cut
-//! and each NUL made a newline (so a value may span lines). A file whose
-//! first line is empty sets the variable to the empty string.
+//! Each file not starting with `.` is a variable, its content decoded as
+//! [`crate::envdir::value`] says (shared with service.toml's `env-dir`).
 
 use std::fs::File;
 use std::io::Read;
@@ -17,6 +15,7 @@ use nix::fcntl::{OFlag, open};
 use nix::sys::stat::Mode;
 
 use super::Fatal;
+use crate::envdir::value;
 
 /// One change, as runit's pathexec_env keeps it: `NAME=VALUE` sets, a bare
 /// `NAME` unsets.
@@ -28,17 +27,6 @@ pub fn change(name: &[u8], value: Option<&[u8]>) -> Change {
         Some(value) => [name, b"=", value].concat(),
         None => name.to_vec(),
     }
-}
-
-/// A file's value: None for an empty file (unset); else its first line
-/// without trailing blanks and tabs, NULs made newlines.
-pub fn value(content: &[u8]) -> Option<Vec<u8>> {
-    if content.is_empty() {
-        return None;
-    }
-    let line = content.split(|&b| b == b'\n').next().unwrap_or_default();
-    let end = line.iter().rposition(|&b| b != b' ' && b != b'\t').map_or(0, |i| i + 1);
-    Some(line[..end].iter().map(|&b| if b == 0 { b'\n' } else { b }).collect())
 }
 
 /// What reading an envdir found.
@@ -150,25 +138,6 @@ pub fn current() -> Vec<Vec<u8>> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn v(content: &[u8]) -> Option<String> {
-        value(content).map(|v| String::from_utf8(v).unwrap())
-    }
-
-    #[test]
-    fn values_are_decoded_as_runits_envdir_does() {
-        assert_eq!(v(b""), None);
-        assert_eq!(v(b"\n"), Some("".into()));
-        assert_eq!(v(b"plain"), Some("plain".into()));
-        assert_eq!(v(b"a b \t \nsecond line"), Some("a b".into()));
-        assert_eq!(v(b"  lead"), Some("  lead".into()));
-        assert_eq!(v(b" \t "), Some("".into()));
-        assert_eq!(v(b"x\0y\0"), Some("x\ny\n".into()));
-        // Only blanks and tabs are cut, not a carriage return.
-        assert_eq!(v(b"dos\r\n"), Some("dos\r".into()));
-        // A NUL before trailing blanks keeps them: it is cut after.
-        assert_eq!(v(b"a \0"), Some("a \n".into()));
-    }
 
     #[test]
     fn merging_replaces_adds_and_unsets_in_order() {
