@@ -8,8 +8,10 @@ use std::path::{Path, PathBuf};
 use clap::{Parser, ValueEnum};
 use serde::Serialize;
 
-use crate::cli::Paths;
-use crate::config::{self, ConfigError, Defaults, is_executable_file};
+use crate::cli::{Paths, StopSettings};
+use crate::config::{self, ConfigError, is_executable_file};
+use crate::container_env::{ContainerEnv, EnvPaths};
+use crate::shutdown::{Budget, StopPlan};
 use crate::startup;
 
 /// Validates service directories, service.toml files, startup scripts and the
@@ -19,6 +21,11 @@ use crate::startup;
 pub struct CheckCli {
     #[command(flatten)]
     pub paths: Paths,
+
+    /// The init's stop settings, for the stop budget (and the services'
+    /// default timeouts), from the same flags and variables
+    #[command(flatten)]
+    pub stop: StopSettings,
 
     /// Output format
     #[arg(long, value_enum, default_value_t = Format::Text)]
@@ -84,6 +91,24 @@ pub struct Report {
     pub startup_scripts: usize,
     pub errors: usize,
     pub warnings: usize,
+    pub stop_budget: StopBudget,
+}
+
+/// The longest a stop can take with this configuration (the manual's
+/// formula, `shutdown::Budget`), in milliseconds.
+#[derive(Debug, Default, Serialize)]
+pub struct StopBudget {
+    pub total_ms: u64,
+    pub shutdown_delay_ms: u64,
+    /// Both hook stages.
+    pub hooks_ms: u64,
+    pub levels: u32,
+    /// The unit whose stop is the slowest: a service, or the main command.
+    pub slowest: String,
+    pub slowest_ms: u64,
+    /// The slowest logger's stop; 0 without loggers.
+    pub loggers_ms: u64,
+    pub kill_all_ms: u64,
 }
 
 /// Checks the tree named by `cli`.
@@ -93,8 +118,12 @@ pub fn check(cli: &CheckCli) -> Report {
     // As at boot: the default directory may be missing (no services); one
     // named on the command line must exist.
     let (service_dir, required) = cli.paths.service_dir();
-    let scan = config::scan_services(&service_dir, &Defaults::default(), required);
+    // `${VAR}` from the environment services would get: this one's and
+    // the container environment directory's, read without writing.
+    let env = ContainerEnv::read_only(EnvPaths::beside(&cli.paths.env_dir), std::env::vars_os());
+    let scan = config::scan_services_in(&service_dir, &cli.stop.defaults(), required, &env);
     let services = scan.services.len() + scan.broken.len();
+    let stop_budget = stop_budget(&scan.services, &cli.stop);
     problems.extend(scan.errors.into_iter().map(Problem::from_config));
 
     let startup_scripts = check_scripts(&cli.paths.startup_dir, &mut problems);
@@ -114,6 +143,86 @@ pub fn check(cli: &CheckCli) -> Report {
         problems,
         services,
         startup_scripts,
+        stop_budget,
+    }
+}
+
+/// The stop budget if every service runs, with a main command (which stops
+/// at `--stop-timeout`, with no `finish`).
+fn stop_budget(services: &[config::ServiceSpec], stop: &StopSettings) -> StopBudget {
+    let main = (
+        stop.stop_timeout + crate::service::KILL_WAIT,
+        "the main command".to_owned(),
+    );
+    let slowest = services
+        .iter()
+        .map(|s| (StopPlan::worst_case_for(&s.policy), format!("service {}", s.name)))
+        .fold(None::<(std::time::Duration, String)>, |slowest, this| match slowest {
+            Some(s) if s.0 >= this.0 => Some(s),
+            _ => Some(this),
+        });
+    let budget = Budget {
+        shutdown_delay: stop.shutdown_delay,
+        hook_timeout: stop.hook_timeout,
+        levels: crate::shutdown::stop_levels(services.iter().map(|s| (s.name.as_str(), s.after.as_slice()))),
+        service: slowest.filter(|s| s.0 >= main.0).unwrap_or(main),
+        logger: services
+            .iter()
+            .filter_map(|s| s.log.as_ref())
+            .map(|log| StopPlan::worst_case_for(&log.policy))
+            .max()
+            .unwrap_or_default(),
+        kill_all: (!stop.no_kill_all_on_exit).then_some(stop.kill_all_timeout),
+    };
+    let ms = |d: std::time::Duration| u64::try_from(d.as_millis()).unwrap_or(u64::MAX);
+    StopBudget {
+        total_ms: ms(budget.total()),
+        shutdown_delay_ms: ms(budget.shutdown_delay),
+        hooks_ms: ms(budget.hooks()),
+        levels: budget.levels,
+        loggers_ms: ms(budget.logger),
+        kill_all_ms: ms(budget.kill_all()),
+        slowest_ms: ms(budget.service.0),
+        slowest: budget.service.1,
+    }
+}
+
+impl StopBudget {
+    /// The sum, term by term: `stop budget 9.25 s = 1.5 s hooks + 1 level ×
+    /// 6.5 s (service web) + 1.25 s kill-all`.
+    fn line(&self) -> String {
+        let mut terms = Vec::new();
+        if self.shutdown_delay_ms > 0 {
+            terms.push(format!("{} shutdown delay", seconds(self.shutdown_delay_ms)));
+        }
+        terms.push(format!("{} hooks", seconds(self.hooks_ms)));
+        terms.push(format!(
+            "{} level{} × {} ({})",
+            self.levels,
+            if self.levels == 1 { "" } else { "s" },
+            seconds(self.slowest_ms),
+            self.slowest
+        ));
+        if self.loggers_ms > 0 {
+            terms.push(format!("{} loggers", seconds(self.loggers_ms)));
+        }
+        if self.kill_all_ms > 0 {
+            terms.push(format!("{} kill-all", seconds(self.kill_all_ms)));
+        }
+        format!(
+            "stop budget {} = {} (docker stop waits 10 s, Kubernetes 30 s, unless told otherwise)",
+            seconds(self.total_ms),
+            terms.join(" + ")
+        )
+    }
+}
+
+/// Milliseconds as seconds, without trailing zeros: `9.25 s`, `5 s`.
+fn seconds(ms: u64) -> String {
+    let fraction = format!("{:03}", ms % 1000);
+    match fraction.trim_end_matches('0') {
+        "" => format!("{} s", ms / 1000),
+        fraction => format!("{}.{fraction} s", ms / 1000),
     }
 }
 
@@ -241,6 +350,7 @@ fn print(report: &Report, format: Format) -> std::io::Result<()> {
                 };
                 writeln!(out, "{}{position}: {level}: {}", p.path.display(), p.message)?;
             }
+            writeln!(out, "baseinit check: {}", report.stop_budget.line())?;
             writeln!(
                 out,
                 "baseinit check: {} error(s), {} warning(s) in {} service(s) and {} startup script(s)",
@@ -254,6 +364,48 @@ fn print(report: &Report, format: Format) -> std::io::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_stop_budget_line_shows_its_arithmetic() {
+        for (ms, text) in [
+            (9250, "9.25 s"),
+            (5000, "5 s"),
+            (250, "0.25 s"),
+            (1500, "1.5 s"),
+            (1, "0.001 s"),
+        ] {
+            assert_eq!(seconds(ms), text);
+        }
+        let budget = StopBudget {
+            total_ms: 14_250,
+            shutdown_delay_ms: 5000,
+            hooks_ms: 1500,
+            levels: 1,
+            slowest: "service web".into(),
+            slowest_ms: 6500,
+            loggers_ms: 0,
+            kill_all_ms: 1250,
+        };
+        assert_eq!(
+            budget.line(),
+            "stop budget 14.25 s = 5 s shutdown delay + 1.5 s hooks + 1 level × 6.5 s (service web) + 1.25 s kill-all \
+             (docker stop waits 10 s, Kubernetes 30 s, unless told otherwise)"
+        );
+        let chained = StopBudget {
+            shutdown_delay_ms: 0,
+            levels: 2,
+            loggers_ms: 5250,
+            kill_all_ms: 0,
+            ..budget
+        };
+        assert!(
+            chained
+                .line()
+                .contains("= 1.5 s hooks + 2 levels × 6.5 s (service web) + 5.25 s loggers ("),
+            "{}",
+            chained.line()
+        );
+    }
 
     #[test]
     fn shell_names() {

@@ -98,9 +98,99 @@ impl Outcome {
     }
 }
 
+/// `--remap-exit FROM=TO`: baseinit's exit code FROM becomes TO, after
+/// [`Outcome::exit_code`] (e.g. `143=0`: a main command that died of the
+/// stop's SIGTERM counts as a success). Usage errors (2) and a bug (70) are
+/// never remapped: they happen before or outside the outcome.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Remap {
+    pairs: Vec<(u8, u8)>,
+}
+
+impl Remap {
+    /// The pairs as given; a FROM given twice is an error (which TO would
+    /// win is not obvious, so neither does).
+    pub fn new(pairs: &[(u8, u8)]) -> Result<Self, String> {
+        for (at, (from, to)) in pairs.iter().enumerate() {
+            if let Some((_, other)) = pairs[..at].iter().find(|(f, _)| f == from) {
+                return Err(format!(
+                    "exit code {from} is remapped twice ({from}={other} and {from}={to})"
+                ));
+            }
+        }
+        Ok(Remap { pairs: pairs.to_vec() })
+    }
+
+    /// `code`, or what it is remapped to.
+    pub fn apply(&self, code: i32) -> i32 {
+        self.pairs
+            .iter()
+            .find(|(from, _)| i32::from(*from) == code)
+            .map_or(code, |(_, to)| i32::from(*to))
+    }
+}
+
+/// One `--remap-exit` value: `FROM=TO` pairs separated by commas; blank
+/// ones are skipped, so an empty `BASEINIT_REMAP_EXIT=` maps nothing.
+pub fn parse_remaps(text: &str) -> Result<Vec<(u8, u8)>, String> {
+    text.split(',')
+        .filter(|pair| !pair.trim().is_empty())
+        .map(parse_remap)
+        .collect()
+}
+
+/// One `FROM=TO` of `--remap-exit`, each an exit code (0-255).
+pub fn parse_remap(text: &str) -> Result<(u8, u8), String> {
+    let code = |side: &str| -> Result<u8, String> {
+        let side = side.trim();
+        side.parse::<u8>()
+            .map_err(|_| format!("{side:?} is not an exit code (a number from 0 to 255)"))
+    };
+    let Some((from, to)) = text.split_once('=') else {
+        return Err(format!("{text:?} is not FROM=TO (write e.g. 143=0)"));
+    };
+    Ok((code(from)?, code(to)?))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn remapping_parses_pairs_and_maps_only_their_codes() {
+        let ok = [
+            ("143=0", (143, 0)),
+            (" 130 = 0 ", (130, 0)),
+            ("0=1", (0, 1)),
+            ("255=255", (255, 255)),
+        ];
+        for (text, pair) in ok {
+            assert_eq!(parse_remap(text), Ok(pair), "{text}");
+        }
+        for bad in [
+            "143", "", "=0", "143=", "256=0", "0=256", "-1=0", "a=b", "143=0=1", "1.5=0",
+        ] {
+            assert!(parse_remap(bad).is_err(), "{bad:?} should be rejected");
+        }
+        assert_eq!(
+            parse_remap("256=0"),
+            Err("\"256\" is not an exit code (a number from 0 to 255)".to_owned())
+        );
+        let remap = Remap::new(&[(143, 0), (130, 0), (3, 4)]).unwrap();
+        let table = [(143, 0), (130, 0), (3, 4), (4, 4), (0, 0), (137, 137), (70, 70)];
+        for (code, mapped) in table {
+            assert_eq!(remap.apply(code), mapped, "{code}");
+        }
+        assert_eq!(Remap::default().apply(143), 143, "no mapping: unchanged");
+        assert_eq!(parse_remaps("143=0, 130=0,"), Ok(vec![(143, 0), (130, 0)]));
+        assert_eq!(parse_remaps(""), Ok(vec![]));
+        assert!(parse_remaps("143=0,143").is_err());
+        assert_eq!(
+            Remap::new(&[(143, 0), (1, 2), (143, 1)]),
+            Err("exit code 143 is remapped twice (143=0 and 143=1)".to_owned())
+        );
+        assert!(Remap::new(&[(143, 0), (143, 0)]).is_err(), "even to the same code");
+    }
 
     #[test]
     fn decodes_exit_codes_and_signals_like_a_shell() {

@@ -20,14 +20,15 @@ fn main() {
     // Before the first thread: see `resident`.
     baseinit::resident::one_malloc_arena();
     let cli = Cli::parse_from(&args);
+    let remap = cli.remap().unwrap_or_else(|e| e.exit());
     baseinit::logging::init(cli.quiet, cli.verbose, cli.log_format == baseinit::output::Format::Json);
-    let code = run(cli);
+    let code = run(cli, remap);
     // Bounded: a stderr nobody reads must not keep PID 1 from exiting.
     baseinit::logging::flush(std::time::Duration::from_secs(1));
     std::process::exit(code);
 }
 
-fn run(cli: Cli) -> i32 {
+fn run(cli: Cli, remap: baseinit::exit::Remap) -> i32 {
     let is_pid1 = getpid().as_raw() == 1;
     if !is_pid1 {
         // Orphans of our descendants come to us instead of the real init, so
@@ -47,7 +48,10 @@ fn run(cli: Cli) -> i32 {
         insecure_key: cli.enable_insecure_key.then(|| cli.insecure_key_script.clone()),
         pre_shutdown_dir: cli.pre_shutdown_dir.clone(),
         post_shutdown_dir: cli.post_shutdown_dir.clone(),
-        hook_timeout: cli.hook_timeout,
+        hook_timeout: cli.stop.hook_timeout,
+        shutdown_delay: cli.stop.shutdown_delay,
+        main_stop_signal: cli.main_stop_signal,
+        remap_exit: remap.clone(),
         runtime_dir: cli.runtime.runtime_dir.clone(),
         env: baseinit::container_env::EnvPaths::beside(&cli.paths.env_dir),
         output: cli.output,
@@ -57,8 +61,8 @@ fn run(cli: Cli) -> i32 {
         },
         command: cli.command.clone(),
         defaults: cli.defaults(),
-        kill_all: KillAll::choose(is_pid1, !cli.no_kill_all_on_exit),
-        kill_all_grace: cli.kill_all_timeout,
+        kill_all: KillAll::choose(is_pid1, !cli.stop.no_kill_all_on_exit),
+        kill_all_grace: cli.stop.kill_all_timeout,
         startup_timeout: cli.startup_timeout,
         wait_for_services: cli.wait_for_services.map(|d| (!d.is_zero()).then_some(d)),
         syslog: cli.syslog_settings(),
@@ -93,7 +97,7 @@ fn run(cli: Cli) -> i32 {
         tracing::error!("baseinit failed (a bug): {info}; stopping every process");
     }));
     let ran = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-        runtime.block_on(supervisor.run(channels)).exit_code()
+        remap.apply(runtime.block_on(supervisor.run(channels)).exit_code())
     }));
     // Not dropped: its tasks, timers and descriptors go with the process,
     // which exits next, at once (see the end of `Supervisor::run`).

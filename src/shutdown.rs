@@ -1,6 +1,7 @@
 //! The stop plan as data (how long each step may take, whether a kill-all
 //! follows), and the kill-all itself.
 
+use std::collections::HashMap;
 use std::fs;
 use std::time::{Duration, Instant};
 
@@ -45,6 +46,8 @@ pub struct StopPlan {
     pub kill_all_grace: Duration,
     /// What each hook stage (pre, post) may take.
     pub hook_budget: Duration,
+    /// `--shutdown-delay`, when this stop waited it (before `started`).
+    pub shutdown_delay: Duration,
 }
 
 impl StopPlan {
@@ -71,6 +74,7 @@ impl StopPlan {
             kill_all,
             kill_all_grace,
             hook_budget,
+            shutdown_delay: Duration::ZERO,
         }
     }
 
@@ -92,8 +96,76 @@ impl StopPlan {
             _ => self.kill_all_grace + KILL_WAIT,
         };
         let hooks = 2 * (self.hook_budget + KILL_WAIT);
-        hooks + (self.services_by - self.started) + kill_all
+        self.shutdown_delay + hooks + (self.services_by - self.started) + kill_all
     }
+}
+
+/// The stop budget of the manual (docs/supervision.md), term by term: the
+/// longest a stop can take from the signal to the exit, for `baseinit
+/// check` to print before anything runs. (`StopPlan` is the same sum for
+/// the units that do run; a test holds the two together.)
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Budget {
+    pub shutdown_delay: Duration,
+    /// What each hook stage (pre, post) may take.
+    pub hook_timeout: Duration,
+    /// The longest chain of `after`: each level stops after the one above.
+    pub levels: u32,
+    /// The slowest service's stop ([`StopPlan::worst_case_for`]), and whose.
+    pub service: (Duration, String),
+    /// The slowest logger's, after its service: zero without loggers.
+    pub logger: Duration,
+    /// The kill-all's grace; None with `--no-kill-all-on-exit`.
+    pub kill_all: Option<Duration>,
+}
+
+impl Budget {
+    /// Both hook stages, each to its timeout and a kill wait.
+    pub fn hooks(&self) -> Duration {
+        2 * (self.hook_timeout + KILL_WAIT)
+    }
+
+    /// The services, level by level, then the loggers.
+    pub fn services(&self) -> Duration {
+        self.service.0 * self.levels.max(1) + self.logger
+    }
+
+    pub fn kill_all(&self) -> Duration {
+        self.kill_all.map_or(Duration::ZERO, |grace| grace + KILL_WAIT)
+    }
+
+    pub fn total(&self) -> Duration {
+        self.shutdown_delay + self.hooks() + self.services() + self.kill_all()
+    }
+}
+
+/// The longest chain of `after` among `services` (name, what it comes
+/// after), counted in services: 1 with no dependency among them. Names not
+/// among them do not count.
+pub fn stop_levels<'a>(services: impl IntoIterator<Item = (&'a str, &'a [String])>) -> u32 {
+    let up: HashMap<&str, &[String]> = services.into_iter().collect();
+    // Depth by iteration: at most one more level per round, and no more
+    // rounds than services (a cycle, which loading rejects, cannot loop).
+    let mut depth: HashMap<&str, u32> = up.keys().map(|name| (*name, 1)).collect();
+    for _ in 0..up.len() {
+        let mut changed = false;
+        for (name, after) in &up {
+            let below = after
+                .iter()
+                .filter_map(|d| depth.get(d.as_str()))
+                .max()
+                .copied()
+                .unwrap_or(0);
+            if below + 1 > depth.get(name).copied().unwrap_or(1) {
+                depth.insert(name, below + 1);
+                changed = true;
+            }
+        }
+        if !changed {
+            break;
+        }
+    }
+    depth.values().max().copied().unwrap_or(1)
 }
 
 /// Sends `signal` to what the kill-all reaches; returns how many processes
@@ -260,6 +332,70 @@ mod tests {
         );
         assert_eq!(plan.worst_case(), Duration::from_millis(9250));
         assert!(plan.worst_case() < Duration::from_secs(10), "{:?}", plan.worst_case());
+    }
+
+    /// `Budget` (what `check` prints) and `StopPlan` (what a stop plans)
+    /// add up the same terms.
+    #[test]
+    fn the_budget_is_the_stop_plans_sum() {
+        let s = Duration::from_secs;
+        let (service, logger) = (policy(3, Some(2)), policy(2, None));
+        for levels in [1, 3] {
+            for kill_all in [KillAll::Namespace, KillAll::Off] {
+                for delay in [Duration::ZERO, s(5)] {
+                    for with_logger in [false, true] {
+                        let now = Instant::now();
+                        let mut units = vec![(&service, false)];
+                        if with_logger {
+                            units.push((&logger, true));
+                        }
+                        let plan = StopPlan {
+                            shutdown_delay: delay,
+                            ..StopPlan::new(now, units, levels, kill_all, s(2), s(1))
+                        };
+                        let budget = Budget {
+                            shutdown_delay: delay,
+                            hook_timeout: s(1),
+                            levels,
+                            service: (StopPlan::worst_case_for(&service), "service a".into()),
+                            logger: if with_logger {
+                                StopPlan::worst_case_for(&logger)
+                            } else {
+                                Duration::ZERO
+                            },
+                            kill_all: (kill_all != KillAll::Off).then_some(s(2)),
+                        };
+                        let case = (levels, kill_all, delay, with_logger);
+                        assert_eq!(budget.total(), plan.worst_case(), "{case:?}");
+                    }
+                }
+            }
+        }
+        let defaults = Budget {
+            shutdown_delay: s(5),
+            hook_timeout: crate::cli::DEFAULT_HOOK_TIMEOUT,
+            levels: 1,
+            service: (s(5) + KILL_WAIT + s(1) + KILL_WAIT, "service web".into()),
+            logger: Duration::ZERO,
+            kill_all: Some(crate::cli::DEFAULT_KILL_ALL_TIMEOUT),
+        };
+        assert_eq!(defaults.total(), Duration::from_millis(14_250), "the manual's example");
+    }
+
+    #[test]
+    fn stop_levels_count_the_longest_after_chain() {
+        type Services<'a> = &'a [(&'a str, &'a [String])];
+        let after = |names: &[&str]| names.iter().map(|n| n.to_string()).collect::<Vec<_>>();
+        let (none, db, web) = (after(&[]), after(&["db"]), after(&["web", "db", "gone"]));
+        let table: [(Services, u32); 4] = [
+            (&[], 1),
+            (&[("db", &none), ("web", &none)], 1),
+            (&[("db", &none), ("web", &db)], 2),
+            (&[("db", &none), ("web", &db), ("proxy", &web)], 3),
+        ];
+        for (services, levels) in table {
+            assert_eq!(stop_levels(services.iter().copied()), levels, "{services:?}");
+        }
     }
 
     #[test]

@@ -6,8 +6,6 @@
 //! feeds those units their events and sets their [`OrderFlags`]. Cycles never
 //! reach here: loading the definitions rejects them (`config`).
 
-use std::collections::HashMap;
-
 use crate::service::State;
 
 use super::units::{Kind, UnitId, Units};
@@ -97,33 +95,12 @@ pub fn stoppable(units: &Units, shutdown: bool) -> Vec<UnitId> {
 /// The longest chain of `after` among the services still up: how many
 /// levels an ordered stop has (each level waits for the one above it).
 pub fn stop_levels(units: &Units) -> u32 {
-    let up: HashMap<&str, &[String]> = units
-        .live()
-        .filter(|(_, u)| u.kind == Kind::Service && !u.life.is_down())
-        .map(|(_, u)| (u.name.as_str(), u.after.as_slice()))
-        .collect();
-    // Depth by iteration: at most one more level per round, and no more
-    // rounds than services (a cycle, which loading rejects, cannot loop).
-    let mut depth: HashMap<&str, u32> = up.keys().map(|name| (*name, 1)).collect();
-    for _ in 0..up.len() {
-        let mut changed = false;
-        for (name, after) in &up {
-            let below = after
-                .iter()
-                .filter_map(|d| depth.get(d.as_str()))
-                .max()
-                .copied()
-                .unwrap_or(0);
-            if below + 1 > depth.get(name).copied().unwrap_or(1) {
-                depth.insert(name, below + 1);
-                changed = true;
-            }
-        }
-        if !changed {
-            break;
-        }
-    }
-    depth.values().max().copied().unwrap_or(1)
+    crate::shutdown::stop_levels(
+        units
+            .live()
+            .filter(|(_, u)| u.kind == Kind::Service && !u.life.is_down())
+            .map(|(_, u)| (u.name.as_str(), u.after.as_slice())),
+    )
 }
 
 #[cfg(test)]

@@ -56,6 +56,12 @@ pub enum Phase {
         current: Option<UnitId>,
         until: Instant,
     },
+    /// `--shutdown-delay`, after the pre-shutdown hooks: the services run
+    /// on (the phase reads `stopping`, so `health` says unhealthy) until
+    /// then, or until a second stop signal.
+    Delay {
+        until: Instant,
+    },
     Stopping(StopPlan),
     /// The final kill-all: `signal` was sent; the next step is at `until`.
     KillAll {
@@ -70,6 +76,8 @@ pub enum Phase {
 pub struct Settings {
     /// What each hook stage (pre, post) may take.
     pub hook_timeout: Duration,
+    /// How long a stop by signal keeps the services running, unready.
+    pub shutdown_delay: Duration,
     pub kill_all: KillAll,
     /// From the kill-all's SIGTERM to its SIGKILL.
     pub kill_all_grace: Duration,
@@ -114,6 +122,9 @@ pub struct Phases {
     settings: Settings,
     reason: Option<StopReason>,
     stop_started: Option<Instant>,
+    /// The shutdown delay this shutdown still owes (zero once cut short, and
+    /// for a stop that is not by signal while running).
+    delay: Duration,
     main: Option<UnitId>,
     /// The main command waits for the services until then, or (None)
     /// without limit (`--wait-for-services`).
@@ -127,6 +138,7 @@ impl Phases {
             settings,
             reason: None,
             stop_started: None,
+            delay: Duration::ZERO,
             main: None,
             main_waits: None,
         }
@@ -144,7 +156,7 @@ impl Phases {
     pub fn is_shutting_down(&self) -> bool {
         matches!(
             self.phase,
-            Phase::Hooks { .. } | Phase::Stopping(_) | Phase::KillAll { .. } | Phase::Done
+            Phase::Hooks { .. } | Phase::Delay { .. } | Phase::Stopping(_) | Phase::KillAll { .. } | Phase::Done
         )
     }
 
@@ -209,6 +221,15 @@ impl Phases {
         }
         self.reason = Some(reason);
         self.stop_started = Some(now);
+        // Only a stop from outside lets the services drain: one of the
+        // container's own making (its main command, a service, the boot)
+        // has nothing to wait for, nor has a boot still running scripts.
+        self.delay = match (reason, &self.phase) {
+            (StopReason::Signal(_), Phase::Running) => self.settings.shutdown_delay,
+            _ => Duration::ZERO,
+        };
+        // The main command never starts once stopping: no deadline for it.
+        self.main_waits = None;
         match reason {
             StopReason::MainExited => info!("main command ended: shutting down"),
             StopReason::BootFailed => error!("boot failed: shutting down"),
@@ -293,13 +314,17 @@ impl Phases {
                     }
                     match (pending.pop_front(), *stage) {
                         (Some(hook), _) => Step::RunHook(hook),
-                        (None, HookStage::Pre) => {
-                            let plan = self.stop_plan(units, now);
-                            debug!("stop plan: at most {} ms", plan.worst_case().as_millis());
-                            self.phase = Phase::Stopping(plan);
-                            self.main_waits = None;
-                            Step::StopUnits
+                        (None, HookStage::Pre) if !self.delay.is_zero() => {
+                            info!(
+                                "shutdown delay: the services keep running for {} ms (a second SIGTERM ends it)",
+                                self.delay.as_millis()
+                            );
+                            self.phase = Phase::Delay {
+                                until: now + self.delay,
+                            };
+                            continue;
                         }
+                        (None, HookStage::Pre) => self.begin_stop(units, now),
                         (None, HookStage::Post) => match self.settings.kill_all {
                             KillAll::Off => {
                                 self.phase = Phase::Done;
@@ -314,6 +339,12 @@ impl Phases {
                             }
                         },
                     }
+                }
+                Phase::Delay { until } => {
+                    if now < *until {
+                        return Step::Wait;
+                    }
+                    self.begin_stop(units, now)
                 }
                 Phase::Stopping(plan) => {
                     let running: Vec<&str> = units
@@ -378,6 +409,33 @@ impl Phases {
         Some(Step::Wait)
     }
 
+    /// The services' stop begins.
+    fn begin_stop(&mut self, units: &Units, now: Instant) -> Step {
+        let plan = StopPlan {
+            shutdown_delay: self.delay,
+            ..self.stop_plan(units, now)
+        };
+        debug!("stop plan: at most {} ms", plan.worst_case().as_millis());
+        self.phase = Phase::Stopping(plan);
+        Step::StopUnits
+    }
+
+    /// A second stop signal: the shutdown delay ends now, or, while the
+    /// pre-shutdown hooks run, will not be waited. Whether there was one.
+    pub fn cut_delay(&mut self, now: Instant) -> bool {
+        let owed = std::mem::take(&mut self.delay);
+        match &mut self.phase {
+            Phase::Delay { until } => {
+                *until = now.min(*until);
+                true
+            }
+            Phase::Hooks {
+                stage: HookStage::Pre, ..
+            } => !owed.is_zero(),
+            _ => false,
+        }
+    }
+
     /// How the stop of the units still up unfolds: each level of `after`
     /// gets the slowest service's time, loggers stop after their services.
     fn stop_plan(&self, units: &Units, now: Instant) -> StopPlan {
@@ -431,7 +489,7 @@ impl Phases {
     pub fn deadline(&self, units: &Units) -> Option<Instant> {
         let phase = match &self.phase {
             Phase::Stopping(plan) => Some(plan.services_by),
-            Phase::KillAll { until, .. } => Some(*until),
+            Phase::Delay { until } | Phase::KillAll { until, .. } => Some(*until),
             // Past the budget with the hook already told to stop, only its
             // own deadlines matter.
             Phase::Hooks { until, current, .. } => match current {

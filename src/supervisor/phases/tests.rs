@@ -15,6 +15,7 @@ const SECOND: Duration = Duration::from_secs(1);
 fn settings(kill_all: KillAll) -> Settings {
     Settings {
         hook_timeout: 10 * SECOND,
+        shutdown_delay: Duration::ZERO,
         kill_all,
         kill_all_grace: 5 * SECOND,
     }
@@ -275,4 +276,168 @@ fn the_first_reason_decides_the_outcome() {
     phases.begin_shutdown(StopReason::Signal(Signal::SIGTERM), t0);
     assert_eq!(phases.outcome(&units), Outcome::ServiceEnded(ExitStatus::Exited(3)));
     assert_eq!(phases.name(), "stopping");
+}
+
+fn delayed(delay: Duration) -> Settings {
+    Settings {
+        shutdown_delay: delay,
+        ..settings(KillAll::Namespace)
+    }
+}
+
+#[test]
+fn a_stop_signal_keeps_the_services_running_for_the_delay_after_the_hooks() {
+    let t0 = Instant::now();
+    let mut units = Units::default();
+    let web = units.add(service("web"), |_, _| false);
+    start(&mut units, web, 10, t0);
+    let mut phases = Phases::new(delayed(3 * SECOND));
+    assert!(phases.begin_shutdown(StopReason::Signal(Signal::SIGTERM), t0));
+    assert_eq!(phases.name(), "stopping", "unhealthy from the signal on");
+    assert_eq!(phases.next(&units, false, t0), Step::ListHooks(HookStage::Pre));
+    phases.hooks_listed(vec![path("pre")]);
+    assert_eq!(
+        phases.next(&units, false, t0),
+        Step::RunHook(path("pre")),
+        "the hooks first"
+    );
+    let hook = units.add(once("pre", Kind::Hook), |_, _| false);
+    phases.started(hook);
+    start(&mut units, hook, 11, t0);
+    let t1 = t0 + SECOND;
+    exit(&mut units, hook, 0, t1);
+    assert_eq!(
+        phases.next(&units, false, t1),
+        Step::Wait,
+        "the delay, from the hooks' end"
+    );
+    assert!(matches!(phases.phase(), Phase::Delay { .. }), "{:?}", phases.phase());
+    assert!(phases.is_shutting_down() && !phases.is_running());
+    assert_eq!(phases.name(), "stopping");
+    assert_eq!(
+        phases.deadline(&units),
+        Some(t1 + 3 * SECOND),
+        "one deadline, no polling"
+    );
+    let end = t1 + 3 * SECOND;
+    assert_eq!(phases.on_deadline(&units, end - Duration::from_millis(1)), None);
+    assert_eq!(phases.next(&units, false, end - Duration::from_millis(1)), Step::Wait);
+    assert_eq!(
+        phases.next(&units, false, end),
+        Step::StopUnits,
+        "then the stop as ever"
+    );
+    let Phase::Stopping(plan) = *phases.phase() else {
+        panic!("not stopping: {:?}", phases.phase());
+    };
+    assert_eq!(plan.shutdown_delay, 3 * SECOND, "in the budget");
+    assert_eq!(
+        plan.worst_case(),
+        3 * SECOND + 2 * (10 * SECOND + KILL_WAIT) + (SECOND + KILL_WAIT) + (5 * SECOND + KILL_WAIT)
+    );
+}
+
+/// Only a stop signal while running waits: a stop of the container's own
+/// making, or during the boot, goes straight on.
+#[test]
+fn which_stops_wait_the_delay() {
+    let t0 = Instant::now();
+    let mut units = Units::default();
+    let core = units.add(service("core"), |_, _| false);
+    let table = [
+        (StopReason::Signal(Signal::SIGTERM), false, true),
+        (StopReason::Signal(Signal::SIGINT), false, true),
+        (StopReason::Signal(Signal::SIGTERM), true, false),
+        (StopReason::MainExited, false, false),
+        (StopReason::ServiceEnded(core), false, false),
+        (StopReason::BootFailed, false, false),
+        (StopReason::BootFailed, true, false),
+    ];
+    for (reason, booting, waits) in table {
+        let mut phases = Phases::new(delayed(2 * SECOND));
+        if booting {
+            phases.boot(vec![path("10_a")]);
+        }
+        phases.begin_shutdown(reason, t0);
+        phases.hooks_listed(Vec::new());
+        let step = phases.next(&units, false, t0);
+        let expected = if waits { Step::Wait } else { Step::StopUnits };
+        assert_eq!(step, expected, "{reason:?}, booting: {booting}");
+        if waits {
+            assert_eq!(phases.deadline(&units), Some(t0 + 2 * SECOND), "{reason:?}");
+        } else {
+            let phase = phases.phase();
+            assert!(
+                matches!(phase, Phase::Stopping(_)),
+                "{reason:?}, booting: {booting}: {phase:?}"
+            );
+        }
+    }
+}
+
+/// A second stop signal: (when it comes, whether it cut a delay, the step
+/// that follows at once).
+#[test]
+fn a_second_signal_cuts_the_delay_short_or_skips_it() {
+    let t0 = Instant::now();
+    let t1 = t0 + SECOND;
+    let units = Units::default();
+    #[derive(Debug)]
+    enum When {
+        DuringTheDelay,
+        DuringTheHooks,
+        WithoutADelay,
+        DuringTheStop,
+    }
+    let table = [
+        (When::DuringTheDelay, true, Step::StopUnits),
+        (When::DuringTheHooks, true, Step::StopUnits),
+        (When::WithoutADelay, false, Step::StopUnits),
+        (When::DuringTheStop, false, Step::ListHooks(HookStage::Post)),
+    ];
+    for (when, cuts, then) in table {
+        let delay = match when {
+            When::WithoutADelay => Duration::ZERO,
+            _ => 30 * SECOND,
+        };
+        let mut phases = Phases::new(delayed(delay));
+        phases.begin_shutdown(StopReason::Signal(Signal::SIGTERM), t0);
+        match when {
+            When::DuringTheDelay => {
+                phases.hooks_listed(Vec::new());
+                assert_eq!(phases.next(&units, false, t0), Step::Wait);
+            }
+            When::DuringTheStop => {
+                phases.hooks_listed(Vec::new());
+                assert_eq!(phases.next(&units, false, t0), Step::Wait);
+                phases.cut_delay(t0);
+                assert_eq!(phases.next(&units, false, t0), Step::StopUnits);
+            }
+            When::DuringTheHooks | When::WithoutADelay => {}
+        }
+        assert_eq!(phases.cut_delay(t1), cuts, "{when:?}");
+        phases.hooks_listed(Vec::new());
+        assert_eq!(phases.next(&units, false, t1), then, "{when:?}");
+        assert!(!phases.cut_delay(t1), "{when:?}: once");
+    }
+}
+
+#[test]
+fn a_main_command_waiting_for_the_services_has_no_deadline_once_stopping() {
+    let t0 = Instant::now();
+    let mut units = Units::default();
+    let db = units.add(service("db"), |_, _| false);
+    let main = units.add(once("main command job", Kind::Main), |_, _| false);
+    start(&mut units, db, 10, t0);
+    let mut phases = Phases::new(delayed(30 * SECOND));
+    phases.main_added(main, Some(Some(5 * SECOND)), t0);
+    assert_eq!(phases.deadline(&units), Some(t0 + 5 * SECOND));
+    phases.begin_shutdown(StopReason::Signal(Signal::SIGTERM), t0);
+    phases.hooks_listed(Vec::new());
+    assert_eq!(phases.next(&units, false, t0), Step::Wait);
+    assert_eq!(
+        phases.deadline(&units),
+        Some(t0 + 30 * SECOND),
+        "the delay's end only: a passed wait would wake the loop again and again"
+    );
 }
