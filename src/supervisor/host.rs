@@ -45,6 +45,11 @@ pub trait Processes {
     fn kill_all(&mut self, reach: KillAll, signal: Signal);
     /// The children that exited since the last call.
     fn reap(&mut self) -> Reaped;
+    /// The real time, for scheduled services (`now` is the loop's clock:
+    /// the tests' fake moves its real time with it).
+    fn wall_clock(&mut self, _now: std::time::Instant) -> std::time::SystemTime {
+        std::time::SystemTime::now()
+    }
 }
 
 /// The real thing: system calls.
