@@ -37,6 +37,8 @@ fn toml_text() -> impl Strategy<Value = String> {
         "[environment]",
         "initial",
         "tcp",
+        "http",
+        "log-line",
         "bogus",
     ]);
     let value = prop_oneof![

@@ -4,8 +4,9 @@
 //!
 //! Pure: a [`ProbeSchedule`] per unit, changed by its methods, each given
 //! `now`. The supervisor runs the probes it asks for (a command, a TCP
-//! connection, a task watching a notification fd or socket) and reports
-//! their results back.
+//! connection, an HTTP GET, a task watching a notification fd or socket)
+//! and reports their results back; `log-line` is watched by the output
+//! reader, which reports matching lines.
 
 use std::time::Instant;
 
@@ -25,6 +26,9 @@ pub struct ProbeSchedule {
     running: Option<(Pid, Instant)>,
     /// Failed probes in a row.
     failures: u32,
+    /// `[health] log-line`: when the last matching line came (a quiet
+    /// interval after it counts as a passing probe).
+    last_match: Option<Instant>,
 }
 
 /// How a run that just started is watched for readiness.
@@ -34,8 +38,12 @@ pub enum Watch {
     ReadyNow,
     /// Command probes, the first one now.
     Commands,
-    /// A task tells: TCP connection attempts, the notification fd, sd_notify.
+    /// A task tells: TCP connection attempts, HTTP GETs, the notification
+    /// fd, sd_notify.
     Task,
+    /// The reader of its output tells, when a line matches (`log-line`):
+    /// nothing to start or schedule.
+    Output,
 }
 
 /// A probe to run now.
@@ -73,6 +81,7 @@ impl ProbeSchedule {
         self.ready = false;
         self.failures = 0;
         self.next_at = None;
+        self.last_match = None;
         match readiness.check {
             ReadyCheck::Started => {
                 self.on_ready(health, now);
@@ -82,7 +91,10 @@ impl ProbeSchedule {
                 self.next_at = Some(now);
                 Watch::Commands
             }
-            ReadyCheck::Tcp(_) | ReadyCheck::SdNotify | ReadyCheck::NotificationFd(_) => Watch::Task,
+            ReadyCheck::Tcp(_) | ReadyCheck::Http(_) | ReadyCheck::SdNotify | ReadyCheck::NotificationFd(_) => {
+                Watch::Task
+            }
+            ReadyCheck::LogLine(_) => Watch::Output,
         }
     }
 
@@ -94,11 +106,44 @@ impl ProbeSchedule {
     }
 
     /// The run is ready (a task said so, or a probe passed): health probing,
-    /// if any, begins after one interval.
+    /// if any, begins after one interval (a `log-line` health check has no
+    /// probes to schedule: matching lines come as they come).
     pub fn on_ready(&mut self, health: Option<&Readiness>, now: Instant) {
         self.ready = true;
         self.failures = 0;
-        self.next_at = health.map(|h| now + h.interval);
+        self.last_match = None;
+        self.next_at = health.filter(|h| is_probed(&h.check)).map(|h| now + h.interval);
+    }
+
+    /// `[health] log-line`: a line of the ready run matched, a failed
+    /// probe. A quiet `interval` since the last match counts as a passing
+    /// probe, so `retries` matches restart the service when each comes
+    /// within `interval` of the one before. Matches before the run is
+    /// ready (health has not begun) or while it is stopped on purpose
+    /// (`probing` false) are ignored.
+    pub fn on_line_matched(&mut self, health: &Readiness, probing: bool, now: Instant) -> Verdict {
+        if !self.ready || !probing {
+            return Verdict::Ignored;
+        }
+        if self
+            .last_match
+            .is_some_and(|last| now.saturating_duration_since(last) >= health.interval)
+        {
+            self.failures = 0;
+        }
+        self.last_match = Some(now);
+        self.failures += 1;
+        if self.failures >= health.retries {
+            self.failures = 0;
+            self.last_match = None;
+            return Verdict::Restart {
+                retries: health.retries,
+            };
+        }
+        Verdict::Unhealthy {
+            failures: self.failures,
+            retries: health.retries,
+        }
     }
 
     /// The probe due at `now`, if one is and none runs; taken (the next is
@@ -206,6 +251,12 @@ impl ProbeSchedule {
     pub fn probe_running(&self) -> bool {
         self.running.is_some()
     }
+}
+
+/// A kind that is probed at an interval (a command, a TCP connection, an
+/// HTTP GET), as opposed to one that tells by itself.
+pub fn is_probed(check: &ReadyCheck) -> bool {
+    matches!(check, ReadyCheck::Command(_) | ReadyCheck::Tcp(_) | ReadyCheck::Http(_))
 }
 
 #[cfg(test)]
@@ -410,15 +461,75 @@ mod tests {
     #[test]
     fn tasks_watch_the_other_kinds() {
         let t0 = Instant::now();
-        for check in [
-            ReadyCheck::Tcp("127.0.0.1:1".into()),
-            ReadyCheck::SdNotify,
-            ReadyCheck::NotificationFd(3),
+        for (check, watch) in [
+            (ReadyCheck::Tcp("127.0.0.1:1".into()), Watch::Task),
+            (ReadyCheck::Http(http()), Watch::Task),
+            (ReadyCheck::SdNotify, Watch::Task),
+            (ReadyCheck::NotificationFd(3), Watch::Task),
+            (log_line(), Watch::Output),
         ] {
             let mut s = ProbeSchedule::default();
-            assert_eq!(s.on_run_started(&spec(check, 1), None, t0), Watch::Task);
+            assert_eq!(s.on_run_started(&spec(check.clone(), 1), None, t0), watch, "{check:?}");
             assert!(!s.ready);
-            assert_eq!(s.deadlines().count(), 0);
+            assert_eq!(s.deadlines().count(), 0, "{check:?}: nothing scheduled");
         }
+    }
+
+    fn http() -> crate::http_probe::HttpUrl {
+        crate::http_probe::HttpUrl::parse("http://127.0.0.1:1/", &|_| false).unwrap()
+    }
+
+    fn log_line() -> ReadyCheck {
+        ReadyCheck::LogLine(crate::config::LinePattern::new("OutOfMemoryError").unwrap())
+    }
+
+    #[test]
+    fn an_http_health_check_is_probed_and_a_log_line_one_is_not() {
+        let t0 = Instant::now();
+        let run = Some(Pid::from_raw(10));
+        for (check, probed) in [(ReadyCheck::Http(http()), true), (log_line(), false)] {
+            let health = spec(check.clone(), 3);
+            let mut s = ProbeSchedule::default();
+            s.on_run_started(&Readiness::started(), Some(&health), t0);
+            let due = s.take_due(run, true, t0 + 100 * MS);
+            assert_eq!(due.is_some(), probed, "{check:?}");
+            assert_eq!(s.deadlines().count(), 0, "{check:?}: taken, or never scheduled");
+        }
+    }
+
+    #[test]
+    fn log_line_health_restarts_after_retries_matches_each_within_an_interval() {
+        let t0 = Instant::now();
+        let health = spec(log_line(), 3); // interval 100 ms
+        let unhealthy = |failures| Verdict::Unhealthy { failures, retries: 3 };
+        // (ms since ready, probing) -> verdict
+        let steps = [
+            (10, true, unhealthy(1)),
+            (60, true, unhealthy(2)),
+            // A quiet interval since the last match: the count starts over.
+            (200, true, unhealthy(1)),
+            (250, true, unhealthy(2)),
+            (340, true, Verdict::Restart { retries: 3 }),
+            // Counted afresh after a restart (the new run's matches).
+            (350, true, unhealthy(1)),
+            // A service being stopped on purpose is never restarted.
+            (360, false, Verdict::Ignored),
+            (370, true, unhealthy(2)),
+        ];
+        let mut s = ProbeSchedule::default();
+        s.on_run_started(&Readiness::started(), Some(&health), t0);
+        for (at, probing, verdict) in steps {
+            assert_eq!(s.on_line_matched(&health, probing, t0 + at * MS), verdict, "at {at} ms");
+        }
+        assert_eq!(s.deadlines().count(), 0, "no timer for a log-line check");
+        // Before the run is ready, health has not begun: nothing counts.
+        let mut s = ProbeSchedule::default();
+        s.on_run_started(&spec(command(), 5), Some(&health), t0);
+        assert_eq!(s.on_line_matched(&health, true, t0), Verdict::Ignored);
+        // Retries of 1: the first match restarts.
+        let once = spec(log_line(), 1);
+        let mut s = ProbeSchedule::default();
+        s.on_run_started(&Readiness::started(), Some(&once), t0);
+        assert_eq!(s.on_line_matched(&once, true, t0), Verdict::Restart { retries: 1 });
     }
 }

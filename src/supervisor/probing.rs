@@ -1,7 +1,8 @@
 //! Running the probes that [`probes`](super::probes) schedules: readiness
-//! tasks (TCP connection attempts, a notification fd, an sd_notify socket),
-//! command probes as child processes, TCP health probes; and what their
-//! results change.
+//! tasks (TCP connection attempts, HTTP GETs, a notification fd, an
+//! sd_notify socket), command probes as child processes, TCP and HTTP
+//! health probes; and what their results (and `log-line` matches, which
+//! the output readers report) change.
 
 use std::os::fd::{AsFd, OwnedFd};
 use std::path::PathBuf;
@@ -13,6 +14,7 @@ use tokio::task::JoinHandle;
 use tracing::{debug, error, info, warn};
 
 use crate::config::{Readiness, ReadyCheck};
+use crate::output::LineWatch;
 use crate::service::{Event, State};
 use crate::spawn::{Launch, Redirect};
 
@@ -72,7 +74,8 @@ impl<P: Processes> Supervisor<P> {
         }
         match unit.probe.on_run_started(&unit.readiness, unit.health.as_ref(), now) {
             Watch::ReadyNow => debug!("{}: ready (as soon as it runs)", unit.label),
-            Watch::Commands => {}
+            // The output readers started with the run watch its lines.
+            Watch::Commands | Watch::Output => {}
             Watch::Task => {
                 let task = readiness_task(
                     unit.readiness.clone(),
@@ -87,6 +90,30 @@ impl<P: Processes> Supervisor<P> {
         }
     }
 
+    /// The `log-line` watches for the output of run `pid` of unit `id`, one
+    /// set per pipe: its readiness pattern (reported once, on the ready
+    /// channel, as a readiness task would) and its health pattern (each
+    /// read with a matching line reported as a failed probe).
+    pub(super) fn line_watches(&self, id: UnitId, pid: Pid) -> Vec<LineWatch> {
+        let unit = &self.units[id];
+        let mut watches = Vec::new();
+        if let ReadyCheck::LogLine(pattern) = &unit.readiness.check {
+            let ready = self.ready_tx.clone();
+            watches.push(LineWatch::new(pattern.clone(), move || {
+                let _ = ready.send((id, pid));
+                false
+            }));
+        }
+        if let Some(ReadyCheck::LogLine(pattern)) = unit.health.as_ref().map(|h| &h.check) {
+            let failed = self.probe_tx.clone();
+            watches.push(LineWatch::new(pattern.clone(), move || {
+                // The loop gone (the end): nothing to report to, ever.
+                failed.send((id, pid, false)).is_ok()
+            }));
+        }
+        watches
+    }
+
     /// A readiness task says run `pid` of unit `id` is ready.
     pub(super) fn on_ready(&mut self, id: UnitId, pid: Pid, now: Instant) {
         if let Some(unit) = self.units.get_mut(id)
@@ -99,17 +126,69 @@ impl<P: Processes> Supervisor<P> {
         self.advance(now);
     }
 
-    /// A probe of run `run` of unit `id` passed or failed: a readiness probe
-    /// before the run is ready, a health probe after.
+    /// What the probe channel brings: a TCP or HTTP health probe's result,
+    /// or, for a `[health] log-line` service (which has no other probe on
+    /// that channel), a matching line of run `run`.
     pub(super) fn probe_result(&mut self, id: UnitId, run: Pid, ok: bool, now: Instant) {
+        let log_line = self
+            .units
+            .get(id)
+            .and_then(|u| u.health.as_ref())
+            .is_some_and(|h| matches!(h.check, ReadyCheck::LogLine(_)));
+        if log_line && !ok {
+            self.line_matched(id, run, now);
+        } else {
+            self.probe_verdict(id, run, ok, now);
+        }
+    }
+
+    /// Whether unit `id`'s health still counts: only for a service meant
+    /// to be running as it is, not one being stopped (`sv down`, a rescan,
+    /// a requires hold, the shutdown), which a restart must never bring back.
+    fn health_counts(&self, id: UnitId) -> bool {
         let running = self.phases.is_running();
+        self.units.get(id).is_some_and(|unit| {
+            running
+                && matches!(unit.life.state(), State::Running { .. })
+                && !unit.life.wants_down()
+                && unit.leaving.is_none()
+        })
+    }
+
+    /// `[health] log-line`: a line of run `run` of unit `id` matched.
+    fn line_matched(&mut self, id: UnitId, run: Pid, now: Instant) {
+        let probing = self.health_counts(id);
         let Some(unit) = self.units.get_mut(id).filter(|u| u.life.run_pid() == Some(run)) else {
             return; // an earlier run's, or a unit gone since
         };
-        let probing = running
-            && matches!(unit.life.state(), State::Running { .. })
-            && !unit.life.wants_down()
-            && unit.leaving.is_none();
+        let Some(health) = &unit.health else {
+            return;
+        };
+        let verdict = unit.probe.on_line_matched(health, probing, now);
+        let pattern = match &health.check {
+            ReadyCheck::LogLine(pattern) => pattern.as_str(),
+            _ => "",
+        };
+        match verdict {
+            Verdict::Unhealthy { failures, retries } => {
+                warn!("{}: a line matched {pattern:?} ({failures} of {retries})", unit.label)
+            }
+            Verdict::Restart { retries } => {
+                warn!("{}: a line matched {pattern:?} ({retries} of {retries})", unit.label);
+                error!("{}: unhealthy: restarting it", unit.label);
+                self.feed(id, Event::Restart, now);
+            }
+            _ => {}
+        }
+    }
+
+    /// A probe of run `run` of unit `id` passed or failed: a readiness probe
+    /// before the run is ready, a health probe after.
+    pub(super) fn probe_verdict(&mut self, id: UnitId, run: Pid, ok: bool, now: Instant) {
+        let probing = self.health_counts(id);
+        let Some(unit) = self.units.get_mut(id).filter(|u| u.life.run_pid() == Some(run)) else {
+            return; // an earlier run's, or a unit gone since
+        };
         match unit
             .probe
             .on_result(ok, &unit.readiness, unit.health.as_ref(), probing, now)
@@ -175,6 +254,25 @@ impl<P: Processes> Supervisor<P> {
                         let _ = results.send((id, run, ok));
                     });
                 }
+                ReadyCheck::Http(url) => {
+                    let results = self.probe_tx.clone();
+                    let (run, label) = (due.run, unit.label.clone());
+                    tokio::spawn(async move {
+                        // Why it failed, beside the count the verdict logs.
+                        let ok = match url.get(timeout).await {
+                            Ok(status) if (200..300).contains(&status) => true,
+                            Ok(status) => {
+                                info!("{label}: health probe: {url} answered {status}");
+                                false
+                            }
+                            Err(e) => {
+                                info!("{label}: health probe: {url}: {e}");
+                                false
+                            }
+                        };
+                        let _ = results.send((id, run, ok));
+                    });
+                }
                 _ => {}
             }
         }
@@ -208,7 +306,7 @@ impl<P: Processes> Supervisor<P> {
             }
             Err(e) => {
                 warn!("{}: probe: {e}", self.units[id].label);
-                self.probe_result(id, run, false, now);
+                self.probe_verdict(id, run, false, now);
             }
         }
     }
@@ -236,6 +334,21 @@ fn readiness_task(
                 tokio::time::sleep(readiness.interval).await;
             }
             warn!("{addr}: never accepted a connection: the service stays not ready");
+        })),
+        ReadyCheck::Http(url) => Some(tokio::spawn(async move {
+            let mut last = String::new();
+            for _ in 0..readiness.retries.max(1) {
+                match url.get(readiness.timeout).await {
+                    Ok(status) if (200..300).contains(&status) => {
+                        let _ = ready.send((id, pid));
+                        return;
+                    }
+                    Ok(status) => last = format!("it answered {status}"),
+                    Err(e) => last = e,
+                }
+                tokio::time::sleep(readiness.interval).await;
+            }
+            warn!("{url}: never answered 2xx (last: {last}): the service stays not ready");
         })),
         ReadyCheck::SdNotify => {
             let socket = sd_notify?;
@@ -271,6 +384,7 @@ fn readiness_task(
                 }
             }))
         }
-        ReadyCheck::Command(_) | ReadyCheck::Started => None,
+        // Probed by the loop, watched by the output readers, or nothing.
+        ReadyCheck::Command(_) | ReadyCheck::LogLine(_) | ReadyCheck::Started => None,
     }
 }
