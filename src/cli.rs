@@ -5,8 +5,9 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::{Args, Parser};
+use nix::sys::signal::Signal;
 
-use crate::config::{Defaults, parse_duration};
+use crate::config::{Defaults, parse_duration, parse_signal};
 
 pub const DEFAULT_KILL_ALL_TIMEOUT: Duration = Duration::from_secs(1);
 pub const DEFAULT_HOOK_TIMEOUT: Duration = Duration::from_millis(500);
@@ -47,10 +48,18 @@ pub struct Cli {
     #[arg(long, value_name = "DIR", default_value = "/etc/my_init.post_shutdown.d")]
     pub post_shutdown_dir: PathBuf,
 
-    /// Seconds all pre-shutdown hooks together (and all post-shutdown hooks
-    /// together) may take; a hook still running then is stopped
-    #[arg(long, value_name = "SECONDS", env = "BASEINIT_HOOK_TIMEOUT", default_value = "0.5", value_parser = |s: &str| seconds(s, "BASEINIT_HOOK_TIMEOUT"))]
-    pub hook_timeout: Duration,
+    #[command(flatten)]
+    pub stop: StopSettings,
+
+    /// The signal the main command gets at shutdown (a name like SIGQUIT or
+    /// QUIT, or a number); services keep their own stop-signal
+    #[arg(long, value_name = "SIGNAL", env = "BASEINIT_MAIN_STOP_SIGNAL", default_value = "SIGTERM", value_parser = |s: &str| signal(s, "BASEINIT_MAIN_STOP_SIGNAL"))]
+    pub main_stop_signal: Signal,
+
+    /// Exit with TO where baseinit would exit with FROM (e.g. 143=0);
+    /// repeatable, or comma-separated
+    #[arg(long, value_name = "FROM=TO", env = "BASEINIT_REMAP_EXIT", value_parser = |s: &str| remaps(s, "BASEINIT_REMAP_EXIT"))]
+    pub remap_exit: Vec<RemapPairs>,
 
     /// Seconds a startup script may run; one still running then is stopped and
     /// boot fails [default: no limit, as my_init]
@@ -73,24 +82,6 @@ pub struct Cli {
     /// Do not start services: only startup scripts and the main command
     #[arg(long, requires = "command")]
     pub skip_runit: bool,
-
-    /// Do not signal every remaining process at the end of a shutdown
-    #[arg(long)]
-    pub no_kill_all_on_exit: bool,
-
-    /// Seconds from a service's stop signal to its SIGKILL (fractions allowed),
-    /// where service.toml does not set stop-timeout
-    #[arg(long, value_name = "SECONDS", env = "KILL_PROCESS_TIMEOUT", default_value = "5", value_parser = |s: &str| seconds(s, "KILL_PROCESS_TIMEOUT"))]
-    pub stop_timeout: Duration,
-
-    /// Seconds a `finish` script may run before SIGKILL, where service.toml
-    /// does not set finish-timeout
-    #[arg(long, value_name = "SECONDS", env = "BASEINIT_FINISH_TIMEOUT", default_value = "1", value_parser = |s: &str| seconds(s, "BASEINIT_FINISH_TIMEOUT"))]
-    pub finish_timeout: Duration,
-
-    /// Seconds from the final kill-all's SIGTERM to its SIGKILL
-    #[arg(long, value_name = "SECONDS", env = "KILL_ALL_PROCESSES_TIMEOUT", default_value = "1", value_parser = |s: &str| seconds(s, "KILL_ALL_PROCESSES_TIMEOUT"))]
-    pub kill_all_timeout: Duration,
 
     /// Where services' stdout and stderr go, unless service.toml says
     #[arg(
@@ -204,12 +195,67 @@ pub struct RuntimeDir {
     pub runtime_dir: PathBuf,
 }
 
-impl Cli {
+/// What bounds a stop: the init's settings, which `baseinit check` reads
+/// too (flags and variables alike) to print the stop budget.
+#[derive(Debug, Args)]
+pub struct StopSettings {
+    /// On SIGTERM or SIGINT, report unhealthy at once but keep the services
+    /// running this long (after the pre-shutdown hooks) before stopping them,
+    /// so a load balancer can stop sending them work; a second signal ends it
+    #[arg(long, value_name = "DURATION", env = "BASEINIT_SHUTDOWN_DELAY", default_value = "0", value_parser = |s: &str| seconds(s, "BASEINIT_SHUTDOWN_DELAY"))]
+    pub shutdown_delay: Duration,
+
+    /// Seconds all pre-shutdown hooks together (and all post-shutdown hooks
+    /// together) may take; a hook still running then is stopped
+    #[arg(long, value_name = "SECONDS", env = "BASEINIT_HOOK_TIMEOUT", default_value = "0.5", value_parser = |s: &str| seconds(s, "BASEINIT_HOOK_TIMEOUT"))]
+    pub hook_timeout: Duration,
+
+    /// Seconds from a service's stop signal to its SIGKILL (fractions allowed),
+    /// where service.toml does not set stop-timeout
+    #[arg(long, value_name = "SECONDS", env = "KILL_PROCESS_TIMEOUT", default_value = "5", value_parser = |s: &str| seconds(s, "KILL_PROCESS_TIMEOUT"))]
+    pub stop_timeout: Duration,
+
+    /// Seconds a `finish` script may run before SIGKILL, where service.toml
+    /// does not set finish-timeout
+    #[arg(long, value_name = "SECONDS", env = "BASEINIT_FINISH_TIMEOUT", default_value = "1", value_parser = |s: &str| seconds(s, "BASEINIT_FINISH_TIMEOUT"))]
+    pub finish_timeout: Duration,
+
+    /// Seconds from the final kill-all's SIGTERM to its SIGKILL
+    #[arg(long, value_name = "SECONDS", env = "KILL_ALL_PROCESSES_TIMEOUT", default_value = "1", value_parser = |s: &str| seconds(s, "KILL_ALL_PROCESSES_TIMEOUT"))]
+    pub kill_all_timeout: Duration,
+
+    /// Do not signal every remaining process at the end of a shutdown
+    #[arg(long)]
+    pub no_kill_all_on_exit: bool,
+}
+
+impl StopSettings {
     pub fn defaults(&self) -> Defaults {
         Defaults {
             stop_timeout: self.stop_timeout,
             finish_timeout: self.finish_timeout,
         }
+    }
+}
+
+impl Cli {
+    pub fn defaults(&self) -> Defaults {
+        self.stop.defaults()
+    }
+
+    /// What clap cannot check one value at a time: a `--remap-exit` FROM
+    /// given twice. A usage error (exit 2) like clap's own.
+    pub fn remap(&self) -> Result<crate::exit::Remap, clap::Error> {
+        use clap::CommandFactory;
+        let pairs: Vec<(u8, u8)> = self.remap_exit.iter().flat_map(|p| p.0.iter().copied()).collect();
+        crate::exit::Remap::new(&pairs).map_err(|message| {
+            Self::command().error(
+                clap::error::ErrorKind::ValueValidation,
+                format!(
+                    "invalid value for '--remap-exit <FROM=TO>': {message}; set by the flag or by $BASEINIT_REMAP_EXIT"
+                ),
+            )
+        })
     }
 
     /// What `--syslog` asks for; None when it is off.
@@ -232,6 +278,21 @@ impl Cli {
 /// from the environment rather than the flag.
 fn seconds(text: &str, variable: &str) -> Result<Duration, String> {
     parse_duration(text).map_err(|e| format!("{e}; set by the flag or by ${variable}"))
+}
+
+/// A signal as `service.toml`'s stop-signal takes it ("SIGQUIT", "QUIT", 3).
+fn signal(text: &str, variable: &str) -> Result<Signal, String> {
+    parse_signal(text).map_err(|e| format!("{e}; set by the flag or by ${variable}"))
+}
+
+/// The `FROM=TO` pairs of one `--remap-exit` (several, separated by commas).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RemapPairs(pub Vec<(u8, u8)>);
+
+fn remaps(text: &str, variable: &str) -> Result<RemapPairs, String> {
+    crate::exit::parse_remaps(text)
+        .map(RemapPairs)
+        .map_err(|e| format!("{e}; set by the flag or by ${variable}"))
 }
 
 #[cfg(test)]
@@ -265,8 +326,8 @@ mod tests {
     #[test]
     fn fractional_timeouts_and_defaults() {
         let cli = Cli::try_parse_from(["baseinit", "--stop-timeout", "0.25", "--kill-all-timeout", "1"]).unwrap();
-        assert_eq!(cli.stop_timeout, Duration::from_millis(250));
-        assert_eq!(cli.kill_all_timeout, Duration::from_secs(1));
+        assert_eq!(cli.stop.stop_timeout, Duration::from_millis(250));
+        assert_eq!(cli.stop.kill_all_timeout, Duration::from_secs(1));
         assert!(Cli::try_parse_from(["baseinit", "--stop-timeout", "soon"]).is_err());
     }
 
@@ -275,6 +336,51 @@ mod tests {
         let err = Cli::try_parse_from(["baseinit", "--bogus"]).unwrap_err();
         assert_eq!(err.kind(), clap::error::ErrorKind::UnknownArgument);
         assert_eq!(err.exit_code(), crate::exit::USAGE);
+    }
+
+    #[test]
+    fn shutdown_delay_main_stop_signal_and_exit_remapping() {
+        // (The variables' side is tested on the binary: tests/stop.rs.)
+        let parse = |args: &[&str]| Cli::try_parse_from(["baseinit"].iter().chain(args));
+        let cli = parse(&[
+            "--shutdown-delay",
+            "1.5",
+            "--main-stop-signal",
+            "quit",
+            "--remap-exit",
+            "143=0,130=0",
+            "--remap-exit",
+            "3=4",
+        ])
+        .unwrap();
+        assert_eq!(cli.stop.shutdown_delay, Duration::from_millis(1500));
+        assert_eq!(cli.main_stop_signal, Signal::SIGQUIT);
+        let remap = cli.remap().unwrap();
+        assert_eq!(remap, crate::exit::Remap::new(&[(143, 0), (130, 0), (3, 4)]).unwrap());
+        assert_eq!(remap.apply(143), 0);
+        assert_eq!(
+            parse(&["--main-stop-signal", "3"]).unwrap().main_stop_signal,
+            Signal::SIGQUIT
+        );
+        for bad in [
+            &["--remap-exit", "143"][..],
+            &["--remap-exit", "256=0"],
+            &["--main-stop-signal", "SIGFOO"],
+            &["--shutdown-delay", "soon"],
+        ] {
+            let err = parse(bad).unwrap_err();
+            assert_eq!(err.exit_code(), crate::exit::USAGE, "{bad:?}");
+        }
+        let twice = parse(&["--remap-exit", "143=0", "--remap-exit", "143=1"]).unwrap();
+        let err = twice.remap().unwrap_err();
+        assert_eq!(err.exit_code(), crate::exit::USAGE);
+        assert!(err.to_string().contains("143 is remapped twice"), "{err}");
+        if std::env::var_os("BASEINIT_SHUTDOWN_DELAY").is_none() {
+            assert_eq!(parse(&[]).unwrap().stop.shutdown_delay, Duration::ZERO);
+        }
+        if std::env::var_os("BASEINIT_MAIN_STOP_SIGNAL").is_none() {
+            assert_eq!(parse(&[]).unwrap().main_stop_signal, Signal::SIGTERM);
+        }
     }
 
     #[test]

@@ -4,6 +4,7 @@
 //! - [`applets`]: `sv`, `setuser` and `chpst`, by argv[0] or as `baseinit sv`.
 //! - [`accounts`]: users and groups, read from /etc/passwd and /etc/group (never NSS).
 //! - [`container_env`]: my_init's container environment import and export.
+//! - [`envdir`]: runit's envdir format (one file per variable), for `chpst -e` and `env-dir`.
 //! - [`check`]: `baseinit check`, validating an image's configuration.
 //! - [`cli`]: flags and their environment-variable twins (my_init's names).
 //! - [`config`]: service directories and `service.toml` → validated [`config::ServiceSpec`]s.
@@ -20,6 +21,7 @@
 //! - [`shutdown`]: the stop plan and the final kill-all.
 //! - [`control_socket`]: the socket `status`, `health` and `sv` ask the running baseinit over.
 //! - [`exit`]: child statuses and baseinit's exit-code table.
+//! - [`http_probe`]: `[ready] http` and `[health] http`: local URLs, a GET's status line.
 //! - [`inherited`]: cleaning up the signal mask, dispositions and fds baseinit inherited.
 //! - [`logging`]: baseinit's own log on stderr.
 //! - [`logdir`]: runit's svlogd log directories: `current`, rotation, `config`.
@@ -36,7 +38,9 @@ pub mod cli;
 pub mod config;
 pub mod container_env;
 pub mod control_socket;
+pub mod envdir;
 pub mod exit;
+pub mod http_probe;
 pub mod inherited;
 pub mod logdir;
 pub mod logging;

@@ -371,7 +371,7 @@ const SV_ENVIRONMENT: &[(&str, &str)] = &[
 ];
 
 /// The init's exit codes (`crate::exit`): the manual's table, in short.
-const INIT_EXIT: &str = "0 after a stop by SIGTERM or SIGINT with no main command; the main command's status when there is one (128+N when signal N killed it); 127 when the main command is not found, 126 when it cannot be executed; 1 when boot failed (a broken service tree, a failed startup script, --wait-for-services past its limit); 2 for a usage error; an essential service's status when it ended for good; 70 when baseinit itself failed (a bug), after stopping every process.";
+const INIT_EXIT: &str = "0 after a stop by SIGTERM or SIGINT with no main command; the main command's status when there is one (128+N when signal N killed it); 127 when the main command is not found, 126 when it cannot be executed; 1 when boot failed (a broken service tree, a failed startup script, --wait-for-services past its limit); 2 for a usage error; an essential service's status when it ended for good; 70 when baseinit itself failed (a bug), after stopping every process. --remap-exit FROM=TO turns FROM into TO last, for every code but 2 and 70.";
 
 /// Writes `page` as a section-8 man page.
 pub fn render_man(page: &Page, out: &mut dyn Write) -> io::Result<()> {
@@ -535,6 +535,9 @@ mod tests {
         for flag in [
             "stop\\-timeout",
             "KILL_PROCESS_TIMEOUT",
+            "shutdown\\-delay",
+            "BASEINIT_REMAP_EXIT",
+            "main\\-stop\\-signal",
             "wait\\-for\\-services",
             "baseinit\\-check",
         ] {

@@ -59,6 +59,35 @@ pub struct ServiceStatus {
     /// says (a `broken` definition).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
+    /// A scheduled service's times and runs; absent for the others.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub schedule: Option<ScheduleStatus>,
+}
+
+/// A scheduled service (`schedule` in service.toml): its state is
+/// `scheduled` between runs, `down` while `sv down` holds its times.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ScheduleStatus {
+    /// As written: `*/5 * * * *`, `@hourly`.
+    pub expression: String,
+    /// `TZ` as given, or `UTC`.
+    pub time_zone: String,
+    /// `skip` or `queue`.
+    pub overlap: String,
+    /// RFC 3339, in the time zone; null while its times are off (`sv down`).
+    pub next_run: Option<String>,
+    /// When the last (or current) run started, RFC 3339 to the millisecond;
+    /// its exit is `last_exit`.
+    pub last_run_start: Option<String>,
+    /// Runs started since boot (by the schedule or `sv once`).
+    pub runs: u64,
+    /// Times skipped because a run still went.
+    pub skipped: u64,
+    /// A run waits for the current one to end (`overlap = "queue"`).
+    pub queued: bool,
+    /// Its last run failed and `[health] on-failed-run = "unhealthy"`:
+    /// unhealthy until a run succeeds.
+    pub failed: bool,
 }
 
 /// A service that cannot run for its definition: shown with state
@@ -82,6 +111,7 @@ impl Broken {
             expected_up: true,
             ready: false,
             reason: Some(self.reason.clone()),
+            schedule: None,
         }
     }
 }
@@ -116,6 +146,10 @@ impl Snapshot {
                     why.push_str(&format!(" ({reason})"));
                 }
                 problems.push(why);
+            }
+            if s.schedule.as_ref().is_some_and(|schedule| schedule.failed) {
+                let exit = s.last_exit.map_or("?".to_owned(), LastExit::describe);
+                problems.push(format!("{}: its last run failed ({exit})", s.name));
             }
         }
         if problems.is_empty() { Ok(()) } else { Err(problems) }
@@ -265,6 +299,11 @@ pub fn table(snapshot: &Snapshot) -> String {
             out.push_str(&format!("{} is {}: {reason}\n", s.name, s.state));
         }
     }
+    for s in &snapshot.services {
+        if let Some(schedule) = &s.schedule {
+            out.push_str(&schedule_line(s, schedule));
+        }
+    }
     if let Some(syslog) = &snapshot.syslog {
         out.push_str(&if syslog.listening {
             format!(
@@ -276,6 +315,33 @@ pub fn table(snapshot: &Snapshot) -> String {
         });
     }
     out
+}
+
+/// A scheduled service's line below the table: its times, its last run.
+fn schedule_line(s: &ServiceStatus, schedule: &ScheduleStatus) -> String {
+    let last = match (&schedule.last_run_start, s.pid, s.last_exit) {
+        (None, _, _) => "no run yet".to_owned(),
+        (Some(start), Some(_), _) => format!("running since {start}"),
+        (Some(start), None, exit) => format!(
+            "last run {start}, {}",
+            exit.map_or("running".to_owned(), LastExit::describe)
+        ),
+    };
+    let mut line = format!(
+        "{}: `{}` ({}): {last}; next run {}",
+        s.name,
+        schedule.expression,
+        schedule.time_zone,
+        schedule.next_run.as_deref().unwrap_or("none (sv down)")
+    );
+    if schedule.skipped > 0 {
+        line.push_str(&format!("; {} skipped", schedule.skipped));
+    }
+    if schedule.queued {
+        line.push_str("; one queued");
+    }
+    line.push('\n');
+    line
 }
 
 fn duration(ms: u64) -> String {
@@ -304,6 +370,7 @@ mod tests {
             expected_up,
             ready: state == "run",
             reason: None,
+            schedule: None,
         }
     }
 

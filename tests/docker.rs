@@ -273,21 +273,50 @@ done
 #[test]
 fn example_image_docker_stop_stops_every_service_with_its_own_signal() {
     require_docker!();
-    let c = Container::start("example-stop", &[EXAMPLE]);
+    let c = Container::start("example-stop", &["-e", "GREETING=from-docker-run", EXAMPLE]);
     c.wait_logs(&[
         "startup: wrote /var/www/html/index.html",
         "heartbeat: up as root",
         "start worker process",
-        "service cron: started",
+        "service minutely: runs at `* * * * *` (UTC); next at ",
     ]);
-    let status = c.exec(&["sv", "status", "nginx", "cron", "heartbeat"]);
-    for name in ["nginx", "cron", "heartbeat"] {
+    let status = c.exec(&["sv", "status", "nginx", "heartbeat"]);
+    for name in ["nginx", "heartbeat"] {
         assert!(
             status.stdout.contains(&format!("run: {name}: (pid ")),
             "sv status:\n{}",
             status.text()
         );
     }
+    // The job in place of cron: not started at boot, run now by `sv once`
+    // (it would be at the next minute anyway) as nobody, with the
+    // container's environment, its line in the logs; then scheduled again.
+    let once = c.exec(&["sv", "once", "minutely"]);
+    assert_eq!(once.code, 0, "sv once:\n{}", once.text());
+    c.wait_logs(&["minutely | minutely: ran as nobody at ", "GREETING=from-docker-run"]);
+    let deadline = Instant::now() + BOOT;
+    let job = loop {
+        let json = c.exec(&["baseinit", "status", "--json"]).stdout;
+        let snapshot: serde_json::Value = serde_json::from_str(&json).expect("status --json");
+        let job = common::service_in(&snapshot, "minutely")
+            .expect("minutely in status")
+            .clone();
+        if job["state"] == "scheduled" || Instant::now() >= deadline {
+            break job;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert_eq!(job["state"], "scheduled", "{job}");
+    assert_eq!(job["last_exit"]["code"], 0, "{job}");
+    assert_eq!(job["schedule"]["expression"], "* * * * *", "{job}");
+    assert!(
+        job["schedule"]["next_run"]
+            .as_str()
+            .is_some_and(|t| t.ends_with(":00Z")),
+        "{job}"
+    );
+    let job_status = c.exec(&["sv", "status", "minutely"]).stdout;
+    assert!(job_status.starts_with("down: minutely: "), "{job_status}");
     // nginx serves the page the startup script wrote (loopback of the
     // container's own network namespace).
     let page = c.exec(&[
@@ -303,7 +332,7 @@ fn example_image_docker_stop_stops_every_service_with_its_own_signal() {
 
     let took = c.stop();
     eprintln!(
-        "docker stop of the example image (nginx, cron, heartbeat) took {} ms",
+        "docker stop of the example image (nginx, heartbeat, redis, visits, a job) took {} ms",
         took.as_millis()
     );
     let logs = c.logs();
@@ -314,14 +343,12 @@ fn example_image_docker_stop_stops_every_service_with_its_own_signal() {
     );
     // baseinit sent each its stop signal...
     line_with(&logs, &["service nginx: stopping: SIGQUIT to process group"]);
-    line_with(&logs, &["service cron: stopping: SIGTERM to process group"]);
     line_with(&logs, &["service heartbeat: stopping: SIGTERM to process group"]);
     // ...and each got it, in its own words: nginx's log, the shell's trap,
     // and finish scripts that report how their run ended. Had PID 1 exited
     // first, the kernel's SIGKILL would have left none of these lines.
     line_with(&logs, &["signal 3 (SIGQUIT) received from 1", "shutting down"]);
     line_with(&logs, &["nginx: finished (exit code 0, signal 0)"]);
-    line_with(&logs, &["cron: finished (exit code -1, signal 15)"]);
     line_with(&logs, &["heartbeat: got SIGTERM, goodbye"]);
     assert!(!logs.contains("SIGKILL"), "nothing needed SIGKILL:\n{logs}");
     line_with(&logs, &["exiting with code 0"]);
@@ -1470,4 +1497,190 @@ spec:
     assert!(logs.contains("exiting with code 0"), "{logs}");
     let down = podman(&["kube", "down", &manifest], COMMAND);
     assert_eq!(down.code, 0, "{}", down.text());
+}
+
+/// `[limits]` seen from inside a container's service, under `docker run
+/// --ulimit nofile=1024:2048`: lower limits, a higher nice value and OOM
+/// score and a umask apply; a limit above the container's hard one is
+/// refused at load (Docker drops CAP_SYS_RESOURCE), the service `broken`
+/// with the reason while the other runs; PID 1's own OOM score stays.
+#[test]
+fn limits_are_seen_from_inside_a_container_service() {
+    require_docker!();
+    let image = test_image(
+        "limits",
+        &[
+            (
+                "Dockerfile",
+                &format!("FROM {BASE}\nCOPY service/ /etc/service/\n"),
+                0o644,
+            ),
+            (
+                "service/limited/run",
+                "#!/bin/sh\n{ grep -E '^Max (open files|processes|core file size)' /proc/self/limits; grep Umask /proc/self/status; \
+                 echo \"oom $(cat /proc/self/oom_score_adj)\"; echo \"nice $(cut -d' ' -f19 /proc/self/stat)\"; } > /tmp/seen.part\n\
+                 mv /tmp/seen.part /tmp/seen\nexec sleep 1000\n",
+                0o755,
+            ),
+            (
+                "service/limited/service.toml",
+                "[limits]\nnofile = { soft = 512, hard = 1024 }\nnproc = 100\ncore = 0\nnice = 5\numask = \"027\"\noom-score-adj = 500\n",
+                0o644,
+            ),
+            ("service/too-high/run", "#!/bin/sh\nexec sleep 1000\n", 0o755),
+            ("service/too-high/service.toml", "[limits]\nnofile = 4096\n", 0o644),
+        ],
+    );
+    let c = Container::start(
+        "limits",
+        &["--ulimit", "nofile=1024:2048", "--ulimit", "nproc=1000:1000", &image],
+    );
+    let deadline = Instant::now() + BOOT;
+    let seen = loop {
+        let out = c.exec(&["cat", "/tmp/seen"]);
+        if out.code == 0 {
+            break out.stdout;
+        }
+        assert!(Instant::now() < deadline, "no /tmp/seen:\n{}", c.logs());
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let squeezed: Vec<String> = seen
+        .lines()
+        .map(|l| l.split_whitespace().collect::<Vec<_>>().join(" "))
+        .collect();
+    for want in [
+        "Max processes 100 100 processes",
+        "Max open files 512 1024 files",
+        "Max core file size 0 0 bytes",
+        "Umask: 0027",
+        "oom 500",
+        "nice 5",
+    ] {
+        assert!(squeezed.iter().any(|l| l == want), "no {want:?} in:\n{seen}");
+    }
+    let status = c.exec(&["baseinit", "status", "--json"]);
+    let json: serde_json::Value = serde_json::from_str(&status.stdout).expect("status --json parses");
+    let too_high = common::service_in(&json, "too-high").unwrap_or_else(|| panic!("too-high missing: {json:#}"));
+    assert_eq!(too_high["state"], "broken", "{json:#}");
+    let reason = too_high["reason"].as_str().unwrap_or_default();
+    assert!(
+        reason.contains(
+            "limits.nofile 4096 is above baseinit's own hard limit 2048: raising it needs CAP_SYS_RESOURCE, which baseinit lacks"
+        ),
+        "{reason}"
+    );
+    assert_eq!(
+        c.exec(&["cat", "/proc/1/oom_score_adj"]).stdout.trim(),
+        "0",
+        "PID 1's own"
+    );
+    c.stop();
+    assert_eq!(c.exit_code(), 0, "{}", c.logs());
+}
+
+/// `env-file`, `env-dir`, `${VAR}` and `[secrets]` seen from inside a
+/// container's service: the secret a bind mount of a file (as Compose's
+/// `secrets:` are), `${VAR}` from `docker run -e`; the secret's value in
+/// that service's environment only, not in `docker logs`, `status --json`
+/// or the container environment's files.
+#[test]
+fn environment_files_and_secrets_are_seen_from_inside_a_container_service() {
+    require_docker!();
+    const SECRET: &str = "S3CRET-IN-DOCKER-7c4a8d09ca";
+    let image = test_image(
+        "environment",
+        &[
+            (
+                "Dockerfile",
+                &format!("FROM {BASE}\nCOPY service/ /etc/service/\nCOPY app.env /etc/app.env\nRUN mkdir /srv/app\n"),
+                0o644,
+            ),
+            (
+                "app.env",
+                "SHARED=shared\nBY_LOCAL=shared\nHOME=/from/env-file\n",
+                0o644,
+            ),
+            (
+                "service/app/service.toml",
+                "command = [\"/bin/sh\", \"-c\", \"pwd > /tmp/pwd; env -0 > /tmp/env.part && mv /tmp/env.part /tmp/env; exec sleep 1000\"]\n\
+                 working-directory = \"${APP_DIR:-/nonexistent}\"\n\
+                 env-file = [\"/etc/app.env\", \"./local.env\"]\nenv-dir = \"./env\"\n\
+                 [environment]\nURL = \"http://${DB_HOST}:5432\"\n\
+                 [secrets]\nDB_PASSWORD = \"/run/secrets/db_password\"\n",
+                0o644,
+            ),
+            ("service/app/local.env", "BY_LOCAL=local\n", 0o644),
+            ("service/app/env/FROM_DIR", "dir\n", 0o644),
+            (
+                "service/other/run",
+                "#!/bin/sh\nenv -0 > /tmp/other.part && mv /tmp/other.part /tmp/other\nexec sleep 1000\n",
+                0o755,
+            ),
+        ],
+    );
+    let secrets = tempfile::tempdir().expect("tempdir");
+    let secret = secrets.path().join("db_password");
+    write_file(&secret, &format!("{SECRET}\n"), 0o644);
+    let mount = format!("{}:/run/secrets/db_password:ro", secret.display());
+    let c = Container::start(
+        "environment",
+        &[
+            "-v",
+            &mount,
+            "-e",
+            "DB_HOST=db.internal",
+            "-e",
+            "APP_DIR=/srv/app",
+            &image,
+        ],
+    );
+    let read = |file: &str| {
+        let deadline = Instant::now() + BOOT;
+        loop {
+            let out = c.exec(&["cat", file]);
+            if out.code == 0 {
+                break common::parse_env0(out.stdout.as_bytes());
+            }
+            assert!(Instant::now() < deadline, "no {file}:\n{}", c.logs());
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    };
+    let app = read("/tmp/env");
+    let other = read("/tmp/other");
+    let get = |env: &std::collections::BTreeMap<Vec<u8>, Vec<u8>>, name: &str| {
+        env.get(name.as_bytes())
+            .map(|v| String::from_utf8_lossy(v).into_owned())
+    };
+    for (name, value) in [
+        ("SHARED", "shared"),
+        ("BY_LOCAL", "local"),
+        ("FROM_DIR", "dir"),
+        ("HOME", "/from/env-file"),
+        ("URL", "http://db.internal:5432"),
+        ("DB_HOST", "db.internal"),
+        ("DB_PASSWORD", SECRET),
+    ] {
+        assert_eq!(get(&app, name).as_deref(), Some(value), "{name}");
+    }
+    assert_eq!(c.exec(&["cat", "/tmp/pwd"]).stdout.trim(), "/srv/app");
+    for name in ["SHARED", "FROM_DIR", "URL", "DB_PASSWORD"] {
+        assert_eq!(get(&other, name), None, "{name} reached another service");
+    }
+    let status = c.exec(&["baseinit", "status", "--json"]);
+    assert_eq!(status.code, 0, "{}", status.text());
+    let dumps = c.exec(&[
+        "sh",
+        "-c",
+        "cat /etc/container_environment/* /etc/container_environment.sh /etc/container_environment.json",
+    ]);
+    assert!(dumps.stdout.contains("db.internal"), "{}", dumps.text());
+    c.stop();
+    assert_eq!(c.exit_code(), 0, "{}", c.logs());
+    for (what, text) in [
+        ("status --json", status.text()),
+        ("the container environment", dumps.text()),
+        ("docker logs", c.logs()),
+    ] {
+        assert!(!text.contains(SECRET), "the secret is in {what}:\n{text}");
+    }
 }

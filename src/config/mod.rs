@@ -4,9 +4,15 @@
 
 mod credentials;
 mod dependencies;
+mod environment;
+mod expand;
+mod limits;
 mod log_files;
 mod raw;
 mod readiness;
+mod ready_kinds;
+mod schedule;
+mod secrets;
 
 use std::ffi::OsString;
 use std::fmt;
@@ -19,10 +25,14 @@ use std::time::Duration;
 use nix::sys::signal::Signal;
 use toml::Spanned;
 
+pub use environment::EnvSources;
 pub use log_files::LogFiles;
 use raw::RawService;
 pub use raw::{parse_duration, parse_signal};
+pub use ready_kinds::LinePattern;
+pub use schedule::{OnFailedRun, Overlap, Schedule, parse as parse_schedule};
 
+use crate::container_env::Vars;
 use crate::service::{Backoff, FailureAction, FailurePolicy, Policy, RestartPolicy};
 use crate::spawn::{Launch, StdinMode};
 
@@ -70,6 +80,11 @@ pub enum ReadyCheck {
     Command(Vec<OsString>),
     /// A TCP connection to this address succeeds (`[ready] tcp`).
     Tcp(String),
+    /// A GET of this URL answers 2xx (`[ready] http`).
+    Http(crate::http_probe::HttpUrl),
+    /// A line of the run's output matches (`[ready] log-line`). In
+    /// `[health]`: each matching line is a failed probe.
+    LogLine(LinePattern),
     /// Ready as soon as it runs.
     Started,
 }
@@ -135,6 +150,10 @@ pub struct ServiceSpec {
     /// A hash of the definition's files (`run`, `finish`, `service.toml`, and
     /// the logger's): a rescan restarts a service whose fingerprint changed.
     pub fingerprint: u64,
+    /// `env-file`, `env-dir` and `[secrets]`: read at each start.
+    pub env_sources: Option<EnvSources>,
+    /// `schedule`: its runs start at these times instead of at boot.
+    pub schedule: Option<Schedule>,
 }
 
 /// One problem in a service tree.
@@ -216,7 +235,14 @@ pub fn load_services(dir: &Path, defaults: &Defaults, required: bool) -> Result<
 }
 
 /// Like [`load_services`], but keeps the valid services next to the problems.
+/// Without a container environment: `${VAR}` needs its default.
 pub fn scan_services(dir: &Path, defaults: &Defaults, required: bool) -> Scan {
+    scan_services_in(dir, defaults, required, &Vars::new())
+}
+
+/// [`scan_services`], `${VAR}` in service.toml expanded from `env` (the
+/// container environment, as services get it).
+pub fn scan_services_in(dir: &Path, defaults: &Defaults, required: bool, env: &Vars) -> Scan {
     let mut scan = Scan::default();
     let errors = &mut scan.errors;
     let entries = match fs::read_dir(dir) {
@@ -281,11 +307,11 @@ pub fn scan_services(dir: &Path, defaults: &Defaults, required: bool) -> Scan {
             _ => fs::canonicalize(&path).unwrap_or(path),
         };
         let listing = Listing::of(&path);
-        let spec = load_service(name, &path, &listing, defaults, errors).and_then(|mut spec| {
+        let spec = load_service(name, &path, &listing, defaults, env, errors).and_then(|mut spec| {
             let log_dir = path.join("log");
             if listing.may_have("log") && log_dir.is_dir() {
                 let log_listing = Listing::of(&log_dir);
-                let log = load_service(&format!("{name}/log"), &log_dir, &log_listing, defaults, errors)?;
+                let log = load_service(&format!("{name}/log"), &log_dir, &log_listing, defaults, env, errors)?;
                 spec.fingerprint = spec.fingerprint.rotate_left(1) ^ log.fingerprint;
                 spec.log = Some(Box::new(log));
             }
@@ -302,6 +328,7 @@ pub fn scan_services(dir: &Path, defaults: &Defaults, required: bool) -> Scan {
         }
     }
     dependencies::check_dependencies(&mut scan);
+    schedule::check_tree(&mut scan);
     scan
 }
 
@@ -410,6 +437,7 @@ fn load_service(
     dir: &Path,
     listing: &Listing,
     defaults: &Defaults,
+    env: &Vars,
     errors: &mut Vec<ConfigError>,
 ) -> Option<ServiceSpec> {
     let before = errors.len();
@@ -419,7 +447,7 @@ fn load_service(
     } else {
         Err(io::ErrorKind::NotFound.into())
     };
-    let (raw, text) = match toml {
+    let (mut raw, text) = match toml {
         Ok(bytes) => match String::from_utf8(bytes) {
             Ok(text) => match toml::from_str::<RawService>(&text) {
                 Ok(raw) => (raw, text),
@@ -447,6 +475,7 @@ fn load_service(
         }
     };
     let at = |spanned_start: usize, message: String| ConfigError::at(&toml_path, &text, spanned_start, message);
+    expand::expand_raw(&mut raw, &text, env, &at, errors);
 
     let run_path = dir.join("run");
     let run_exists = listing.may_have("run") && check_executable(&run_path, errors);
@@ -546,7 +575,7 @@ fn load_service(
         .environment
         .iter()
         .flatten()
-        .map(|(k, v)| (OsString::from(k), OsString::from(v)))
+        .map(|(k, v)| (OsString::from(k), OsString::from(v.get_ref())))
         .collect();
     for key in raw.environment.iter().flat_map(|e| e.keys()) {
         if key.is_empty() || key.contains('=') || key.contains('\0') {
@@ -565,12 +594,23 @@ fn load_service(
         }
     }
     let readiness = readiness::readiness(dir, listing, raw.ready.as_ref(), &at, errors);
-    let health = raw.health.as_ref().and_then(|h| readiness::health(dir, h, &at, errors));
+    let health = schedule::health_probe(&raw).and_then(|h| readiness::health(dir, h, &at, errors));
+    ready_kinds::check_output(&raw, &at, errors);
+    let schedule = schedule::schedule(&raw, &text, &at, errors);
     let log_files = raw.log.as_ref().and_then(|log| {
         let has_log_dir = listing.may_have("log") && dir.join("log").is_dir();
         let inherit = raw.output == Some(OutputMode::Inherit);
         log_files::log_files(dir, log, has_log_dir, inherit, &at, errors)
     });
+    let (env_sources, env_files_hash) = environment::sources(name, dir, &raw, &at, errors);
+    let notification_fd = match &readiness.check {
+        ReadyCheck::NotificationFd(fd) => Some(*fd),
+        _ => None,
+    };
+    let limits = raw
+        .limits
+        .as_ref()
+        .and_then(|raw| limits::limits(raw, limits::Host::current(), notification_fd, &at, errors));
 
     if errors.len() > before {
         return None;
@@ -582,6 +622,7 @@ fn load_service(
         stdin: StdinMode::Null,
         credentials,
         foreground: false,
+        limits,
     };
     let finish = has_finish.then(|| Launch {
         argv: vec![finish_path.into_os_string()],
@@ -602,7 +643,9 @@ fn load_service(
         requires: requires_list,
         readiness,
         health,
-        fingerprint: fingerprint(dir, listing),
+        fingerprint: fingerprint(dir, listing) ^ env_files_hash,
+        env_sources,
+        schedule,
     })
 }
 

@@ -21,7 +21,10 @@ pub struct RawService {
     pub stop_timeout: Option<DurationValue>,
     pub finish_timeout: Option<DurationValue>,
     pub working_directory: Option<Spanned<String>>,
-    pub environment: Option<BTreeMap<String, String>>,
+    pub environment: Option<BTreeMap<String, Spanned<String>>>,
+    pub env_file: Option<Spanned<crate::config::environment::EnvFiles>>,
+    pub env_dir: Option<Spanned<String>>,
+    pub secrets: Option<BTreeMap<String, Spanned<String>>>,
     pub user: Option<Spanned<String>>,
     pub group: Option<Spanned<String>>,
     pub output: Option<crate::config::OutputMode>,
@@ -32,9 +35,13 @@ pub struct RawService {
     pub essential: Option<bool>,
     pub after: Option<Spanned<Vec<String>>>,
     pub requires: Option<Spanned<Vec<String>>>,
+    /// A cron expression: runs start at its times, not at boot.
+    pub schedule: Option<Spanned<String>>,
+    pub overlap: Option<Spanned<crate::config::schedule::Overlap>>,
     pub ready: Option<RawReady>,
     pub health: Option<RawHealth>,
     pub log: Option<Spanned<RawLog>>,
+    pub limits: Option<crate::config::limits::RawLimits>,
 }
 
 /// `[log]`: the service's lines kept in a log directory by baseinit.
@@ -90,9 +97,15 @@ impl<'de> Deserialize<'de> for SizeValue {
 pub struct RawHealth {
     pub command: Option<Spanned<Vec<String>>>,
     pub tcp: Option<Spanned<String>>,
+    /// A URL that must answer 2xx (src/http_probe.rs).
+    pub http: Option<Spanned<String>>,
+    /// A pattern: each output line that matches is a failed probe.
+    pub log_line: Option<Spanned<String>>,
     pub interval: Option<DurationValue>,
     pub timeout: Option<DurationValue>,
     pub retries: Option<u32>,
+    /// A scheduled service's failed run makes health unhealthy (or not).
+    pub on_failed_run: Option<Spanned<crate::config::schedule::OnFailedRun>>,
 }
 
 /// `[ready]`: how to tell the service is ready.
@@ -101,6 +114,10 @@ pub struct RawHealth {
 pub struct RawReady {
     pub command: Option<Spanned<Vec<String>>>,
     pub tcp: Option<Spanned<String>>,
+    /// Ready when a URL answers 2xx (src/http_probe.rs).
+    pub http: Option<Spanned<String>>,
+    /// Ready when an output line matches this pattern.
+    pub log_line: Option<Spanned<String>>,
     pub notification_fd: Option<Spanned<u32>>,
     pub sd_notify: Option<bool>,
     pub interval: Option<DurationValue>,

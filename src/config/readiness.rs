@@ -7,11 +7,13 @@ use std::path::Path;
 use std::time::Duration;
 
 use super::raw;
+use super::ready_kinds;
 use super::{ConfigError, Listing, Readiness, ReadyCheck, command_argv, is_executable_file};
 
 /// How the service tells it is ready: `[ready] notification-fd` or a
 /// `notification-fd` file (s6), then `[ready] sd-notify`, then `[ready]
-/// command` or a `check` script, then `[ready] tcp`, else as soon as it runs.
+/// command` or a `check` script, then `[ready] tcp`, `http` or `log-line`
+/// (the last two given alone: see `ready_kinds`), else as soon as it runs.
 pub(super) fn readiness(
     dir: &Path,
     listing: &Listing,
@@ -20,6 +22,9 @@ pub(super) fn readiness(
     errors: &mut Vec<ConfigError>,
 ) -> Readiness {
     let mut readiness = Readiness::started();
+    // Checked (and compiled) whatever wins below, so that an error is
+    // reported even where a file takes precedence.
+    let new_kind = raw.and_then(|r| ready_kinds::ready_check(r, at, errors));
     if let Some(r) = raw {
         readiness.interval = r.interval.map_or(Readiness::INTERVAL, |d| d.0);
         readiness.timeout = r.timeout.map_or(Readiness::TIMEOUT, |d| d.0);
@@ -68,35 +73,30 @@ pub(super) fn readiness(
             ));
         }
         readiness.check = ReadyCheck::Tcp(tcp.get_ref().clone());
+    } else if let Some(check) = new_kind {
+        readiness.check = check;
     }
     readiness
 }
 
-/// `[health]`: a command or a TCP address, probed every 10 s by default;
-/// 3 failures in a row restart the service.
+/// `[health]`: a command, a TCP address or an HTTP URL, probed every 10 s
+/// by default, 3 failures in a row restarting the service; or a `log-line`
+/// pattern, each matching line a failure (see `probes::on_line_matched`).
 pub(super) fn health(
     dir: &Path,
     raw: &raw::RawHealth,
     at: &dyn Fn(usize, String) -> ConfigError,
     errors: &mut Vec<ConfigError>,
 ) -> Option<Readiness> {
-    let check = match (&raw.command, &raw.tcp) {
-        (Some(command), None) => ReadyCheck::Command(command_argv(command, dir, at, errors)?),
-        (None, Some(tcp)) => ReadyCheck::Tcp(tcp.get_ref().clone()),
-        (Some(command), Some(_)) => {
-            errors.push(at(
-                command.span().start,
-                "[health] takes a command or a tcp address, not both".into(),
-            ));
-            return None;
-        }
-        (None, None) => {
-            errors.push(ConfigError::new(
-                &dir.join("service.toml"),
-                "[health] needs a command or a tcp address",
-            ));
-            return None;
-        }
+    let missing = || {
+        ConfigError::new(
+            &dir.join("service.toml"),
+            "[health] needs a probe: a command, a tcp address, an http URL or a log-line pattern",
+        )
+    };
+    let check = match ready_kinds::health_check(raw, at, errors, missing).ok()? {
+        Some(check) => check,
+        None => ReadyCheck::Command(command_argv(raw.command.as_ref()?, dir, at, errors)?),
     };
     Some(Readiness {
         check,

@@ -25,6 +25,7 @@
 
 mod files;
 mod lines;
+mod watch;
 
 use std::io;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
@@ -42,6 +43,8 @@ use tokio::sync::mpsc;
 use files::{FileBatch, LogDirs};
 pub use lines::{CONTINUED, MAX_LINE, escape_json};
 use lines::{LineSplitter, Stamp};
+pub use watch::LineWatch;
+use watch::Watches;
 
 /// Batches in flight between the readers and the writer.
 const CHANNEL: usize = 4;
@@ -322,13 +325,15 @@ impl Sink {
     /// the task ends at EOF, after writing out a last line without newline.
     ///
     /// With `files` (a `[log]` section), the lines go to that directory too,
-    /// or only there when it says `stdout = false`.
+    /// or only there when it says `stdout = false`. `watches` (`log-line`)
+    /// test each line, until each is done (none: nothing is tested).
     pub fn read(
         &self,
         service: &str,
         stream: Stream,
         pipe: OwnedFd,
         files: Option<Arc<LogFiles>>,
+        watches: Vec<LineWatch>,
     ) -> io::Result<tokio::task::JoinHandle<()>> {
         let receiver = pipe::Receiver::from_owned_fd(pipe)?;
         let to_stdout = files.as_ref().is_none_or(|f| f.stdout);
@@ -346,6 +351,7 @@ impl Sink {
             }),
             unformatted: Vec::new(),
             out: self.batches.clone(),
+            watches: Watches::new(watches),
         };
         Ok(tokio::spawn(reader.run(receiver)))
     }
@@ -391,6 +397,9 @@ struct Reader {
     /// grows past [`BATCH`] once formatted): the next batch starts with them.
     unformatted: Vec<u8>,
     out: Outbox,
+    /// `log-line` patterns this run's lines are tested against; None for
+    /// most pipes, and once every watch is done.
+    watches: Option<Box<Watches>>,
 }
 
 /// A `[log]` service's reader's lines for its directory.
@@ -468,6 +477,9 @@ impl Reader {
                 }
             }
         }
+        if let Some(watches) = &mut self.watches {
+            watches.finish();
+        }
         // The end: what is left, then a last line without newline.
         while !self.unformatted.is_empty() {
             let (bytes, file) = self.leftover();
@@ -491,6 +503,11 @@ impl Reader {
             match receiver.try_read(buf) {
                 Ok(0) => Read::End, // the process (and anything it left) is gone
                 Ok(n) => {
+                    if let Some(watches) = &mut self.watches
+                        && !watches.scan(&buf[..n])
+                    {
+                        self.watches = None; // every watch is done
+                    }
                     let mut bytes = self.out.buffer(n);
                     let stamp = Stamp::now(self.style);
                     let took = self.lines.push(&buf[..n], &stamp, &mut bytes, BATCH);

@@ -48,7 +48,12 @@ pub fn changes(units: &Units, scan: Scan) -> Vec<Change> {
                 // Only an operator's `sv down` carries over: a service
                 // waiting for or held by its dependencies is down only for
                 // want of them.
-                let down = unit.life.wants_down() && !unit.order.waiting && !unit.order.held;
+                let down = match &unit.schedule {
+                    // Between its runs a scheduled service is down without
+                    // being told: only its times turned off (`sv down`) are.
+                    Some(timer) => !timer.enabled(),
+                    None => unit.life.wants_down() && !unit.order.waiting && !unit.order.held,
+                };
                 out.push(Change::Changed(id, Box::new(spec), down));
             }
             None => {}
@@ -92,6 +97,8 @@ mod tests {
             readiness: unit.readiness,
             health: None,
             fingerprint,
+            env_sources: None,
+            schedule: None,
         }
     }
 

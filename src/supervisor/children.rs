@@ -105,7 +105,14 @@ impl<P: Processes> Supervisor<P> {
         {
             sink.share_stdout();
         }
+        // Its run's output is watched for `log-line`, not finish's or a script's.
+        let is_run = matches!(program, Program::Run);
         let unit = &self.units[id];
+        // Probes and control scripts get the container environment only.
+        let sources = unit
+            .env_sources
+            .as_ref()
+            .filter(|_| !matches!(program, Program::Other(_)));
         let launch = match (program, &unit.finish) {
             (Program::Run, _) => &unit.run,
             (Program::Finish, Some(finish)) => finish,
@@ -120,8 +127,17 @@ impl<P: Processes> Supervisor<P> {
             notify_socket: readiness.notify_socket,
             ..redirect(unit, pipes.as_ref())
         };
-        let result = self.processes.spawn(launch, extra_args, base_env(&self.env), redirect);
-        self.read_output(id, pipes);
+        let result = match sources {
+            None => self.processes.spawn(launch, extra_args, base_env(&self.env), redirect),
+            // Read at each start: an edited env file or a rotated secret
+            // applies from this start on; a file gone is a failed start.
+            Some(sources) => match sources.prepare(launch, base_env(&self.env)) {
+                Ok((launch, base)) => self.processes.spawn(&launch, extra_args, &base, redirect),
+                Err(e) => Err(SpawnError::new(launch, e)),
+            },
+        };
+        let run = result.as_ref().ok().copied().filter(|_| is_run);
+        self.read_output(id, pipes, run);
         result
     }
 
@@ -147,7 +163,9 @@ impl<P: Processes> Supervisor<P> {
 
     /// Starts reading a spawned process's output; the write ends (given to
     /// the child) are dropped here, so EOF comes when the process is gone.
-    fn read_output(&mut self, id: UnitId, pipes: Option<ChildOutput>) {
+    /// `run`: the process is the unit's run, this pid, whose lines its
+    /// `log-line` patterns watch.
+    fn read_output(&mut self, id: UnitId, pipes: Option<ChildOutput>, run: Option<Pid>) {
         let (Some(pipes), Some(sink)) = (pipes, &self.sink) else {
             return;
         };
@@ -155,7 +173,8 @@ impl<P: Processes> Supervisor<P> {
         let unit = &self.units[id];
         for (stream, (reader, writer)) in [(Stream::Stdout, pipes.stdout), (Stream::Stderr, pipes.stderr)] {
             drop(writer);
-            match sink.read(&unit.name, stream, reader, unit.log_files.clone()) {
+            let watches = run.map_or_else(Vec::new, |pid| self.line_watches(id, pid));
+            match sink.read(&unit.name, stream, reader, unit.log_files.clone(), watches) {
                 Ok(task) => self.readers.push(task),
                 Err(e) => warn!("{}: cannot read its output: {e}", unit.label),
             }
@@ -276,6 +295,7 @@ impl<P: Processes> Supervisor<P> {
                 self.pids.insert(pid, (id, Role::Run));
                 let unit = &mut self.units[id];
                 unit.spawn_failure = None;
+                unit.start_error = None;
                 unit.runit.got_term = false;
                 info!("{}: started (pid {pid})", unit.label);
                 self.start_probe(id, pid, notify.map(|((r, _), _)| r), sd_notify.map(|(_, s)| s), now);
@@ -285,6 +305,7 @@ impl<P: Processes> Supervisor<P> {
                 let unit = &mut self.units[id];
                 error!("{}: {e}", unit.label);
                 unit.spawn_failure = Some(e.failure());
+                unit.start_error = Some(e.to_string());
                 Event::SpawnFailed
             }
         }
@@ -417,7 +438,7 @@ impl<P: Processes> Supervisor<P> {
         // After the runs' exits: a probe of a run reaped in the same drain
         // must see that run gone.
         for (id, run, ok) in probes {
-            self.probe_result(id, run, ok, now);
+            self.probe_verdict(id, run, ok, now);
         }
         for (id, letter, script, status) in controls {
             self.control_script_done(id, letter, script, status, now);

@@ -135,6 +135,9 @@ impl<P: Processes> Supervisor<P> {
     }
 
     fn apply_command(&mut self, id: UnitId, command: Command, now: Instant) {
+        if self.schedule_command(id, command, now) {
+            return;
+        }
         let stopping = self.phases.is_shutting_down();
         let unit = &mut self.units[id];
         match command {

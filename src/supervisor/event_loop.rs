@@ -246,9 +246,15 @@ impl Supervisor<System> {
         self.drain_output(writer).await;
         let outcome = self.phases.outcome(&self.units);
         let took = self.phases.stop_started().map(|t| t.elapsed()).unwrap_or_default();
+        let code = outcome.exit_code();
+        let exit = self.opts.remap_exit.apply(code);
+        let remapped = if exit == code {
+            String::new()
+        } else {
+            format!(", {code} remapped by --remap-exit")
+        };
         info!(
-            "exiting with code {} (stop took {} ms; {} orphans reaped)",
-            outcome.exit_code(),
+            "exiting with code {exit}{remapped} (stop took {} ms; {} orphans reaped)",
             took.as_millis(),
             self.orphans_reaped
         );

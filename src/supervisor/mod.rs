@@ -30,6 +30,8 @@ mod probes;
 mod probing;
 mod rescan;
 mod runit_state;
+mod schedule;
+mod scheduling;
 mod snapshot;
 mod units;
 
@@ -82,6 +84,13 @@ pub struct Options {
     pub post_shutdown_dir: PathBuf,
     /// Each hook phase (pre, post) as a whole may take this long.
     pub hook_timeout: Duration,
+    /// `--shutdown-delay`: on a stop signal, the services run on (reported
+    /// unhealthy) this long after the pre-shutdown hooks.
+    pub shutdown_delay: Duration,
+    /// `--main-stop-signal`: what the main command gets at shutdown.
+    pub main_stop_signal: Signal,
+    /// `--remap-exit`: only for the log's last line; `main` applies it.
+    pub remap_exit: crate::exit::Remap,
     /// Where runit state goes when a service directory is read-only.
     pub runtime_dir: PathBuf,
     /// The container environment's directory and dumps.
@@ -165,6 +174,7 @@ impl<P: Processes> Supervisor<P> {
         let (probe_tx, probe_results) = mpsc::unbounded_channel();
         let phases = Phases::new(phases::Settings {
             hook_timeout: opts.hook_timeout,
+            shutdown_delay: opts.shutdown_delay,
             kill_all: opts.kill_all,
             kill_all_grace: opts.kill_all_grace,
         });
@@ -217,9 +227,13 @@ impl<P: Processes> Supervisor<P> {
             None => Ok(Vec::new()),
             Some((dir, rc_local)) => startup::scripts(dir, Some(rc_local)),
         };
-        self.preloaded =
-            (scripts.as_ref().is_ok_and(Vec::is_empty) && opts.insecure_key.is_none() && !opts.skip_services)
-                .then(|| config::scan_services(&opts.service_dir, &opts.defaults, opts.service_dir_required));
+        self.preloaded = (scripts.as_ref().is_ok_and(Vec::is_empty)
+            && opts.insecure_key.is_none()
+            && !opts.skip_services)
+            .then(|| {
+                let env = export.vars();
+                config::scan_services_in(&opts.service_dir, &opts.defaults, opts.service_dir_required, env)
+            });
         self.env = Some(export.finish());
         let mut scripts = match scripts {
             Ok(scripts) => scripts,
@@ -260,6 +274,7 @@ impl<P: Processes> Supervisor<P> {
                     if self.phases.is_running() {
                         self.finish_leaving(now);
                     }
+                    self.scheduled_runs_ended(now);
                     return;
                 }
                 Step::RunScript(script) => {
@@ -326,10 +341,11 @@ impl<P: Processes> Supervisor<P> {
     fn start_services(&mut self, now: Instant) {
         if !self.opts.skip_services {
             let scan = self.preloaded.take().unwrap_or_else(|| {
-                config::scan_services(
+                config::scan_services_in(
                     &self.opts.service_dir,
                     &self.opts.defaults,
                     self.opts.service_dir_required,
+                    children::base_env(&self.env),
                 )
             });
             for problem in &scan.errors {
@@ -364,7 +380,11 @@ impl<P: Processes> Supervisor<P> {
                 foreground: true,
                 ..Launch::program(self.opts.command.clone())
             };
-            let id = self.add_unit(Unit::new(label, Kind::Main, launch, None, self.policy_for_once(true)));
+            let policy = Policy {
+                stop_signal: self.opts.main_stop_signal,
+                ..self.policy_for_once(true)
+            };
+            let id = self.add_unit(Unit::new(label, Kind::Main, launch, None, policy));
             if self.phases.main_added(id, self.opts.wait_for_services, now) {
                 self.feed(id, Event::Up, now);
             }
@@ -558,7 +578,12 @@ impl<P: Processes> Supervisor<P> {
 
     fn on_stop_signal(&mut self, signal: Signal, now: Instant) {
         if self.phases.is_shutting_down() {
-            info!("received {signal} again: already shutting down");
+            if self.phases.cut_delay(now) {
+                info!("received {signal} again: ending the shutdown delay");
+                self.advance(now);
+            } else {
+                info!("received {signal} again: already shutting down");
+            }
             return;
         }
         info!("received {signal}: shutting down");
@@ -593,6 +618,7 @@ impl<P: Processes> Supervisor<P> {
     fn on_tick(&mut self, now: Instant) {
         self.check_draining_groups(now);
         self.run_probes(now);
+        self.fire_schedules(now);
         for id in self.units.ids() {
             if self.units[id].life.deadline().is_some_and(|d| d <= now) {
                 self.feed(id, Event::Tick, now);
@@ -618,7 +644,8 @@ impl<P: Processes> Supervisor<P> {
         let units = self
             .units
             .iter()
-            .flat_map(|(_, u)| u.life.deadline().into_iter().chain(u.probe.deadlines()));
+            .flat_map(|(_, u)| u.life.deadline().into_iter().chain(u.probe.deadlines()))
+            .chain(self.units.iter().filter_map(|(_, u)| u.schedule.as_ref()?.deadline()));
         units
             .chain(self.phases.deadline(&self.units))
             .chain(self.rescan_at)

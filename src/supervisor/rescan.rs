@@ -29,15 +29,17 @@ impl<P: Processes> Supervisor<P> {
             (false, false) => None,
         };
         let (dir, name) = (spec.dir.clone(), spec.name.clone());
-        // `[log]` needs the lines through baseinit, whatever `--output` says.
-        let prefix = self.prefixed(spec.output) || (spec.log_files.is_some() && self.sink.is_some());
+        // `[log]` and `log-line` need the lines through baseinit, whatever
+        // `--output` says.
+        let prefix =
+            self.prefixed(spec.output) || ((spec.log_files.is_some() || spec.watches_output()) && self.sink.is_some());
         let id = self.add_unit(Unit::from_spec(Kind::Service, spec, prefix));
         if let Some(log) = log {
             match nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC) {
                 Ok((reader, writer)) => {
                     let log_down = log.down.then_some("has a `down` file");
                     let log_dir = log.dir.clone();
-                    let prefix = self.prefixed(log.output);
+                    let prefix = self.prefixed(log.output) || (log.watches_output() && self.sink.is_some());
                     let logger = self.add_unit(Unit::from_spec(Kind::Logger, *log, prefix));
                     self.units[logger].log_pipe = Some(reader);
                     self.units[id].log_pipe = Some(writer);
@@ -63,6 +65,8 @@ impl<P: Processes> Supervisor<P> {
             debug!("{}: waiting for {}", unit.label, unit.after.join(", "));
             unit.order.waiting = true;
             self.publish(id);
+        } else if unit.schedule.is_some() {
+            self.enable_schedule(id, now);
         } else {
             self.feed(id, Event::Up, now);
         }
@@ -74,10 +78,11 @@ impl<P: Processes> Supervisor<P> {
     /// service keeps running as it was.
     pub(super) fn rescan(&mut self, now: Instant) {
         self.rescan_at = None;
-        let scan = config::scan_services(
+        let scan = config::scan_services_in(
             &self.opts.service_dir,
             &self.opts.defaults,
             self.opts.service_dir_required,
+            super::children::base_env(&self.env),
         );
         for problem in &scan.errors {
             error!("{problem}");

@@ -25,6 +25,10 @@ use crate::reaper::ReapedChild;
 use crate::shutdown::KillAll;
 use crate::spawn::{Launch, Redirect, SpawnError};
 
+mod ready_kinds;
+mod schedule;
+mod stop;
+
 /// Processes that exist only as entries here: a spawn makes one, a stop
 /// signal or the kill-all ends it (unless it is stubborn), and an exit
 /// reaches the supervisor at its next reap.
@@ -43,6 +47,8 @@ struct Fake {
     /// Every signal sent, with the program it went to (or "all": the
     /// kill-all).
     signals: Vec<(String, Signal)>,
+    /// The real time at the loop's first reading, which it moves with.
+    wall: Option<(Instant, std::time::SystemTime)>,
 }
 
 /// A program's short name: a service's `run` is its directory's name, a
@@ -111,6 +117,13 @@ impl Processes for Fake {
         }
     }
 
+    fn wall_clock(&mut self, now: Instant) -> std::time::SystemTime {
+        // 2025-01-01T00:00:00.250Z at the first reading.
+        let start = std::time::UNIX_EPOCH + Duration::from_millis(1_735_689_600_250);
+        let (base, wall) = *self.wall.get_or_insert((now, start));
+        wall + now.saturating_duration_since(base)
+    }
+
     fn reap(&mut self) -> Reaped {
         Reaped {
             children: std::mem::take(&mut self.exited)
@@ -163,6 +176,9 @@ fn options(tree: &Path) -> Options {
         pre_shutdown_dir: at("pre"),
         post_shutdown_dir: at("post"),
         hook_timeout: Duration::from_secs(10),
+        shutdown_delay: Duration::ZERO,
+        main_stop_signal: Signal::SIGTERM,
+        remap_exit: crate::exit::Remap::default(),
         runtime_dir: at("run"),
         env: EnvPaths::beside(&at("env")),
         output: OutputMode::Inherit,

@@ -56,6 +56,9 @@ fn service_status(u: &Unit, now: Instant) -> status::ServiceStatus {
             "waiting".to_owned()
         } else if u.order.held {
             "held".to_owned()
+        } else if u.life.is_down() && u.schedule.as_ref().is_some_and(|t| t.enabled()) {
+            // Between runs: waiting for its next time, not a failure.
+            "scheduled".to_owned()
         } else {
             u.life.state_name().to_owned()
         },
@@ -65,7 +68,10 @@ fn service_status(u: &Unit, now: Instant) -> status::ServiceStatus {
         last_exit,
         expected_up: (u.life.expected_up() || u.order.waiting || u.order.held) && u.leaving.is_none(),
         ready: u.probe.ready && matches!(u.life.state(), State::Running { .. }),
-        reason: None,
+        // Why its last start failed (an env file or secret it could not
+        // read, say), until one succeeds.
+        reason: u.start_error.clone(),
+        schedule: u.schedule.as_deref().map(super::scheduling::shown),
     }
 }
 

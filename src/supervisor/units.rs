@@ -121,6 +121,11 @@ pub struct Unit {
     pub runit: RunitState,
     /// Why the last start failed, if it did.
     pub spawn_failure: Option<SpawnFailure>,
+    /// Why its last start failed, for `status`, until one succeeds.
+    pub start_error: Option<String>,
+    /// `env-file`, `env-dir` and `[secrets]`, read at each start of its
+    /// run and finish.
+    pub env_sources: Option<crate::config::EnvSources>,
     /// A service's logger.
     pub logger: Option<UnitId>,
     /// A service with a logger: our copy of the pipe's write end, its run's
@@ -133,6 +138,8 @@ pub struct Unit {
     pub leaving: Option<Leaving>,
     /// Gone: no longer supervised. Its slot may be reused (see `Units::add`).
     pub retired: bool,
+    /// `schedule`: its runs are started by this timer, not at boot.
+    pub schedule: Option<Box<super::schedule::Timer>>,
 }
 
 impl Unit {
@@ -159,11 +166,14 @@ impl Unit {
             probe_task: None,
             runit: RunitState::default(),
             spawn_failure: None,
+            start_error: None,
+            env_sources: None,
             logger: None,
             log_pipe: None,
             drained_from: None,
             leaving: None,
             retired: false,
+            schedule: None,
         }
     }
 
@@ -184,8 +194,13 @@ impl Unit {
         unit.requires = spec.requires;
         unit.readiness = spec.readiness;
         unit.health = spec.health;
+        unit.env_sources = spec.env_sources;
         unit.prefix = prefix;
         unit.log_files = spec.log_files.map(std::sync::Arc::new);
+        unit.schedule = spec.schedule.map(|s| {
+            let (zone, name) = super::schedule::Zone::container();
+            Box::new(super::schedule::Timer::new(s, zone, name))
+        });
         unit
     }
 
