@@ -183,6 +183,11 @@ fn requires_stops_the_dependent_with_its_dependency_and_brings_it_back() {
         .map(|l| l.split_whitespace().nth(1).unwrap_or("").to_owned())
         .collect();
     assert_eq!(stops, ["app", "db"], "the dependent stops before what it requires");
+    // runit's state is written once per wake-up, after the signals it sent:
+    // db's trap can run before `supervise/status` says "want down", and an
+    // `sv up` reading "want up" there sends nothing (runit's sv skips what
+    // is wanted already). As an operator would, wait for `down` first.
+    tree.wait_sv_status(Sv::Baseinit, "db", "down: ", LONG);
     sv("up");
     wait_for("app to come back", LONG, || {
         (tree.read("events").matches("start app").count() == 2).then_some(())
