@@ -294,6 +294,8 @@ fn example_image_docker_stop_stops_every_service_with_its_own_signal() {
     let once = c.exec(&["sv", "once", "minutely"]);
     assert_eq!(once.code, 0, "sv once:\n{}", once.text());
     c.wait_logs(&["minutely | minutely: ran as nobody at ", "GREETING=from-docker-run"]);
+    // Its syslog line, through baseinit's /dev/log: no syslog daemon.
+    c.wait_logs(&["syslog:minutely | ran, said through syslog"]);
     let deadline = Instant::now() + BOOT;
     let job = loop {
         let json = c.exec(&["baseinit", "status", "--json"]).stdout;
@@ -1457,30 +1459,21 @@ fn rootless_podman_runs_the_example_checks_health_stops_and_plays_the_pod() {
     );
     assert_eq!(main.code, 3, "{}", main.text());
 
-    // The manual's Pod (docs/status-and-health.md), with this image.
+    // The manual's Pod (docs/status-and-health.md), as written there, with
+    // this image: the test and the manual cannot drift apart.
+    let manual = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/docs/status-and-health.md"))
+        .expect("docs/status-and-health.md");
+    let pod = manual
+        .split("```yaml\n")
+        .skip(1)
+        .filter_map(|block| block.split_once("```").map(|(yaml, _)| yaml))
+        .find(|yaml| yaml.contains("kind: Pod"))
+        .expect("the manual's Pod manifest");
+    assert!(pod.contains("image: example/app"), "{pod}");
     let manifest = work.path().join("pod.yaml");
     write_file(
         &manifest,
-        &format!(
-            "apiVersion: v1
-kind: Pod
-metadata:
-  name: app
-spec:
-  terminationGracePeriodSeconds: 15
-  containers:
-    - name: app
-      image: {image}
-      env:
-        - name: KILL_PROCESS_TIMEOUT
-          value: \"5\"
-      livenessProbe:
-        exec:
-          command: [\"baseinit\", \"health\"]
-        periodSeconds: 10
-        failureThreshold: 3
-"
-        ),
+        &pod.replace("image: example/app", &format!("image: {image}")),
         0o644,
     );
     let manifest = manifest.display().to_string();
@@ -1489,12 +1482,18 @@ spec:
     wait_podman_logs("app-app", "heartbeat | heartbeat: up as root");
     let health = podman(&["healthcheck", "run", "app-app"], COMMAND);
     assert_eq!(health.code, 0, "{}", health.text());
-    let stop = podman(&["pod", "stop", "-t", "15", "app"], COMMAND);
+    // The Pod's terminationGracePeriodSeconds; the manual's delay (5 s) is
+    // spent first, then the ordered stop.
+    let stop = podman(&["pod", "stop", "-t", "20", "app"], COMMAND);
     assert_eq!(stop.code, 0, "{}", stop.text());
     let code = podman(&["inspect", "-f", "{{.State.ExitCode}}", "app-app"], COMMAND);
     assert_eq!(code.stdout.trim(), "0", "{}", code.text());
     let logs = podman(&["logs", "app-app"], COMMAND).text();
     assert!(logs.contains("exiting with code 0"), "{logs}");
+    assert!(
+        logs.contains("shutdown delay: the services keep running for 5000 ms"),
+        "the manual's BASEINIT_SHUTDOWN_DELAY: {logs}"
+    );
     let down = podman(&["kube", "down", &manifest], COMMAND);
     assert_eq!(down.code, 0, "{}", down.text());
 }
