@@ -426,15 +426,15 @@ fn age_rotation_comes_while_the_input_is_idle() {
         return;
     }
     let (_top, ours, theirs) = two_dirs(Some("t2\n"));
-    let mut both = start_both(&[], &ours, &theirs);
-    for (run, dir) in both.iter_mut().zip([&ours, &theirs]) {
+    let both = start_both(&[], &ours, &theirs);
+    for (mut run, dir) in both.into_iter().zip([&ours, &theirs]) {
         run.write(b"an old line\n");
-        // Rotated two seconds after the start, with nothing more read.
+        // Rotated within two seconds, with nothing more read.
         wait_dir(dir, None);
         run.write(b"a new line\n");
         wait_dir(dir, Some("a new line"));
-    }
-    for run in both {
+        // Ended at once: left running while the other one has its turn,
+        // it would rotate the new line too at its next tick.
         assert_eq!(run.end(false).code, 0);
     }
     let files = snapshot(&ours, None);
