@@ -5,25 +5,12 @@
 mod common;
 
 use std::fs;
-use std::process::Command;
 
-use common::{BIN, Tree, write_file};
+use common::{Tree, write_file};
 
 /// Runs `baseinit check` on the tree; (exit code, stdout).
 fn check(tree: &Tree, extra: &[&str]) -> (i32, String) {
-    let mut command = Command::new(BIN);
-    command
-        .arg("check")
-        .arg("--service-dir")
-        .arg(tree.service_dir())
-        .arg("--startup-dir")
-        .arg(tree.startup_dir())
-        .arg("--rc-local")
-        .arg(tree.path().join("rc.local"))
-        .arg("--env-dir")
-        .arg(tree.env_dir())
-        .args(extra);
-    let out = common::run(command);
+    let out = common::run(tree.check_command(extra));
     (out.code, out.stdout)
 }
 

@@ -7,10 +7,9 @@
 mod common;
 
 use std::collections::HashMap;
-use std::process::Command;
 use std::time::Duration;
 
-use common::{BIN, Baseinit, Capability, Mode, Tree, require, wait_for, wait_text};
+use common::{Baseinit, Capability, Mode, Tree, require, wait_for, wait_text};
 
 const LONG: Duration = Duration::from_secs(30);
 
@@ -295,18 +294,7 @@ fn broken(tree: &Tree) -> Vec<&'static str> {
 fn check_reports_bad_patterns_and_urls_with_line_and_column() {
     let tree = Tree::new();
     let expected = broken(&tree);
-    let mut command = Command::new(BIN);
-    command
-        .arg("check")
-        .arg("--service-dir")
-        .arg(tree.service_dir())
-        .arg("--startup-dir")
-        .arg(tree.startup_dir())
-        .arg("--rc-local")
-        .arg(tree.path().join("rc.local"))
-        .arg("--env-dir")
-        .arg(tree.env_dir());
-    let out = common::run(command);
+    let out = common::run(tree.check_command(&[]));
     assert_eq!(out.code, 1, "{}", out.text());
     let root = format!("{}/", tree.path().display());
     let text = out.stdout.replace(&root, "");

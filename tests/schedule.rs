@@ -6,10 +6,9 @@
 
 mod common;
 
-use std::process::Command;
 use std::time::{Duration, Instant};
 
-use common::{BIN, Baseinit, Capability, Mode, Sv, Tree, require, wait_for, wait_lines};
+use common::{Baseinit, Capability, Mode, Sv, Tree, require, wait_for, wait_lines};
 
 const LONG: Duration = Duration::from_secs(30);
 
@@ -293,18 +292,7 @@ fn baseinit_check_reports_a_bad_expression_at_its_field() {
         "schedule = \"@daily\"\noverlap = \"queue\"\n",
         0o644,
     );
-    let mut command = Command::new(BIN);
-    command
-        .arg("check")
-        .arg("--service-dir")
-        .arg(tree.service_dir())
-        .arg("--startup-dir")
-        .arg(tree.startup_dir())
-        .arg("--rc-local")
-        .arg(tree.path().join("rc.local"))
-        .arg("--env-dir")
-        .arg(tree.env_dir());
-    let out = common::run(command);
+    let out = common::run(tree.check_command(&[]));
     assert_eq!(out.code, 1, "{}", out.text());
     let root = tree.service_dir();
     let bad = format!(

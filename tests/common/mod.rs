@@ -451,6 +451,24 @@ impl Tree {
         })
     }
 
+    /// `baseinit check` pointed at this tree's service and startup
+    /// directories, rc.local and environment directory, then `extra`.
+    pub fn check_command(&self, extra: &[&str]) -> Command {
+        let mut command = Command::new(BIN);
+        command
+            .arg("check")
+            .arg("--service-dir")
+            .arg(self.service_dir())
+            .arg("--startup-dir")
+            .arg(self.startup_dir())
+            .arg("--rc-local")
+            .arg(self.path().join("rc.local"))
+            .arg("--env-dir")
+            .arg(self.env_dir())
+            .args(extra);
+        command
+    }
+
     /// The running baseinit's `status --json` snapshot; None while nothing
     /// answers.
     pub fn status(&self) -> Option<serde_json::Value> {
