@@ -653,6 +653,9 @@ fn as_a_subreaper_stray_signals_neither_kill_nor_stop_it() {
     tree.service("svc", r#"echo up > "$OUT/up"; exec sleep 60"#);
     let init = Baseinit::start(Mode::Subreaper, &tree.args(&[]));
     wait_lines(&tree, "up", 1, LONG);
+    // The socket is bound once the first services have started: the
+    // service's line can come first.
+    common::wait_control_socket(&tree, LONG);
     let stray = [
         libc::SIGALRM,
         libc::SIGVTALRM,
